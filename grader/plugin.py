@@ -1,0 +1,358 @@
+"""The pytest plugin that grades ``exercises/NN/test_NN_<topic>.py``.
+
+Loaded for every pytest run in this repository (``addopts = -p grader.plugin``) and inert unless
+graded check files were collected: then it loads the model once, hands checks the fixtures
+they need (``model``, ``student``, ``reference``, ``expected``, ``grade``), limits each test's
+time, turns outcomes into points, and writes the reports at the end of the run.
+
+A check file names the module it grades and carries points::
+
+    \"\"\"What the model attends to\"\"\"      # the exercise's title
+    TOPIC = "attention"                     # grades <graded folder>/03/attention.py
+
+    @pytest.mark.points(2)
+    def test_pattern(student, expected, grade, clean_cache): ...
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Generator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from grader.fixtures import Expected, FixtureError, render_drift
+from grader.results import RunResult, TestResult
+from grader.scoring import Grade, points_for
+from grader.session import DEFAULT_MAX_OUTPUT, DEFAULT_TIMEOUT, GradingSession, Options, exercise_of
+from grader.submission import SubmissionImportError, student_traceback
+from grader.timeouts import GradingTimeout, time_limit
+
+SESSION_KEY = pytest.StashKey["GradingSession | None"]()
+GRADE_KEY = pytest.StashKey[Grade]()
+DEFAULT_REPORT = Path("reports") / "report.html"
+NOT_RUN = "not run yet"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("mechgrade", "grading of the exercises (mechgrade)")
+    group.addoption("--model", dest="mechgrade_model", default=None,
+                    help="model id to grade on: gpt2-small or toy-gpt2 (default: $MECHGRADE_MODEL, "
+                         "else gpt2-small when reachable, else toy-gpt2)")
+    group.addoption("--device", dest="mechgrade_device", default=None,
+                    help="cpu, cuda, cuda:N or mps (default: CUDA when available, else CPU)")
+    group.addoption("--solutions", dest="mechgrade_solutions", action="store_true",
+                    help="grade the reference solutions in solutions/ instead of exercises/")
+    group.addoption("--submission", dest="mechgrade_submission", default=None, metavar="DIR",
+                    help="grade the modules in DIR (laid out like exercises/, or flat)")
+    group.addoption("--report-html", dest="mechgrade_report_html", default=str(DEFAULT_REPORT), metavar="PATH",
+                    help=f"where to write the HTML feedback report (default {DEFAULT_REPORT}); '' for none")
+    group.addoption("--gradescope-json", dest="mechgrade_gradescope_json", default=None, metavar="PATH",
+                    help="also write a Gradescope results.json here (rewritten after every test)")
+    group.addoption("--timeout", dest="mechgrade_timeout", default=DEFAULT_TIMEOUT, type=float,
+                    help=f"seconds each check may take before it fails as timed out (default {DEFAULT_TIMEOUT:g}; 0: none)")
+    group.addoption("--max-output", dest="mechgrade_max_output", default=DEFAULT_MAX_OUTPUT, type=int,
+                    help=f"characters of a test's printed output kept in reports (default {DEFAULT_MAX_OUTPUT})")
+    group.addoption("--fixtures-mode", dest="mechgrade_fixtures_mode", default="use",
+                    choices=["use", "refresh", "check"],
+                    help="use: compare with stored expected values; refresh/check: what "
+                         "`mechgrade fixtures refresh|check` run (prefer those commands)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "points(n): points a graded check is worth")
+    config.stash[SESSION_KEY] = None
+    config.pluginmanager.register(GradingHooks(config), "mechgrade-grading")
+
+
+def _session(config: pytest.Config) -> GradingSession | None:
+    return config.stash.get(SESSION_KEY, None)
+
+
+def _require_session(request: pytest.FixtureRequest) -> GradingSession:
+    grading = _session(request.config)
+    if grading is None:
+        raise RuntimeError("mechgrade fixtures are only available to exercises/NN/test_NN_*.py checks")
+    return grading
+
+
+# ---- fixtures for checks ----
+
+
+@pytest.fixture
+def model(request: pytest.FixtureRequest) -> Any:
+    """The TransformerBridge being graded on: loaded once per session, repaired after each test."""
+    return _require_session(request).guard.model
+
+
+@pytest.fixture
+def student(request: pytest.FixtureRequest) -> ModuleType:
+    """The graded module for this check file (its TOPIC), from exercises/, solutions/ or --submission."""
+    grading = _require_session(request)
+    exercise, topic = _exercise_and_topic(request)
+    with time_limit(grading.options.timeout, f"importing {topic}.py"):
+        return grading.graded_module(exercise, topic)
+
+
+@pytest.fixture
+def reference(request: pytest.FixtureRequest) -> ModuleType | None:
+    """The reference solution, or None where solutions/ is absent (expected values come from fixtures)."""
+    grading = _require_session(request)
+    exercise, topic = _exercise_and_topic(request)
+    return grading.reference_module(exercise, topic)
+
+
+@pytest.fixture
+def expected(request: pytest.FixtureRequest) -> Callable[..., Expected]:
+    """``expected(key, compute, atol=..., rtol=...)``: the expected value for `key` (see grader.fixtures)."""
+    grading = _require_session(request)
+    exercise, _ = _exercise_and_topic(request)
+    store = grading.store
+
+    def get(key: str, compute: Callable[[], Any] | None = None, atol: float = 1e-5, rtol: float = 1e-4) -> Expected:
+        return store.get(exercise, key, compute, atol, rtol)
+
+    return get
+
+
+@pytest.fixture
+def grade(request: pytest.FixtureRequest) -> Grade:
+    """Soft checks with partial credit: ``grade.compare(...)``, ``grade.check(...)``, ``grade.figure(...)``."""
+    recorder = Grade()
+    request.node.stash[GRADE_KEY] = recorder
+    return recorder
+
+
+@pytest.fixture
+def model_id(request: pytest.FixtureRequest) -> str:
+    return _require_session(request).choice.spec.id
+
+
+def _exercise_and_topic(request: pytest.FixtureRequest) -> tuple[str, str]:
+    exercise = exercise_of(Path(str(request.node.path)))
+    topic = getattr(request.module, "TOPIC", None)
+    if exercise is None or not topic:
+        raise RuntimeError(f"{request.node.path.name} must be exercises/NN/test_NN_*.py and set TOPIC")
+    return exercise, topic
+
+
+
+def _first_line(text: str | None) -> str:
+    return text.strip().splitlines()[0].strip() if text and text.strip() else ""
+
+
+def _cap(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n... [{len(text) - limit} more characters of output cut]"
+
+
+class GradingHooks:
+    """The hooks that run a grading session. One instance per pytest run, registered at
+    configure time, so no state outlives the run (pytester runs many in one process)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.collection_errors: list[str] = []
+        self.drift_text: str | None = None
+
+    @property
+    def grading(self) -> GradingSession | None:
+        return _session(self.config)
+
+    # ---- collection: which tests are graded, for how many points ----
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        graded = [item for item in items if exercise_of(Path(str(item.path))) is not None]
+        if not graded:
+            return
+        try:
+            grading = GradingSession(Options.from_config(self.config))
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        self.config.stash[SESSION_KEY] = grading
+        for item in graded:
+            self._register(grading, item)
+
+    @staticmethod
+    def _register(grading: GradingSession, item: pytest.Item) -> None:
+        exercise = exercise_of(Path(str(item.path)))
+        assert exercise is not None
+        module = getattr(item, "module", None)
+        title = _first_line(getattr(module, "__doc__", None)) or f"Exercise {exercise}"
+        grading.exercise(exercise, title, getattr(module, "TOPIC", ""))
+        marker = item.get_closest_marker("points")
+        function = getattr(item, "function", None)
+        result = TestResult(
+            nodeid=item.nodeid,
+            exercise=exercise,
+            name=item.name,
+            title=_first_line(getattr(function, "__doc__", None)) or item.name,
+            max_points=float(marker.args[0]) if marker and marker.args else 1.0,
+            output=NOT_RUN,
+        )
+        grading.results[item.nodeid] = result
+        grading.exercises[exercise].tests.append(result)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        grading = self.grading
+        if grading is None:
+            return
+        try:
+            choice, device = grading.choice, grading.device
+        except ValueError as exc:  # unknown model id, CUDA asked for but absent
+            raise pytest.UsageError(str(exc)) from None
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"mechgrade: grading {grading.options.source.describe()} on {choice.spec.id} "
+                                f"({choice.reason}), device {device}")
+            if choice.banner():
+                reporter.write_line(choice.banner() or "", yellow=True, bold=True)
+        self._write_gradescope(grading)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.collection_errors.append(f"could not collect {report.nodeid}: {report.longreprtext[-2000:]}")
+
+    # ---- running: time limit, outcome -> points, repairs ----
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        grading = self.grading
+        if grading is None or item.nodeid not in grading.results:
+            yield
+            return
+        with time_limit(grading.options.timeout, "this check"):
+            yield
+
+    @pytest.hookimpl(hookwrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+        raised = call.excinfo  # read before pytest-check replaces it with its own summary
+        outcome = yield
+        report: pytest.TestReport = outcome.get_result()
+        grading = self.grading
+        result = grading.results.get(item.nodeid) if grading else None
+        if grading is None or result is None or call.when == "teardown":
+            return
+        if call.when == "setup" and not report.failed:
+            return
+        limit = grading.options.max_output
+        report.sections = [(title, _cap(text, limit)) for title, text in report.sections]
+        result.captured = _cap((report.capstdout + report.capstderr).strip(), limit)
+        result.duration += call.duration
+        grade = item.stash.get(GRADE_KEY, None)
+        if grade is not None:
+            result.checks = list(grade.checks)
+            result.figures = list(grade.figures)
+        exception = raised.value if raised is not None else None
+        result.points = points_for(result.max_points, grade, raised=exception is not None)
+        result.status, result.output = _classify(exception, grade, grading)
+        if exception is not None and result.status != "failed":
+            report.longrepr = result.output  # one readable paragraph instead of a traceback wall
+        if isinstance(exception, SubmissionImportError):
+            grading.exercises[result.exercise].import_error = str(exception)
+
+    def pytest_runtest_teardown(self, item: pytest.Item) -> None:
+        grading = self.grading
+        if grading is None or item.nodeid not in grading.results or not grading.model_loaded:
+            return
+        repaired = grading.guard.repair()
+        if repaired:
+            result = grading.results[item.nodeid]
+            note = "the grader repaired the model after this test: " + "; ".join(repaired)
+            result.output = f"{result.output}\n{note}".strip()
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        # Rewritten after every test, so an LMS finds a valid file even if the process dies later.
+        grading = self.grading
+        if grading is not None and nodeid in grading.results:
+            self._write_gradescope(grading)
+
+    def pytest_keyboard_interrupt(self) -> None:
+        if self.grading is not None:
+            self.grading.interrupted = "the run was interrupted before every check ran"
+
+    # ---- end of run: expected-value drift, reports ----
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        grading = self.grading
+        if grading is None:
+            self._write_empty_gradescope()
+            return
+        grading.errors.extend(self.collection_errors)
+        for result in grading.results.values():
+            if result.output == NOT_RUN:
+                result.status, result.output = "skipped", "did not run (the run stopped early or the test was deselected)"
+        mode = grading.options.fixtures_mode
+        if mode != "use" and grading.model_loaded:
+            complete = {ex: all(t.status == "passed" for t in er.tests) for ex, er in grading.exercises.items()}
+            drift = grading.store.finish(complete)
+            self.drift_text = render_drift(drift, mode, grading.choice.spec.id, all(complete.values()))
+            if mode == "check" and any(not d.clean for d in drift.values()):
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        self._write_reports(grading)
+
+    def _write_reports(self, grading: GradingSession) -> None:
+        from grader.report_html import write_html
+
+        run = grading.run_result()
+        if grading.options.report_html is not None:
+            try:
+                write_html(run, grading.options.report_html)
+            except Exception as exc:  # a broken report must never hide the grade itself
+                grading.errors.append(f"could not write the HTML report: {exc}")
+        self._write_gradescope(grading, run)
+
+    @staticmethod
+    def _write_gradescope(grading: GradingSession, run: RunResult | None = None) -> None:
+        if grading.options.gradescope_json is None:
+            return
+        from grader.lms import write_gradescope
+
+        write_gradescope(run or grading.run_result(), grading.options.gradescope_json)
+
+    def _write_empty_gradescope(self) -> None:
+        """An LMS gets a results.json even when no graded check could be collected."""
+        path = self.config.getoption("mechgrade_gradescope_json")
+        if not path:
+            return
+        from grader.lms import write_failure_results
+
+        reason = "\n".join(self.collection_errors) or "no graded checks were collected"
+        write_failure_results(Path(path), f"grading could not start: {reason}")
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        grading = self.grading
+        if grading is None:
+            return
+        from grader.report_terminal import render_terminal
+
+        terminalreporter.section("mechgrade")
+        if self.drift_text:
+            terminalreporter.write_line(self.drift_text)
+        path = grading.options.report_html
+        shown = os.path.relpath(path) if path is not None else None
+        terminalreporter.write_line(render_terminal(grading.run_result(), shown))
+
+
+def _classify(exception: BaseException | None, grade: Grade | None, grading: GradingSession) -> tuple[Any, str]:
+    """(status, one readable paragraph) for a finished test."""
+    if exception is None:
+        if grade is not None and grade.any_failed:
+            failed = [c for c in grade.checks if not c.passed]
+            return "failed", f"{len(failed)} of {len(grade.checks)} checks failed: " + ", ".join(c.name for c in failed)
+        return "passed", ""
+    if isinstance(exception, NotImplementedError):
+        return "not_attempted", "not attempted: the stub still raises NotImplementedError"
+    if isinstance(exception, GradingTimeout):
+        return "timed_out", f"timed out: {exception} (a slow loop, or code waiting forever?)"
+    if isinstance(exception, SubmissionImportError):
+        return "error", f"your module could not be imported, so this exercise scores 0:\n{exception}"
+    if isinstance(exception, FixtureError):
+        return "skipped", f"cannot grade: {exception}"
+    if isinstance(exception, AssertionError):
+        return "failed", f"check failed: {exception}".strip()
+    return "error", "your code raised an error:\n" + student_traceback(exception, [grading.options.source.root])

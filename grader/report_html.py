@@ -1,0 +1,208 @@
+"""The HTML report: one self-contained file, safe to open, readable with colour blindness.
+
+Self-contained: no network, no scripts, images inline as base64 PNG (a Content-Security-Policy in
+the page enforces it). Safe: the student's output is untrusted, so jinja2 escapes everything.
+Readable: every status is a word and a symbol, colours are from the Okabe-Ito palette and only
+repeat what the words say. Rendering reads the result dataclasses; it never computes a grade.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+from matplotlib.figure import Figure
+
+from grader.report_terminal import STATUS_WORDS, format_points
+from grader.results import FigureArtifact, RunResult
+
+TEMPLATES = Path(__file__).parent / "templates"
+DPI = 80  # small files; the heatmaps are read, not printed
+HEATMAP_CMAP = "viridis"  # perceptually uniform and colour-blind safe
+
+
+@dataclass(frozen=True)
+class StatusStyle:
+    symbol: str
+    word: str
+    background: str
+    foreground: str
+
+
+# Okabe-Ito colours; text colour chosen for WCAG AA contrast (tests check it).
+STATUS_STYLES: dict[str, StatusStyle] = {
+    "passed": StatusStyle("✓", STATUS_WORDS["passed"], "#0072B2", "#FFFFFF"),
+    "partial": StatusStyle("◐", STATUS_WORDS["partial"], "#56B4E9", "#000000"),
+    "failed": StatusStyle("✗", STATUS_WORDS["failed"], "#E69F00", "#000000"),
+    "error": StatusStyle("⚠", STATUS_WORDS["error"], "#D55E00", "#000000"),
+    "timed_out": StatusStyle("⏱", STATUS_WORDS["timed_out"], "#F0E442", "#000000"),
+    "not_attempted": StatusStyle("–", STATUS_WORDS["not_attempted"], "#DDDDDD", "#000000"),
+    "skipped": StatusStyle("–", STATUS_WORDS["skipped"], "#DDDDDD", "#000000"),
+}
+_UNKNOWN = StatusStyle("?", "unknown", "#DDDDDD", "#000000")
+
+
+def status_style(status: str) -> StatusStyle:
+    return STATUS_STYLES.get(status, _UNKNOWN)
+
+
+def figure_groups(figures: Sequence[FigureArtifact]) -> list[list[FigureArtifact]]:
+    """Figures sharing a group go in one row (student | reference); ungrouped ones stand alone."""
+    rows: list[list[FigureArtifact]] = []
+    by_group: dict[str, list[FigureArtifact]] = {}
+    for figure in figures:
+        if not figure.group:
+            rows.append([figure])
+        elif figure.group in by_group:
+            by_group[figure.group].append(figure)
+        else:
+            by_group[figure.group] = [figure]
+            rows.append(by_group[figure.group])
+    return rows
+
+
+def _pretty(value: Any) -> str:
+    """Provenance and environment values: strings as they are, anything else as compact JSON."""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _percent(points: float, max_points: float) -> float:
+    if max_points <= 0 or not math.isfinite(points) or not math.isfinite(max_points):
+        return 0.0
+    return max(0.0, min(100.0, 100.0 * points / max_points))
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,  # always on: select_autoescape would miss the .j2 suffix
+        undefined=jinja2.StrictUndefined,  # a typo in the template fails loudly, not blank
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["points"] = format_points
+    env.filters["pretty"] = _pretty
+    env.globals.update(
+        status_style=status_style,
+        styles=STATUS_STYLES,
+        figure_groups=figure_groups,
+        percent=_percent,
+    )
+    return env
+
+
+def render_html(run: RunResult) -> str:
+    """The whole report as one HTML string."""
+    return _environment().get_template("report.html.j2").render(run=run)
+
+
+def write_html(run: RunResult, path: Path) -> Path:
+    """Render `run` to `path` (parent folders created); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_html(run), encoding="utf-8")
+    return path
+
+
+# --- pictures -------------------------------------------------------------------------------
+
+
+def figure_to_artifact(
+    fig: Figure, title: str, caption: str = "", group: str = ""
+) -> FigureArtifact:
+    """Render a matplotlib Figure to an inline PNG and close it (loops must not leak figures)."""
+    buffer = BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    finally:
+        import matplotlib.pyplot as plt  # late: only to release figures pyplot may be tracking
+
+        plt.close(fig)
+    png = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return FigureArtifact(title=title, png_base64=png, caption=caption, group=group)
+
+
+def _as_matrix(values: Any) -> np.ndarray:
+    if hasattr(values, "detach"):  # a torch tensor, possibly on GPU or needing grad
+        values = values.detach().cpu().float().numpy()
+    try:
+        matrix = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"heatmap values must be numeric, got {type(values).__name__}") from error
+    if matrix.ndim != 2:
+        raise ValueError(f"heatmap values must be 2-D, got shape {tuple(matrix.shape)}")
+    if matrix.size == 0:
+        raise ValueError(f"heatmap values are empty, shape {tuple(matrix.shape)}")
+    bad = int(np.count_nonzero(~np.isfinite(matrix)))
+    if bad:
+        raise ValueError(f"heatmap values contain {bad} NaN or infinite entries of {matrix.size}")
+    return matrix
+
+
+def _plain(text: Any) -> str:
+    # Tokens are arbitrary text: "$" would start mathtext, a newline would break the axis.
+    return str(text).replace("$", r"\$").replace("\n", "\\n")
+
+
+def _labels(labels: Sequence[Any] | None, count: int, name: str, unit: str) -> list[str]:
+    if labels is None:
+        return [str(i) for i in range(count)]
+    labels = list(labels)
+    if len(labels) != count:
+        raise ValueError(f"{name} has {len(labels)} entries but values have {count} {unit}")
+    return [_plain(label) for label in labels]
+
+
+def _tick_step(count: int, most: int = 40) -> int:
+    return max(1, math.ceil(count / most))
+
+
+def heatmap_artifact(
+    values: Any,
+    x_labels: Sequence[Any] | None,
+    y_labels: Sequence[Any] | None,
+    title: str,
+    caption: str = "",
+    group: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+) -> FigureArtifact:
+    """A labelled heatmap with a colour bar, e.g. an attention pattern (rows: query, cols: key).
+
+    Raises ValueError for values that are not a finite, non-empty 2-D array, or labels whose
+    count does not match.
+    """
+    matrix = _as_matrix(values)
+    rows, cols = matrix.shape
+    xs = _labels(x_labels, cols, "x_labels", "columns")
+    ys = _labels(y_labels, rows, "y_labels", "rows")
+
+    # Figure() rather than pyplot: no global state, no GUI backend, safe in any thread.
+    width = min(14.0, max(4.0, 0.32 * cols + 2.5))
+    height = min(12.0, max(3.0, 0.28 * rows + 1.5))
+    fig = Figure(figsize=(width, height))
+    ax = fig.add_subplot()
+    image = ax.imshow(matrix, cmap=HEATMAP_CMAP, aspect="auto", interpolation="nearest")
+    fig.colorbar(image, ax=ax)
+    xstep, ystep = _tick_step(cols), _tick_step(rows)
+    ax.set_xticks(range(0, cols, xstep), xs[::xstep], rotation=90, fontsize=8)
+    ax.set_yticks(range(0, rows, ystep), ys[::ystep], fontsize=8)
+    ax.set_title(_plain(title))
+    ax.set_xlabel(_plain(xlabel))
+    ax.set_ylabel(_plain(ylabel))
+    return figure_to_artifact(fig, title, caption=caption, group=group)

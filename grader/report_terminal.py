@@ -1,0 +1,107 @@
+"""The score table printed at the end of a pytest run.
+
+Plain text, at most 100 columns, no colour codes: it must read the same in a terminal, a CI log
+and a pasted bug report. It only reads the result dataclasses; it never computes a grade.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+from grader.results import ExerciseResult, RunResult
+
+WIDTH = 100
+
+# Words, not colours, carry the status (colour-blind readers, logs without ANSI support).
+STATUS_WORDS: dict[str, str] = {
+    "passed": "passed",
+    "partial": "partial",
+    "failed": "failed",
+    "not_attempted": "not attempted",
+    "timed_out": "timed out",
+    "error": "error",
+    "skipped": "skipped",
+}
+
+_EX_W = 4  # "03" plus room
+_POINTS_W = 15  # "100.5 / 100.5"
+_STATUS_W = 14  # "not attempted"
+_TITLE_W = WIDTH - _EX_W - _POINTS_W - _STATUS_W - 3 * 2  # columns are joined by two spaces
+
+
+def format_points(value: float) -> str:
+    """7.5 -> "7.5", 10.0 -> "10", 1/3 -> "0.33": short, and no float noise."""
+    text = f"{value:.2f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())  # one line: a title with a newline would break the table
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _row(ex: str, title: str, points: str, status: str) -> str:
+    return "  ".join(
+        [ex.ljust(_EX_W), _clip(title, _TITLE_W).ljust(_TITLE_W), points.rjust(_POINTS_W), status]
+    ).rstrip()
+
+
+def _banner(text: str) -> list[str]:
+    inner = WIDTH - 6
+    lines = []
+    for paragraph in text.splitlines() or [""]:
+        lines.extend(textwrap.wrap(paragraph, inner) or [""])
+    edge = "!" * WIDTH
+    return [edge, *(f"!! {line.ljust(inner)} !!" for line in lines), edge]
+
+
+def _exercise_notes(ex: ExerciseResult, model_id: str) -> list[str]:
+    notes = []
+    if ex.expected_source == "local reference":
+        notes.append(f"expected values: local reference (no fixtures for {model_id})")
+    elif ex.expected_source == "none":
+        notes.append("expected values: none available")
+    if ex.import_error:
+        first = ex.import_error.strip().splitlines()[-1] if ex.import_error.strip() else "?"
+        notes.append(f"import error in {ex.module}: {first}")
+    indent = " " * (_EX_W + 2)
+    return [indent + _clip(note, WIDTH - len(indent)) for note in notes]
+
+
+def render_terminal(run: RunResult, report_path: str | None) -> str:
+    """The end-of-run summary: banner, one row per exercise, the total, where the report is."""
+    lines: list[str] = []
+    title = " mechgrade "
+    lines.append(title.center(WIDTH, "="))
+    if run.banner:
+        lines.extend(_banner(run.banner))
+    lines.append(
+        _clip(
+            f"model: {run.model_id} ({run.model_reason}) · device: {run.device}"
+            f" · graded: {run.graded}",
+            WIDTH,
+        )
+    )
+    lines.append("")
+    lines.append(_row("ex", "title", "points", "status"))
+    lines.append("-" * WIDTH)
+    for ex in run.exercises:
+        points = f"{format_points(ex.points)} / {format_points(ex.max_points)}"
+        status = STATUS_WORDS.get(ex.status, ex.status)
+        lines.append(_row(ex.exercise, ex.title, points, status))
+        lines.extend(_exercise_notes(ex, run.model_id))
+    if not run.exercises:
+        lines.append(_clip("(no exercises were graded)", WIDTH))
+    lines.append("-" * WIDTH)
+    total = f"{format_points(run.points)} / {format_points(run.max_points)}"
+    share = f"{100 * run.points / run.max_points:.0f}%" if run.max_points > 0 else "-"
+    lines.append(_row("", "total", total, share))
+    if run.interrupted:
+        lines.append(_clip(f"interrupted: {run.interrupted}", WIDTH))
+    for error in run.errors:
+        lines.append(_clip(f"error: {error}", WIDTH))
+    if report_path:
+        # Never clipped: the path must stay copyable, so a long one goes on its own line.
+        line = f"HTML report: {report_path}"
+        lines.extend([line] if len(line) <= WIDTH else ["HTML report:", f"  {report_path}"])
+    return "\n".join(lines) + "\n"

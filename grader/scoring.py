@@ -1,0 +1,128 @@
+"""Soft checks with partial credit, and the rules that turn a test's outcome into points.
+
+A test receives a ``grade`` fixture and records checks on it; every failed check is also
+reported through pytest-check, so one run shows all of them ("Failed Checks: N") instead of
+stopping at the first. Points follow the share of check weight that passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pytest_check import check as soft
+
+from grader.compare import Tolerance, compare, diagnose, short
+from grader.fixtures import Expected
+from grader.results import CheckResult, FigureArtifact
+
+Mistakes = Mapping[str, Any]  # hint -> the value that mistake produces (or a callable making it)
+
+
+class Grade:
+    """The checks of one test. Each method records a CheckResult and returns whether it passed."""
+
+    def __init__(self) -> None:
+        self.checks: list[CheckResult] = []
+        self.figures: list[FigureArtifact] = []
+
+    def check(
+        self,
+        name: str,
+        passed: bool,
+        message: str = "",
+        hint: str | None = None,
+        weight: float = 1.0,
+        expected: Any = None,
+        got: Any = None,
+    ) -> bool:
+        """A condition; `message` says what was expected when it does not hold."""
+        __tracebackhide__ = True
+        passed = bool(passed)
+        result = CheckResult(
+            name,
+            passed,
+            weight,
+            "" if passed else message,
+            None if passed else hint,
+            None if expected is None else short(expected, 80),
+            None if got is None else short(got, 80),
+        )
+        self._record(result)
+        return passed
+
+    def compare(
+        self,
+        name: str,
+        got: Any,
+        want: Expected | Any,
+        tol: Tolerance | None = None,
+        mistakes: Mistakes | Callable[[Any], Mistakes] | None = None,
+        hint: str | None = None,
+        weight: float = 1.0,
+    ) -> bool:
+        """`got` against an expected value; on failure, name a known mistake `got` reproduces.
+
+        `mistakes` maps hints to the values those mistakes give; it may be a function of the
+        expected value (``lambda want: {"transposed": want.T}``). `hint` is the fallback advice.
+        """
+        __tracebackhide__ = True
+        value = want.value if isinstance(want, Expected) else want
+        tolerance = tol or (want.tol if isinstance(want, Expected) else Tolerance())
+        result = compare(got, value, tolerance)
+        if result.ok:
+            self._record(CheckResult(name, True, weight, expected=short(value, 80), got=short(got, 80)))
+            return True
+        known = mistakes(value) if callable(mistakes) else mistakes
+        likely = diagnose(got, dict(known), tolerance) if known else None
+        self._record(
+            CheckResult(
+                name,
+                False,
+                weight,
+                f"{result.message}\ntolerance: {tolerance}",
+                likely or hint,
+                short(value, 80),
+                short(got, 80),
+            )
+        )
+        return False
+
+    def figure(self, artifact: FigureArtifact) -> None:
+        self.figures.append(artifact)
+
+    def _record(self, result: CheckResult) -> None:
+        __tracebackhide__ = True
+        self.checks.append(result)
+        if not result.passed:
+            text = f"{result.name}: {result.message}"
+            if result.hint:
+                text += f"\nhint: {result.hint}"
+            soft.fail(text)
+
+    # ---- scoring ----
+
+    @property
+    def any_failed(self) -> bool:
+        return any(not c.passed for c in self.checks)
+
+    def share_passed(self) -> float:
+        total = sum(c.weight for c in self.checks)
+        if total == 0:
+            return 1.0
+        return sum(c.weight for c in self.checks if c.passed) / total
+
+
+def points_for(max_points: float, grade: Grade | None, raised: bool) -> float:
+    """Points of a finished test.
+
+    A test whose code raised scores 0, even if some checks passed before: the checks after the
+    error never ran, so their share is unknown. Tests are kept small so this stays fair.
+    Otherwise points follow the share of check weight that passed (all of it for a test with
+    no soft checks that passed).
+    """
+    if raised:
+        return 0.0
+    if grade is None or not grade.checks:
+        return max_points
+    return round(max_points * grade.share_passed(), 4)

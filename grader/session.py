@@ -1,0 +1,194 @@
+"""The state of one grading run: options, the model (loaded once), the graded modules,
+expected values, and every test's result as it comes in."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from grader.fixtures import FixtureError, FixtureStore, Mode
+from grader.models import ModelChoice, choose_device, choose_model, describe_environment, load_model, weights_digest
+from grader.model_guard import ModelGuard
+from grader.results import ExerciseResult, RunResult, TestResult
+from grader.submission import GradedSource, SubmissionImportError, import_file
+
+if TYPE_CHECKING:
+    import pytest
+
+GRADED_FILE = re.compile(r"test_(\d\d)_\w+\.py")
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_MAX_OUTPUT = 2000  # characters of a student's printed output kept per test
+
+
+@dataclass(frozen=True)
+class Options:
+    model: str | None
+    device: str | None
+    source: GradedSource
+    report_html: Path | None
+    gradescope_json: Path | None
+    timeout: float
+    max_output: int
+    fixtures_mode: Mode
+    root: Path  # the project root: exercises/, solutions/ and fixtures/ live here
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> Options:
+        report_html = config.getoption("mechgrade_report_html")
+        gradescope = config.getoption("mechgrade_gradescope_json")
+        root = Path(config.rootpath)
+        return cls(
+            model=config.getoption("mechgrade_model"),
+            device=config.getoption("mechgrade_device"),
+            source=GradedSource.choose(
+                config.getoption("mechgrade_solutions"), config.getoption("mechgrade_submission"), root
+            ),
+            report_html=Path(report_html) if report_html else None,
+            gradescope_json=Path(gradescope) if gradescope else None,
+            timeout=float(config.getoption("mechgrade_timeout")),
+            max_output=int(config.getoption("mechgrade_max_output")),
+            fixtures_mode=config.getoption("mechgrade_fixtures_mode"),
+            root=root,
+        )
+
+
+def exercise_of(path: Path) -> str | None:
+    """'03' for exercises/03/test_03_attention.py; None for files that are not graded checks."""
+    match = GRADED_FILE.fullmatch(path.name)
+    if match and path.parent.name == match.group(1):
+        return match.group(1)
+    return None
+
+
+class GradingSession:
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.started = time.monotonic()
+        self.started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        self.exercises: dict[str, ExerciseResult] = {}
+        self.results: dict[str, TestResult] = {}  # nodeid -> result, in collection order
+        self.errors: list[str] = []
+        self.interrupted: str | None = None
+        self._choice: ModelChoice | None = None
+        self._device: str | None = None
+        self._guard: ModelGuard | None = None
+        self._store: FixtureStore | None = None
+        self._modules: dict[tuple[str, str, str], ModuleType | SubmissionImportError] = {}
+
+    # ---- model and device, decided lazily: a run that needs no model never loads one ----
+
+    @property
+    def choice(self) -> ModelChoice:
+        if self._choice is None:
+            self._choice = choose_model(self.options.model)
+        return self._choice
+
+    @property
+    def device(self) -> str:
+        if self._device is None:
+            self._device = choose_device(self.options.device)
+        return self._device
+
+    @property
+    def guard(self) -> ModelGuard:
+        if self._guard is None:
+            spec, device = self.choice.spec, self.device
+            model = load_model(spec, device)
+            self._guard = ModelGuard(model, reload=lambda: load_model(spec, device))
+        return self._guard
+
+    @property
+    def model_loaded(self) -> bool:
+        return self._guard is not None
+
+    @property
+    def store(self) -> FixtureStore:
+        if self._store is None:
+            provenance = {
+                **describe_environment(self.device),
+                "dtype": "float32",
+                "model": self.choice.spec.id,
+                "weights_sha256": weights_digest(self.choice.spec),
+                "command": " ".join(shlex.quote(a) for a in ["mechgrade", *sys.argv[1:]])
+                if Path(sys.argv[0]).name == "mechgrade"
+                else " ".join(shlex.quote(a) for a in ["pytest", *sys.argv[1:]]),
+            }
+            self._store = FixtureStore(
+                self.choice.spec.id, self.options.fixtures_mode, provenance, self.options.root / "fixtures"
+            )
+        return self._store
+
+    # ---- graded modules ----
+
+    def graded_module(self, exercise: str, topic: str) -> ModuleType:
+        return self._import(self.options.source, exercise, topic, "student")
+
+    def reference_module(self, exercise: str, topic: str) -> ModuleType | None:
+        """The reference solution, or None where solutions/ is not shipped (students' copies)."""
+        source = GradedSource.choose(solutions=True, submission=None, repo_root=self.options.root)
+        if not source.module_path(exercise, topic).exists():
+            return None
+        return self._import(source, exercise, topic, "reference")
+
+    def _import(self, source: GradedSource, exercise: str, topic: str, role: str) -> ModuleType:
+        key = (role, exercise, topic)
+        if key not in self._modules:
+            path = source.module_path(exercise, topic)
+            try:
+                self._modules[key] = import_file(path, f"mechgrade_{role}_{exercise}_{topic}")
+            except SubmissionImportError as exc:
+                self._modules[key] = exc
+        found = self._modules[key]
+        if isinstance(found, SubmissionImportError):
+            if role == "reference":  # the instructor's code is broken: say so, not the student's fault
+                raise RuntimeError(f"reference solution solutions/{exercise}/{topic}.py does not import: {found}")
+            raise found
+        return found
+
+    # ---- results ----
+
+    def exercise(self, exercise: str, title: str = "", topic: str = "") -> ExerciseResult:
+        if exercise not in self.exercises:
+            module = self.options.source.module_path(exercise, topic) if topic else Path()
+            try:
+                shown = str(module.relative_to(Path.cwd()))
+            except ValueError:
+                shown = str(module)
+            self.exercises[exercise] = ExerciseResult(exercise, title, shown)
+        return self.exercises[exercise]
+
+    def run_result(self) -> RunResult:
+        choice = self._choice
+        run = RunResult(
+            model_id=choice.spec.id if choice else (self.options.model or "not chosen"),
+            model_reason=choice.reason if choice else "no model was needed",
+            device=self._device or (self.options.device or "not chosen"),
+            graded=self.options.source.describe(),
+            banner=choice.banner() if choice else None,
+            exercises=[self.exercises[k] for k in sorted(self.exercises)],
+            environment=describe_environment(self._device) if self._device else {},
+            started_at=self.started_at,
+            execution_time=round(time.monotonic() - self.started, 2),
+            interrupted=self.interrupted,
+            errors=list(self.errors),
+        )
+        if self._choice is not None and self._device is not None:
+            for exercise in run.exercises:
+                self._describe_expected(exercise)
+        return run
+
+    def _describe_expected(self, exercise: ExerciseResult) -> None:
+        try:
+            exercise.expected_source = self.store.source(exercise.exercise)  # type: ignore[assignment]
+            stored = self.store.file(exercise.exercise) if exercise.expected_source == "fixtures" else None
+        except FixtureError as exc:
+            exercise.expected_source, stored = "none", None
+            self.errors.append(str(exc))
+        exercise.provenance = stored.provenance if stored else {}

@@ -1,0 +1,104 @@
+"""Find and import the code being graded: the student's stubs, the reference solutions, or a
+submitted folder; and show errors with the student's frames only."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Literal
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SourceKind = Literal["exercises", "solutions", "submission"]
+
+
+class SubmissionImportError(Exception):
+    """The graded module could not be imported; the message is meant for the student."""
+
+
+@dataclass(frozen=True)
+class GradedSource:
+    kind: SourceKind
+    root: Path
+
+    @classmethod
+    def choose(cls, solutions: bool, submission: str | None, repo_root: Path = REPO_ROOT) -> GradedSource:
+        if solutions and submission:
+            raise ValueError("--solutions and --submission exclude each other: pick one")
+        if submission:
+            folder = Path(submission).expanduser().resolve()
+            if not folder.is_dir():
+                raise ValueError(f"--submission {submission}: no such folder")
+            return cls("submission", folder)
+        if solutions:
+            return cls("solutions", repo_root / "solutions")
+        return cls("exercises", repo_root / "exercises")
+
+    def module_path(self, exercise: str, topic: str) -> Path:
+        """exercises/ and solutions/ use NN/<topic>.py; a submission may also be flat."""
+        nested = self.root / exercise / f"{topic}.py"
+        if self.kind != "submission" or nested.exists():
+            return nested
+        for candidate in (self.root / f"{topic}.py", self.root / "exercises" / exercise / f"{topic}.py"):
+            if candidate.exists():
+                return candidate
+        return nested
+
+    def describe(self) -> str:
+        return self.kind if self.kind != "submission" else str(self.root)
+
+
+def import_file(path: Path, module_name: str) -> ModuleType:
+    """Import one file as `module_name`, fresh; errors become SubmissionImportError."""
+    if not path.is_file():
+        raise SubmissionImportError(f"{path} not found: the graded folder must contain it")
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise SubmissionImportError(f"{path} cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look modules up by name
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        sys.modules.pop(module_name, None)
+        raise SubmissionImportError(format_syntax_error(exc)) from None
+    except Exception as exc:
+        sys.modules.pop(module_name, None)
+        raise SubmissionImportError(
+            f"importing {path.name} failed:\n{student_traceback(exc, [path.parent])}"
+        ) from None
+    return module
+
+
+def format_syntax_error(exc: SyntaxError) -> str:
+    where = f"{Path(exc.filename).name if exc.filename else '?'}, line {exc.lineno}"
+    lines = [f"SyntaxError in {where}: {exc.msg}"]
+    if exc.text:
+        lines.append("    " + exc.text.rstrip("\n"))
+        if exc.offset:
+            lines.append("    " + " " * (exc.offset - 1) + "^")
+    return "\n".join(lines)
+
+
+def student_traceback(exc: BaseException, student_dirs: list[Path]) -> str:
+    """The traceback cut down to frames in the student's files, then the error itself."""
+    roots = [d.resolve() for d in student_dirs]
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if any(_is_within(Path(frame.filename), root) for root in roots) and not Path(frame.filename).name.startswith("test_")
+    ]
+    lines = [f'  File "{Path(f.filename).name}", line {f.lineno}, in {f.name}\n    {f.line}' for f in frames]
+    error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return "\n".join([*lines, error]) if lines else error
+
+
+def _is_within(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root)
+        return True
+    except (ValueError, OSError):
+        return False

@@ -1,0 +1,205 @@
+"""Measure what the toy model must show, on the saved folder, through TransformerLens.
+
+The model is loaded with `grader.models.boot` (TransformerBridge + compatibility mode), exactly
+as students get it, so a figure here is a figure an exercise can reproduce.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from grader.toy.corpus import CAPITALS, NAMES
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
+# Thresholds the shipped model must meet (tests/test_toy_model.py asserts the same ones).
+CAPITAL_MIN = 0.95  # share of countries whose capital is the top next token
+COUNTRY_ATTN_MIN = 0.5  # best head's mean attention from " is" to the country
+INDUCTION_MIN = 0.5  # best head's induction score on repeated random tokens
+IOI_MIN = 0.90  # share of IOI prompts with logit(IO) > logit(S)
+MAX_BYTES = 10_000_000  # model.safetensors size limit
+
+CAPITAL_PROMPT = "The capital of {country} is"
+IOI_PROMPT = "When {a} and {b} went to the store, {b} gave a drink to"
+INDUCTION_LEN = 20  # n: tokens [BOS, r_1..r_n, r_1..r_n]
+INDUCTION_BATCH = 10
+INDUCTION_SEED = 0
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    capital_accuracy: float  # share of countries where " <capital>" is the top next token
+    capital_misses: tuple[str, ...]  # the countries that failed
+    country_attn_head: tuple[int, int]  # (layer, head) with the most attention " is" -> country
+    country_attn: float  # that head's attention, mean over countries
+    induction_head: tuple[int, int]  # (layer, head) with the highest induction score
+    induction_score: float
+    ioi_accuracy: float  # share of prompts with logit(" A") - logit(" B") > 0
+    ioi_mean_logit_diff: float
+    ioi_prompts: int
+    n_params: int
+    size_bytes: int  # of model.safetensors
+    sha256: str  # of model.safetensors
+    train_seconds: float | None = None  # filled in by the build; None when only verifying
+
+    @property
+    def checks(self) -> dict[str, tuple[float, float, bool]]:
+        """name -> (measured, threshold, passed)."""
+        rows = {
+            "capital top-1 accuracy": (self.capital_accuracy, CAPITAL_MIN),
+            "country attention (best head)": (self.country_attn, COUNTRY_ATTN_MIN),
+            "induction score (best head)": (self.induction_score, INDUCTION_MIN),
+            "IOI accuracy": (self.ioi_accuracy, IOI_MIN),
+        }
+        out = {k: (v, t, v >= t) for k, (v, t) in rows.items()}
+        out["model.safetensors < 10 MB"] = (self.size_bytes / 1e6, MAX_BYTES / 1e6, self.size_bytes < MAX_BYTES)
+        return out
+
+    @property
+    def passed(self) -> bool:
+        return all(ok for _, _, ok in self.checks.values())
+
+    def table(self) -> str:
+        lines = [f"{'check':<32}{'measured':>10}{'needed':>10}  result"]
+        for name, (value, threshold, ok) in self.checks.items():
+            lines.append(f"{name:<32}{value:>10.3f}{threshold:>10.3f}  {'PASS' if ok else 'FAIL'}")
+        lines.append(f"country head L{self.country_attn_head[0]}H{self.country_attn_head[1]}, "
+                     f"induction head L{self.induction_head[0]}H{self.induction_head[1]}, "
+                     f"IOI mean logit diff {self.ioi_mean_logit_diff:.2f} over {self.ioi_prompts} prompts")
+        if self.capital_misses:
+            lines.append(f"capital misses: {', '.join(self.capital_misses)}")
+        lines.append(f"{self.n_params:,} parameters, {self.size_bytes:,} bytes, sha256 {self.sha256}")
+        return "\n".join(lines)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> VerifyReport:
+        raw: dict[str, Any] = json.loads(text)
+        names = {f.name for f in fields(cls)}
+        if missing := names - raw.keys() - {"train_seconds"}:
+            raise ValueError(f"verify.json lacks {sorted(missing)}")
+        kept = {k: v for k, v in raw.items() if k in names}
+        for key in ("capital_misses", "country_attn_head", "induction_head"):
+            kept[key] = tuple(kept[key])
+        return cls(**kept)
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load(folder: Path) -> TransformerBridge:
+    """Boot the saved folder the way students do, never touching the network."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from grader.models import boot
+
+    return boot(str(folder), "cpu")
+
+
+def _single_token(model: TransformerBridge, word: str) -> int:
+    ids = model.to_tokens(" " + word, prepend_bos=False)[0]
+    if ids.numel() != 1:
+        raise ValueError(f"{word!r} is not a single token for this model: {model.to_str_tokens(' ' + word)}")
+    return int(ids[0])
+
+
+@torch.no_grad()
+def measure_capitals(model: TransformerBridge) -> tuple[float, tuple[str, ...], tuple[int, int], float]:
+    """Top-1 capital accuracy, the misses, and the head attending most from ' is' to the country."""
+    countries = list(CAPITALS)
+    tokens = model.to_tokens([CAPITAL_PROMPT.format(country=c) for c in countries])  # same length each
+    country_pos = 4  # [BOS, The, capital, of, <country>, is]
+    if tokens.shape[1] != 6 or any(int(tokens[i, country_pos]) != _single_token(model, c) for i, c in enumerate(countries)):
+        raise ValueError("capital prompts did not tokenize as [BOS, The, capital, of, <country>, is]")
+    logits, cache = model.run_with_cache(tokens)
+    top = logits[:, -1].argmax(-1)
+    want = torch.tensor([_single_token(model, CAPITALS[c]) for c in countries])
+    misses = tuple(c for c, ok in zip(countries, (top == want).tolist()) if not ok)
+    # attn[layer, head] = mean over countries of attention from the last position to the country
+    attn = torch.stack([cache["pattern", layer][:, :, -1, country_pos].mean(0) for layer in range(model.cfg.n_layers)])
+    layer, head = divmod(int(attn.argmax()), attn.shape[1])
+    return 1 - len(misses) / len(countries), misses, (layer, head), float(attn[layer, head])
+
+
+@torch.no_grad()
+def measure_induction(model: TransformerBridge) -> tuple[tuple[int, int], float]:
+    """Best head's mean attention from each second-copy token to the token after its first copy."""
+    n = INDUCTION_LEN
+    gen = torch.Generator().manual_seed(INDUCTION_SEED)
+    bos = model.tokenizer.bos_token_id
+    rand = torch.randint(1, model.cfg.d_vocab, (INDUCTION_BATCH, n), generator=gen)  # never BOS
+    tokens = torch.cat([torch.full((INDUCTION_BATCH, 1), bos), rand, rand], dim=1)
+    _, cache = model.run_with_cache(tokens)
+    # With BOS at 0, r_j sits at j and again at n + j; query q = n + j should look at q - n + 1.
+    queries = torch.arange(n + 1, 2 * n + 1)
+    scores = torch.stack(
+        [cache["pattern", layer][:, :, queries, queries - n + 1].mean((0, 2)) for layer in range(model.cfg.n_layers)]
+    )
+    layer, head = divmod(int(scores.argmax()), scores.shape[1])
+    return (layer, head), float(scores[layer, head])
+
+
+@torch.no_grad()
+def measure_ioi(model: TransformerBridge) -> tuple[float, float, int]:
+    """Every ordered pair of distinct names: does ' A' (the indirect object) beat ' B' (the subject)?"""
+    pairs = list(itertools.permutations(NAMES, 2))  # both orders of every pair
+    tokens = model.to_tokens([IOI_PROMPT.format(a=a, b=b) for a, b in pairs])
+    if len({len(model.to_str_tokens(IOI_PROMPT.format(a=a, b=b))) for a, b in pairs[:50]}) != 1:
+        raise ValueError("IOI prompts differ in length; every name must be a single token")
+    ids = {name: _single_token(model, name) for name in NAMES}
+    io = torch.tensor([ids[a] for a, _ in pairs])
+    s = torch.tensor([ids[b] for _, b in pairs])
+    diffs = []
+    for chunk in torch.arange(len(pairs)).split(256):  # bounded memory
+        last = model(tokens[chunk])[:, -1]
+        diffs.append(last.gather(1, io[chunk, None])[:, 0] - last.gather(1, s[chunk, None])[:, 0])
+    diff = torch.cat(diffs)
+    return float((diff > 0).float().mean()), float(diff.mean()), len(pairs)
+
+
+def verify(folder: Path, train_seconds: float | None = None, model: TransformerBridge | None = None) -> VerifyReport:
+    """All measurements on the saved folder (booted here unless `model` is that folder's bridge)."""
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} does not exist; build the model first")
+    model = load(folder) if model is None else model
+    accuracy, misses, c_head, c_attn = measure_capitals(model)
+    i_head, i_score = measure_induction(model)
+    ioi_acc, ioi_diff, ioi_n = measure_ioi(model)
+    from safetensors import safe_open
+
+    with safe_open(str(weights), "pt") as fh:  # count the stored weights (tied lm_head stored once)
+        n_params = sum(_numel(fh.get_slice(k).get_shape()) for k in fh.keys())
+    return VerifyReport(
+        capital_accuracy=accuracy,
+        capital_misses=misses,
+        country_attn_head=c_head,
+        country_attn=c_attn,
+        induction_head=i_head,
+        induction_score=i_score,
+        ioi_accuracy=ioi_acc,
+        ioi_mean_logit_diff=ioi_diff,
+        ioi_prompts=ioi_n,
+        n_params=n_params,
+        size_bytes=weights.stat().st_size,
+        sha256=sha256_file(weights),
+        train_seconds=train_seconds,
+    )
+
+
+def _numel(shape: list[int]) -> int:
+    out = 1
+    for dim in shape:
+        out *= dim
+    return out
