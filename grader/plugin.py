@@ -330,7 +330,7 @@ class GradingHooks:
             return
         from grader.report_terminal import render_terminal
 
-        terminalreporter.section("mechgrade")
+        terminalreporter.write_line("")
         if self.drift_text:
             terminalreporter.write_line(self.drift_text)
         path = grading.options.report_html

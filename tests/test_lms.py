@@ -43,7 +43,8 @@ PER_TEST = {
 def _assert_shape(doc: dict, keys: dict[str, type]) -> None:
     assert set(keys) <= set(doc), f"missing {set(keys) - set(doc)}"
     for key, kind in keys.items():
-        assert isinstance(doc[key], kind), f"{key} is {type(doc[key]).__name__}, not {kind.__name__}"
+        got = type(doc[key]).__name__
+        assert isinstance(doc[key], kind), f"{key} is {got}, not {kind.__name__}"
 
 
 def _test(doc: dict, number: str) -> dict:

@@ -1,4 +1,4 @@
-"""The HTML report: complete, escaped, self-contained, colour-blind readable, renders in a browser."""
+"""The HTML report: complete, escaped, self-contained, colour-blind readable, renders in Chromium."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def test_expected_values_source_is_shown_with_a_local_reference_badge(page: str)
 
 def test_provenance_table_lists_every_key_it_has(page: str) -> None:
     for key, value in sample_run().exercises[0].provenance.items():
-        assert f"<tr><th>{key}</th><td>{html.escape(value, quote=True)}</td></tr>" in page
+        assert f"<tr><th>{key}</th><td>{html.escape(value)}</td></tr>" in page
 
 
 def test_each_test_shows_title_points_status_and_output(page: str) -> None:
@@ -284,11 +284,9 @@ def test_report_renders_in_headless_chromium_with_every_image_decoded(tmp_path: 
     outcome = json.loads(html.unescape(found.group(1)))
     assert outcome == {"ok": figure_count(run), "total": figure_count(run), "errors": []}
     assert figure_count(run) == 4
-    console = [
-        line
-        for line in result.stderr.splitlines()
-        if "CONSOLE" in line and re.search(r"Uncaught|Refused|Error", line)
-    ]
+    # The report has no script and the harness logs nothing: any console line (an uncaught
+    # error, a CSP violation) is a fault.
+    console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
     assert console == []
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in result.stdout  # still text in the live DOM
 

@@ -7,7 +7,8 @@ import re
 from sample_results import sample_run
 
 from grader.report_terminal import WIDTH, format_points, render_terminal
-from grader.results import ExerciseResult, RunResult, TestResult
+from grader import results
+from grader.results import ExerciseResult, RunResult
 
 
 def _lines(text: str) -> list[str]:
@@ -74,7 +75,8 @@ def test_import_error_is_summarised_in_one_line() -> None:
 
 
 def test_report_path_is_printed_when_given() -> None:
-    assert "HTML report: reports/report.html" in render_terminal(sample_run(), "reports/report.html")
+    text = render_terminal(sample_run(), "reports/report.html")
+    assert text.rstrip().endswith("HTML report: reports/report.html")
     assert "HTML report" not in render_terminal(sample_run(), None)
 
 
@@ -104,7 +106,8 @@ def test_an_empty_run_still_renders_a_total() -> None:
 
 
 def test_newlines_in_a_title_do_not_break_the_table() -> None:
-    test = TestResult("n", "05", "t", "t", max_points=1.0, points=1.0, status="passed")
+    # Imported through the module so pytest does not try to collect TestResult as a test class.
+    test = results.TestResult("n", "05", "t", "t", max_points=1.0, points=1.0, status="passed")
     ex = ExerciseResult("05", "two\nlines", "exercises/05/x.py", tests=[test])
     run = RunResult("toy-gpt2", "default", "cpu", "exercises", exercises=[ex])
     row = next(line for line in _lines(render_terminal(run, None)) if line.startswith("05"))

@@ -1,0 +1,26 @@
+"""Shared test setup: pytester, and a builder of small graded projects (see graded_project.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import graded_project
+from graded_project import GradedProject
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture
+def make_project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Callable[..., GradedProject]:
+    """``make_project(checks=..., stub=..., solution=..., fixtures=...)``: a graded project in
+    pytester's folder, graded on the toy model (chosen through $MECHGRADE_MODEL, so no network)."""
+    monkeypatch.setenv("MECHGRADE_MODEL", graded_project.MODEL_ID)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def make(checks: str, **kwargs: Any) -> GradedProject:
+        return graded_project.make_project(pytester, checks, **kwargs)
+
+    return make
