@@ -128,7 +128,44 @@ def grade(request: pytest.FixtureRequest) -> Grade:
 
 @pytest.fixture
 def model_id(request: pytest.FixtureRequest) -> str:
+    """The graded model's id: "gpt2-small" or "toy-gpt2"."""
     return _require_session(request).choice.spec.id
+
+
+@pytest.fixture
+def model_source(request: pytest.FixtureRequest) -> str:
+    """What boot_transformers receives for the graded model: a hub name or a local folder."""
+    return _require_session(request).choice.spec.source
+
+
+@pytest.fixture
+def device(request: pytest.FixtureRequest) -> str:
+    """The device the graded model runs on."""
+    return _require_session(request).device
+
+
+@pytest.fixture
+def run_cached(request: pytest.FixtureRequest, model: Any) -> Callable[[str], tuple[Any, Any]]:
+    """``run_cached(prompt) -> (logits, cache)`` from the grader's own run of the model.
+
+    One forward pass per prompt and session; every call returns fresh copies, since student
+    code may modify what it receives.
+    """
+    from transformer_lens import ActivationCache
+
+    runs = _require_session(request).grader_runs
+
+    def run(prompt: str) -> tuple[Any, ActivationCache]:
+        if prompt not in runs:
+            import torch
+
+            with torch.no_grad():
+                logits, cache = model.run_with_cache(model.to_tokens(prompt))
+            runs[prompt] = (logits, dict(cache.items()))
+        logits, stored = runs[prompt]
+        return logits.clone(), ActivationCache({k: v.clone() for k, v in stored.items()}, model)
+
+    return run
 
 
 def _exercise_and_topic(request: pytest.FixtureRequest) -> tuple[str, str]:

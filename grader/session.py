@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from grader.fixtures import FixtureError, FixtureStore, Mode
 from grader.models import ModelChoice, choose_device, choose_model, describe_environment, load_model, weights_digest
@@ -80,6 +80,7 @@ class GradingSession:
         self._device: str | None = None
         self._guard: ModelGuard | None = None
         self._store: FixtureStore | None = None
+        self.grader_runs: dict[str, tuple[Any, dict[str, Any]]] = {}  # prompt -> the grader's own run
         self._modules: dict[tuple[str, str, str], ModuleType | SubmissionImportError] = {}
 
     # ---- model and device, decided lazily: a run that needs no model never loads one ----
@@ -101,8 +102,12 @@ class GradingSession:
         if self._guard is None:
             spec, device = self.choice.spec, self.device
             model = load_model(spec, device)
-            self._guard = ModelGuard(model, reload=lambda: load_model(spec, device))
+            self._guard = ModelGuard(model, reload=self._reload)
         return self._guard
+
+    def _reload(self) -> Any:
+        self.grader_runs.clear()  # computed with weights a test has since changed, perhaps
+        return load_model(self.choice.spec, self.device)
 
     @property
     def model_loaded(self) -> bool:

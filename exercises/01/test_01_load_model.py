@@ -1,0 +1,110 @@
+"""Load the model"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from grader.compare import Tolerance
+
+TOPIC = "load_model"
+PROMPT = "The capital of Spain is"  # held out: the exercise text never shows it
+# Two models booted the same way on the same device: only summation order can differ.
+SAME_CODE_PATH = Tolerance(atol=1e-4, rtol=1e-4)
+
+
+@pytest.fixture
+def loaded(student, model_source, device):
+    """The student's model, booted once per check that needs it."""
+    return student.load_model(model_source, device=device)
+
+
+@pytest.mark.points(4)
+def test_load_model_gives_a_ready_model(loaded, model, device, grade):
+    """load_model boots the model in compatibility mode, in eval mode, on the device asked for"""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    grade.check(
+        "returns a TransformerBridge",
+        isinstance(loaded, TransformerBridge),
+        f"expected a TransformerBridge, got {type(loaded).__name__}",
+        hint="return the model that TransformerBridge.boot_transformers gave you",
+    )
+    if not isinstance(loaded, TransformerBridge):
+        return
+    on = next(loaded.parameters()).device.type
+    grade.check(
+        "weights on the requested device",
+        on == torch.device(device).type,
+        f"weights are on {on}, the check asked for {device}",
+        hint="pass device=device to boot_transformers",
+    )
+    grade.check(
+        "eval mode",
+        not loaded.training,
+        "model.training is True: dropout is on, so the same prompt gives different activations",
+        hint="call model.eval() after booting",
+    )
+    tokens = model.to_tokens(PROMPT)
+    with torch.no_grad():
+        want = model(tokens)[0, -1]  # the grader's model, loaded the supported way
+        loaded.eval()  # compare numerics apart from dropout, which the check above grades
+        got = loaded(tokens.to(on))[0, -1].to(want.device)
+    centred = abs(float(got.mean())) < 1e-3
+    grade.compare(
+        "logits match a model in compatibility mode",
+        got,
+        want,
+        tol=SAME_CODE_PATH,
+        hint=None if centred else (
+            "the logits are not centred (their mean is far from 0): "
+            "call model.enable_compatibility_mode() after booting"
+        ),
+    )
+
+
+@pytest.mark.points(1)
+def test_load_model_chooses_a_device_when_none_is_given(student, model_source, grade):
+    """load_model(name) with no device picks CUDA when available, else the CPU"""
+    loaded = student.load_model(model_source)
+    want = "cuda" if torch.cuda.is_available() else "cpu"
+    got = next(loaded.parameters()).device.type
+    grade.check(
+        "default device",
+        got == want,
+        f"expected the weights on {want}, got {got}",
+        hint="device=None means: 'cuda' if torch.cuda.is_available() else 'cpu'",
+        expected=want,
+        got=got,
+    )
+
+
+SUMMARY_KEYS = ("n_layers", "n_heads", "d_model", "d_head", "d_mlp", "d_vocab", "n_ctx")
+
+
+@pytest.mark.points(2)
+def test_model_summary_reports_the_shape(student, reference, model, expected, grade):
+    """model_summary gives the seven sizes of the model"""
+    got = student.model_summary(model)
+    want = expected("summary", lambda: reference.model_summary(model), atol=0, rtol=0)
+    if not grade.check("returns a dict", isinstance(got, dict), f"expected a dict, got {type(got).__name__}"):
+        return
+    missing = [k for k in SUMMARY_KEYS if k not in got]
+    grade.check(
+        "has every key",
+        not missing,
+        f"missing keys: {missing}",
+        hint=f"the keys are exactly {', '.join(SUMMARY_KEYS)}",
+    )
+    for key in SUMMARY_KEYS:
+        if key in got:
+            grade.compare(
+                key,
+                got[key],
+                want.value[key],
+                tol=want.tol,
+                mistakes={"d_mlp is the MLP's hidden width, 4 * d_model in GPT-2, not d_model": want.value["d_model"]}
+                if key == "d_mlp"
+                else None,
+                hint=f"read it from model.cfg.{key}",
+            )

@@ -1,0 +1,147 @@
+"""Run the model and cache every activation"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from grader.prompts import CLEAN_PROMPT, HELD_OUT_PROMPT
+
+TOPIC = "cache"
+PROMPTS = [CLEAN_PROMPT, HELD_OUT_PROMPT]
+N_LOGITS = 20  # the reference's top logits stored per prompt: enough to pin the distribution
+
+
+@pytest.mark.points(3)
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_run_with_cache_returns_logits_and_cache(prompt, student, reference, model, expected, grade):
+    """run_with_cache returns [1, seq, d_vocab] logits (BOS included) and the activation cache"""
+    from transformer_lens import ActivationCache
+
+    n_tokens = model.to_tokens(prompt).shape[1]
+    logits, cache = student.run_with_cache(model, prompt)
+    want_shape = (1, n_tokens, model.cfg.d_vocab)
+    grade.compare(
+        "logits shape",
+        list(logits.shape),
+        list(want_shape),
+        mistakes={
+            "one token short: the BOS token was dropped; keep model.to_tokens' default": [1, n_tokens - 1, model.cfg.d_vocab],
+            "the batch dimension is missing": [n_tokens, model.cfg.d_vocab],
+        },
+    )
+    grade.check(
+        "returns an ActivationCache",
+        isinstance(cache, ActivationCache),
+        f"expected an ActivationCache, got {type(cache).__name__}",
+        hint="return the cache that model.run_with_cache gives",
+    )
+    if tuple(logits.shape) != want_shape:
+        return
+    top = expected(
+        f"top_logits[{prompt}]",
+        lambda: _top_logits(reference.run_with_cache(model, prompt)[0]),
+        atol=1e-3,
+        rtol=1e-3,
+    )
+    ids, values = top.value
+    grade.compare(
+        "logits of the most likely next tokens",
+        logits[0, -1, torch.as_tensor(ids)].detach().cpu(),
+        values,
+        tol=top.tol,
+        hint="run the model on model.to_tokens(prompt), in compatibility mode, and return its logits unchanged",
+    )
+
+
+def _top_logits(logits: torch.Tensor) -> tuple[list[int], torch.Tensor]:
+    values, ids = logits[0, -1].topk(N_LOGITS)
+    return ids.tolist(), values.detach().cpu()
+
+
+@pytest.mark.points(1)
+def test_count_cached_counts_every_activation(student, run_cached, grade):
+    """count_cached gives the number of tensors in the cache"""
+    _, cache = run_cached(CLEAN_PROMPT)
+    want = len(cache)  # counted here, so a TransformerLens upgrade cannot make a right answer wrong
+    got = student.count_cached(cache)
+    grade.compare(
+        "number of cached activations",
+        got,
+        want,
+        hint="count the entries: an ActivationCache behaves like a dict (the number depends on "
+        "the TransformerLens version, so don't copy it from anywhere)",
+    )
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_top_prediction_is_the_next_token(prompt, student, reference, model, run_cached, expected, grade):
+    """top_prediction gives the most likely next token as a string, leading space included"""
+    logits, _ = run_cached(prompt)
+    want = expected(f"top_prediction[{prompt}]", lambda: reference.top_prediction(model, logits))
+    got = student.top_prediction(model, logits)
+    grade.compare(
+        "top prediction",
+        got,
+        want,
+        mistakes={
+            "the leading space is missing: GPT-2's token is ' Paris', decode it with model.to_string": want.value.strip(),
+            "that is the prediction at the first position: the next token is predicted at the last one, logits[0, -1]":
+                lambda: model.to_string(logits[0, 0].argmax().item()),
+        },
+        hint="argmax of logits[0, -1], decoded with model.to_string",
+    )
+
+
+@pytest.mark.points(3)
+@pytest.mark.parametrize("k", [5, 3])
+def test_top_k_gives_probabilities_most_probable_first(k, student, reference, model, run_cached, expected, grade):
+    """top_k gives k (token, probability) pairs, most probable first"""
+    logits, _ = run_cached(HELD_OUT_PROMPT)
+    want = expected(f"top_k[{k}]", lambda: reference.top_k(model, logits, k=k), atol=1e-4, rtol=1e-3)
+    got = student.top_k(model, logits, k=k)
+    if not grade.check("returns a list of k pairs", isinstance(got, list) and len(got) == k,
+                       f"expected a list of {k} (token, probability) pairs, got {got!r:.200}"):
+        return
+    grade.compare("tokens", [t for t, _ in got], [t for t, _ in want.value],
+                  hint="most probable first: topk sorts from the largest")
+    last = logits[0, -1]
+    grade.compare(
+        "probabilities",
+        [float(p) for _, p in got],
+        [p for _, p in want.value],
+        tol=want.tol,
+        mistakes={
+            "these are logits, not probabilities: apply softmax first": lambda: last.topk(k).values.tolist(),
+            "these are log-probabilities: use softmax, not log_softmax": lambda: last.log_softmax(-1).topk(k).values.tolist(),
+        },
+        hint="softmax over the vocabulary at the last position",
+    )
+
+
+@pytest.mark.points(3)
+@pytest.mark.parametrize("position", [-1, 2])
+def test_residual_norms_follow_the_stream(position, student, reference, model, run_cached, expected, grade):
+    """residual_norms gives the norm of resid_pre at every layer, then the final resid_post"""
+    _, cache = run_cached(HELD_OUT_PROMPT)
+    want = expected(f"residual_norms[{position}]", lambda: reference.residual_norms(cache, position), atol=1e-3, rtol=1e-4)
+    got = student.residual_norms(cache, position)
+    n_layers = model.cfg.n_layers
+
+    def norms(name: str, layers: range, pos: int) -> torch.Tensor:
+        return torch.stack([cache[name, layer][0, pos].norm() for layer in layers])
+
+    grade.compare(
+        f"norms at position {position}",
+        got,
+        want,
+        mistakes={
+            "the final resid_post is missing: n_layers + 1 norms are expected": lambda: norms("resid_pre", range(n_layers), position),
+            "these are resid_post norms of every layer: start from resid_pre of layer 0": lambda: norms("resid_post", range(n_layers), position),
+            "wrong position: use the `position` argument": lambda: torch.cat(
+                [norms("resid_pre", range(n_layers), -1), norms("resid_post", range(n_layers - 1, n_layers), -1)]
+            ),
+        },
+        hint="torch.stack of cache['resid_pre', layer][0, position].norm() for each layer, then the last resid_post",
+    )

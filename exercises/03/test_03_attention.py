@@ -1,0 +1,170 @@
+"""What the model attends to"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from grader.prompts import CLEAN_PROMPT, HELD_OUT_PROMPT, HELD_OUT_WORD
+from grader.report_html import figure_to_artifact, heatmap_artifact
+
+TOPIC = "attention"
+ATTENTION_TOL = dict(atol=1e-4, rtol=1e-3)  # attention weights are in [0, 1]
+
+
+def _heads(model) -> list[tuple[int, int]]:
+    """Two heads to look at: the last layer's second head and the first layer's last head."""
+    return [(model.cfg.n_layers - 1, min(1, model.cfg.n_heads - 1)), (0, model.cfg.n_heads - 1)]
+
+
+@pytest.mark.points(3)
+@pytest.mark.parametrize("which", [0, 1])
+def test_attention_pattern_is_one_heads_query_by_key_map(which, student, reference, model, run_cached, expected, grade):
+    """attention_pattern gives the [query, key] pattern of one head"""
+    layer, head = _heads(model)[which]
+    _, cache = run_cached(HELD_OUT_PROMPT)
+    want = expected(f"pattern[L{layer}H{head}]", lambda: reference.attention_pattern(cache, layer, head), **ATTENTION_TOL)
+    got = student.attention_pattern(cache, layer, head)
+    grade.compare(
+        f"pattern of layer {layer}, head {head}",
+        got,
+        want,
+        mistakes=lambda w: {
+            "the pattern is transposed: it must be [query, key], as stored in the cache": w.T,
+            "layer and head are swapped: cache['pattern', layer][0, head]": lambda: cache["pattern", head][0, layer],
+            "the batch dimension is still there: take the first batch item, [0]": w.unsqueeze(0),
+            "these are attention scores before the softmax: use 'pattern', not 'attn_scores'":
+                lambda: cache["attn_scores", layer][0, head],
+        },
+        hint="cache['pattern', layer] is [batch, head, query, key]",
+    )
+
+
+@pytest.mark.points(4)
+def test_plot_attention_draws_a_labelled_heatmap(student, model, run_cached, grade):
+    """plot_attention returns a Figure: pattern as rows = queries, labelled ticks and axes, colour bar"""
+    from matplotlib.figure import Figure
+
+    layer, head = _heads(model)[0]
+    _, cache = run_cached(CLEAN_PROMPT)
+    pattern = cache["pattern", layer][0, head].detach().cpu()
+    str_tokens = model.to_str_tokens(CLEAN_PROMPT)
+    title = f"Layer {layer}, head {head}"
+    fig = student.plot_attention(pattern.clone(), list(str_tokens), title=title)
+    grade.figure(heatmap_artifact(pattern, str_tokens, str_tokens, "reference", group="heatmap",
+                                  xlabel="Key (attends to)", ylabel="Query (from)"))
+    if not grade.check(
+        "returns the Figure",
+        isinstance(fig, Figure),
+        f"expected a matplotlib Figure, got {type(fig).__name__}",
+        hint="return fig (from fig, ax = plt.subplots()); don't call plt.show() and don't return the Axes",
+    ):
+        return
+    grade.figure(figure_to_artifact(fig, "your plot", group="heatmap"))
+    fig.canvas.draw()  # tick labels are only filled in by a draw
+    image_axes = [ax for ax in fig.axes if ax.images]
+    if not grade.check("draws an image", bool(image_axes), "no imshow/matshow image in the figure",
+                       hint="ax.imshow(pattern)"):
+        return
+    ax = image_axes[0]
+    data = torch.as_tensor(np.asarray(ax.images[0].get_array(), dtype=float))
+    grade.compare("image data", data.float(), pattern.float(), mistakes={"the image is transposed: rows must be queries": pattern.T.float()},
+                  hint="imshow(pattern) puts queries on rows and keys on columns, as wanted")
+    x_labels = [t.get_text() for t in ax.get_xticklabels()]
+    y_labels = [t.get_text() for t in ax.get_yticklabels()]
+    grade.compare("x tick labels (keys)", x_labels, list(str_tokens), hint="ax.set_xticks(range(len(str_tokens)), str_tokens)")
+    grade.compare("y tick labels (queries)", y_labels, list(str_tokens), hint="ax.set_yticks(range(len(str_tokens)), str_tokens)")
+    grade.compare("axis labels", [ax.get_xlabel(), ax.get_ylabel()], ["Key (attends to)", "Query (from)"],
+                  mistakes={"the axis labels are swapped: keys go along x": ["Query (from)", "Key (attends to)"]})
+    grade.check("has a colour bar", len(fig.axes) >= 2, "the figure has no colour bar", hint="fig.colorbar(image, ax=ax)")
+    grade.check("shows the title", title in (ax.get_title(), fig.get_suptitle()),
+                f"expected the title {title!r}, got {ax.get_title()!r}", hint="ax.set_title(title) when a title is given")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+@pytest.mark.points(3)
+def test_token_index_ignores_the_leading_space(student, grade):
+    """token_index finds a word whatever its surrounding whitespace, first occurrence, ValueError if absent"""
+    tokens = ["<|endoftext|>", "When", " Mary", " and", " John", " met", ",", " John", " left"]
+    cases = [("John", 4), (" Mary", 2), ("met ", 5), (",", 6)]
+    for word, want in cases:
+        try:
+            got = student.token_index(tokens, word)
+        except ValueError as exc:
+            got = f"ValueError: {exc}"
+        grade.compare(f"token_index(..., {word!r})", got, want,
+                      mistakes={"that is the last occurrence: return the first": 7} if word == "John" else None,
+                      hint="compare token.strip() with word.strip(): GPT-2's tokens start with a space")
+    try:
+        student.token_index(tokens, "Paris")
+    except ValueError as exc:
+        grade.check("the error lists the tokens", "Mary" in str(exc) and "John" in str(exc),
+                    f"the ValueError says {str(exc)!r:.200}, without the tokens",
+                    hint="raise ValueError(f'{word!r} is not one of the tokens {str_tokens}')")
+    else:
+        grade.check("raises ValueError for a missing word", False, "no ValueError for a word that is not there",
+                    hint="raise ValueError when no token matches; don't return -1 or None")
+
+
+CASES = [("France", CLEAN_PROMPT, 0.3, -1), (HELD_OUT_WORD, HELD_OUT_PROMPT, 0.2, -1)]
+
+
+@pytest.mark.points(4)
+@pytest.mark.parametrize("word,prompt,threshold,query", CASES, ids=[c[0] for c in CASES])
+def test_heads_attending_to_finds_every_head_above_the_threshold(
+    word, prompt, threshold, query, student, reference, model, run_cached, expected, grade
+):
+    """heads_attending_to lists every head above the threshold, highest weight first"""
+    _, cache = run_cached(prompt)
+    str_tokens = model.to_str_tokens(prompt)
+    every = expected(f"weights_to[{word}]", lambda: reference.heads_attending_to(cache, str_tokens, word, -1.0, query), **ATTENTION_TOL)
+    weights = {(int(l), int(h)): float(w) for l, h, w in every.value}
+    margin = every.tol.atol
+    # A head within the tolerance of the threshold is neither required nor forbidden:
+    # the same head can sit on either side of it on another device.
+    required = {lh for lh, w in weights.items() if w > threshold + margin}
+    forbidden = {lh for lh, w in weights.items() if w <= threshold - margin}
+    try:
+        got = student.heads_attending_to(cache, list(str_tokens), word, threshold, query)
+    except ValueError as exc:
+        grade.check("finds the word", False, f"raised ValueError: {exc}",
+                    hint=f"GPT-2's token is ' {word}' with a leading space: match tokens with token_index")
+        return
+    if not grade.check("returns (layer, head, weight) triples",
+                       isinstance(got, list) and all(isinstance(t, (tuple, list)) and len(t) == 3 for t in got),
+                       f"expected a list of (layer, head, weight), got {got!r:.200}"):
+        return
+    found = {(int(l), int(h)) for l, h, _ in got}
+    grade.check("every head above the threshold", required <= found,
+                f"missing heads: {sorted(required - found)}", expected=sorted(required), got=sorted(found),
+                hint="loop over every layer and every head")
+    grade.check("no head at or below the threshold", not (found & forbidden),
+                f"heads at or below {threshold}: {sorted(found & forbidden)}",
+                hint="keep a head only when weight > threshold")
+    grade.compare("weights", [float(w) for l, h, w in got if (int(l), int(h)) in weights],
+                  [weights[(int(l), int(h))] for l, h, _ in got if (int(l), int(h)) in weights], tol=every.tol,
+                  hint=f"the weight is cache['pattern', layer][0, head, query, key of '{word}']")
+    values = [float(w) for _, _, w in got]
+    grade.check("highest weight first", values == sorted(values, reverse=True), f"the weights come in the order {values}",
+                hint="sort by weight, in descending order")
+
+
+@pytest.mark.points(1)
+def test_heads_attending_to_keeps_only_weights_strictly_above(student, model, run_cached, grade):
+    """a head whose weight equals the threshold is not above it"""
+    _, cache = run_cached(CLEAN_PROMPT)
+    str_tokens = model.to_str_tokens(CLEAN_PROMPT)
+    key = [t.strip() for t in str_tokens].index("France")
+    top = max(
+        ((layer, head, float(cache["pattern", layer][0, head, -1, key])) for layer in range(model.cfg.n_layers)
+         for head in range(model.cfg.n_heads)),
+        key=lambda item: item[2],
+    )
+    got = student.heads_attending_to(cache, list(str_tokens), "France", top[2], -1)  # the exact weight, same cache
+    found = {(int(l), int(h)) for l, h, _ in got}
+    grade.check("weight == threshold is left out", (top[0], top[1]) not in found,
+                f"layer {top[0]}, head {top[1]} has weight exactly {top[2]!r} and was kept",
+                hint="'above the threshold' means weight > threshold, not >=")

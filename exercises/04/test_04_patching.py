@@ -1,0 +1,180 @@
+"""Causal evidence with activation patching"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from grader.model_guard import attached_hooks
+from grader.prompts import (
+    CLEAN_ANSWERS,
+    CLEAN_PROMPT,
+    CORRUPTED_PROMPT,
+    HELD_OUT_ANSWERS,
+    HELD_OUT_CLEAN,
+    HELD_OUT_CORRUPTED,
+)
+from grader.report_html import heatmap_artifact
+
+TOPIC = "patching"
+PAIRS = {
+    "France-Italy": (CLEAN_PROMPT, CORRUPTED_PROMPT, CLEAN_ANSWERS),
+    "Germany-Spain": (HELD_OUT_CLEAN, HELD_OUT_CORRUPTED, HELD_OUT_ANSWERS),  # held out
+}
+LOGIT_TOL = dict(atol=1e-3, rtol=1e-3)
+
+
+def _ids(model, answers: tuple[str, str]) -> tuple[int, int]:
+    return model.to_single_token(answers[0]), model.to_single_token(answers[1])
+
+
+@pytest.mark.points(2)
+def test_logit_diff_compares_two_tokens_at_the_last_position(student, reference, model, run_cached, expected, grade):
+    """logit_diff is logit(correct) - logit(incorrect) at the last position, averaged over the batch"""
+    clean_logits, _ = run_cached(HELD_OUT_CLEAN)
+    other_logits, _ = run_cached(HELD_OUT_CORRUPTED)
+    correct, incorrect = _ids(model, HELD_OUT_ANSWERS)
+    want = expected("logit_diff[one]", lambda: reference.logit_diff(clean_logits, correct, incorrect), **LOGIT_TOL)
+    got = student.logit_diff(clean_logits, correct, incorrect)
+    grade.compare(
+        "one prompt",
+        got,
+        want,
+        mistakes=lambda w: {
+            "the sign is flipped: correct minus incorrect": -w,
+            "that is the first position: the next token is predicted at the last, logits[:, -1]":
+                lambda: clean_logits[0, 0, correct] - clean_logits[0, 0, incorrect],
+        },
+    )
+    grade.check("a 0-dimensional tensor", isinstance(got, torch.Tensor) and got.dim() == 0,
+                f"expected a 0-dimensional tensor, got {type(got).__name__} {tuple(getattr(got, 'shape', ()))}",
+                hint="average over the batch with .mean()")
+    batch = torch.cat([clean_logits, other_logits])  # [2, seq, d_vocab]: both prompts have as many tokens
+    want_batch = expected("logit_diff[batch]", lambda: reference.logit_diff(batch, correct, incorrect), **LOGIT_TOL)
+    grade.compare("two prompts: the mean over the batch", student.logit_diff(batch, correct, incorrect), want_batch,
+                  mistakes={"that is the first prompt only: take the mean over the batch": want.value})
+
+
+@pytest.mark.points(4)
+def test_patch_hook_pastes_one_position_and_leaves_the_clean_cache_alone(student, model, run_cached, grade):
+    """patch_hook copies the clean activation at one position into the corrupted run, nothing else"""
+    _, clean_cache = run_cached(CLEAN_PROMPT)
+    _, corrupted_cache = run_cached(CORRUPTED_PROMPT)
+    name, position = f"blocks.{model.cfg.n_layers - 1}.hook_resid_pre", 4
+    clean_before = clean_cache[name].clone()
+    corrupted = corrupted_cache[name].clone()
+    hook = student.patch_hook(clean_cache, position)
+    out = hook(corrupted.clone(), _HookName(name))
+    if not grade.check("the hook returns the activation", isinstance(out, torch.Tensor),
+                       f"the hook returned {type(out).__name__}", hint="return activation at the end of the hook"):
+        return
+    want = corrupted.clone()
+    want[:, position] = clean_before[:, position]
+    grade.compare("patched activation", out, want, tol=None,
+                  mistakes={"every position was patched: replace only [:, position]": clean_before,
+                            "nothing was patched": corrupted},
+                  hint="activation[:, position] = clean_cache[hook.name][:, position]")
+    grade.check("the clean cache is unchanged", torch.equal(clean_cache[name], clean_before),
+                "the hook changed the clean cache in place",
+                hint="write into the corrupted activation, never into clean_cache[hook.name] (it is read again "
+                     "for the next position); use .clone() if you build a new tensor from it")
+
+
+class _HookName:
+    """The one thing a hook function reads from TransformerLens's HookPoint: its name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+@pytest.mark.points(6)
+@pytest.mark.parametrize("pair", list(PAIRS))
+def test_patch_residual_stream_measures_every_layer_and_position(pair, student, reference, model, run_cached, expected, grade):
+    """patch_residual_stream gives the normalised logit difference for every (layer, resid_pre position)"""
+    clean_prompt, corrupted_prompt, answers = PAIRS[pair]
+    correct, incorrect = _ids(model, answers)
+    clean_tokens, corrupted_tokens = model.to_tokens(clean_prompt), model.to_tokens(corrupted_prompt)
+    _, clean_cache = run_cached(clean_prompt)
+    clean_before = {k: v.clone() for k, v in clean_cache.items() if "resid_pre" in k}
+
+    def reference_result() -> torch.Tensor:
+        _, fresh_cache = run_cached(clean_prompt)
+        return reference.patch_residual_stream(model, clean_tokens, corrupted_tokens, fresh_cache, correct, incorrect)
+
+    want = expected(f"patching[{pair}]", reference_result, **LOGIT_TOL)
+    got = student.patch_residual_stream(model, clean_tokens, corrupted_tokens, clean_cache, correct, incorrect)
+    grade.check("no hook left on the model", not attached_hooks(model),
+                f"hooks still attached after the call: {attached_hooks(model)[:5]}",
+                hint="use model.run_with_hooks (it removes its hooks), or call model.reset_hooks() afterwards")
+    model.reset_hooks()  # so the mistake checks below measure the model, not a leftover hook
+    seq_tokens = model.to_str_tokens(corrupted_prompt)
+    if isinstance(got, torch.Tensor) and got.dim() == 2:
+        grade.figure(heatmap_artifact(got.detach().float().cpu(), seq_tokens, [f"L{l}" for l in range(got.shape[0])],
+                                      f"your patching result ({pair})", group=pair, xlabel="position", ylabel="layer"))
+    grade.figure(heatmap_artifact(want.value.float(), seq_tokens, [f"L{l}" for l in range(want.value.shape[0])],
+                                  f"reference ({pair})", group=pair, xlabel="position", ylabel="layer"))
+    grade.compare(
+        "normalised logit differences",
+        got,
+        want,
+        mistakes=lambda w: {
+            "the normalisation is upside down: (patched - corrupted) / (clean - corrupted), "
+            "so that 0 = corrupted and 1 = clean": 1 - w,
+            "the normalisation is inverted: divide by (clean - corrupted), not by (patched - corrupted)":
+                lambda: 1 / w,
+            "every position was patched at once: patch one position per run": lambda: _patch_all_positions(
+                model, clean_tokens, corrupted_tokens, clean_prompt, run_cached, correct, incorrect),
+            "that patches resid_post: the exercise patches blocks.{layer}.hook_resid_pre": lambda: _patch_each(
+                model, clean_tokens, corrupted_tokens, clean_prompt, run_cached, correct, incorrect, "hook_resid_post"),
+        },
+        hint="for each layer and position: run_with_hooks on the corrupted tokens with patch_hook at "
+             "blocks.{layer}.hook_resid_pre, then normalise the logit difference",
+    )
+    grade.check("the clean cache is unchanged",
+                all(torch.equal(clean_cache[k], v) for k, v in clean_before.items()),
+                "the clean cache was modified during patching",
+                hint="the hook must write into the corrupted activation, not into the clean cache")
+
+
+def _normalised(model, tokens, hooks, clean_diff, corrupted_diff, correct, incorrect) -> float:
+    logits = model.run_with_hooks(tokens, fwd_hooks=hooks)
+    diff = logits[0, -1, correct] - logits[0, -1, incorrect]
+    return float((diff - corrupted_diff) / (clean_diff - corrupted_diff))
+
+
+def _diffs(model, clean_tokens, corrupted_tokens, correct, incorrect) -> tuple[torch.Tensor, torch.Tensor]:
+    clean, corrupted = model(clean_tokens), model(corrupted_tokens)
+    return clean[0, -1, correct] - clean[0, -1, incorrect], corrupted[0, -1, correct] - corrupted[0, -1, incorrect]
+
+
+@torch.no_grad()
+def _patch_each(model, clean_tokens, corrupted_tokens, clean_prompt, run_cached, correct, incorrect, hook_name):
+    """What patching `hook_name` one position at a time gives (to recognise the resid_post mistake)."""
+    _, cache = run_cached(clean_prompt)
+    clean_diff, corrupted_diff = _diffs(model, clean_tokens, corrupted_tokens, correct, incorrect)
+    rows = []
+    for layer in range(model.cfg.n_layers):
+        name = f"blocks.{layer}.{hook_name}"
+        row = []
+        for position in range(corrupted_tokens.shape[1]):
+            def paste(activation, hook, position=position, name=name):
+                activation[:, position] = cache[name][:, position]
+                return activation
+            row.append(_normalised(model, corrupted_tokens, [(name, paste)], clean_diff, corrupted_diff, correct, incorrect))
+        rows.append(row)
+    return torch.tensor(rows)
+
+
+@torch.no_grad()
+def _patch_all_positions(model, clean_tokens, corrupted_tokens, clean_prompt, run_cached, correct, incorrect):
+    """What patching a whole layer's resid_pre at once gives, repeated along each row."""
+    _, cache = run_cached(clean_prompt)
+    clean_diff, corrupted_diff = _diffs(model, clean_tokens, corrupted_tokens, correct, incorrect)
+    seq_len = corrupted_tokens.shape[1]
+    rows = []
+    for layer in range(model.cfg.n_layers):
+        name = f"blocks.{layer}.hook_resid_pre"
+        value = _normalised(model, corrupted_tokens, [(name, lambda activation, hook, name=name: cache[name].clone())],
+                            clean_diff, corrupted_diff, correct, incorrect)
+        rows.append([value] * seq_len)
+    return torch.tensor(rows)

@@ -1,0 +1,177 @@
+"""``mechgrade``: what is not a plain ``pytest`` run.
+
+    mechgrade grade [--submission DIR | --solutions] [--exercise NN ...]   grade, write reports
+    mechgrade fixtures refresh --model M [--device D] [--exercise NN]      recompute expected values
+    mechgrade fixtures check [--model M] [--exercise NN]                   compare, write nothing
+    mechgrade toy build [...]                                              train the practice model
+    mechgrade report open                                                  open the last HTML report
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import webbrowser
+from pathlib import Path
+
+from grader.models import MODELS
+from grader.plugin import DEFAULT_REPORT
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EXERCISES_DIR = REPO_ROOT / "exercises"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "toy":
+        from grader.toy.build import main as toy_main
+
+        return toy_main(rest)
+    if rest:
+        parser.error(f"unrecognised arguments: {' '.join(rest)}")
+    if args.command == "grade":
+        return grade(args)
+    if args.command == "fixtures":
+        return fixtures(args)
+    if args.command == "report":
+        return open_report(Path(args.path))
+    parser.print_help()
+    return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mechgrade", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command")
+
+    def model_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", choices=sorted(MODELS), help="default: $MECHGRADE_MODEL, else gpt2-small when reachable, else toy-gpt2")
+        p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: CUDA when available, else CPU)")
+        p.add_argument("--exercise", action="append", metavar="NN", help="only this exercise (repeatable)")
+
+    g = commands.add_parser("grade", help="grade exercises/ (or a submission) and write the reports")
+    model_options(g)
+    source = g.add_mutually_exclusive_group()
+    source.add_argument("--submission", metavar="DIR", help="grade the modules in DIR (laid out like exercises/, or flat)")
+    source.add_argument("--solutions", action="store_true", help="grade the reference solutions")
+    g.add_argument("--report-html", default=str(DEFAULT_REPORT), metavar="PATH")
+    g.add_argument("--gradescope-json", metavar="PATH", help="write a Gradescope results.json here")
+    g.add_argument("--timeout", type=float, default=60.0, help="seconds per check (default 60)")
+    g.add_argument("--total-timeout", type=float, default=1800.0,
+                   help="seconds for the whole run; the grading process is stopped after it (default 1800)")
+
+    f = commands.add_parser("fixtures", help="refresh or check the expected values, from solutions/")
+    f.add_argument("action", choices=["refresh", "check"])
+    model_options(f)
+
+    commands.add_parser("toy", help="the practice model: `mechgrade toy build --help`", add_help=False).add_argument(
+        "toy_command", choices=["build"])
+
+    r = commands.add_parser("report", help="open the last HTML report in a browser")
+    r.add_argument("action", choices=["open"])
+    r.add_argument("--path", default=str(DEFAULT_REPORT))
+    return parser
+
+
+def _targets(exercises: list[str] | None) -> list[str]:
+    if not exercises:
+        return [str(EXERCISES_DIR)]
+    targets = []
+    for exercise in exercises:
+        folder = EXERCISES_DIR / exercise.zfill(2)
+        if not folder.is_dir():
+            known = ", ".join(sorted(p.name for p in EXERCISES_DIR.iterdir() if p.is_dir() and p.name.isdigit()))
+            raise SystemExit(f"mechgrade: no exercise {exercise!r}; known: {known}")
+        targets.append(str(folder))
+    return targets
+
+
+def _model_args(args: argparse.Namespace) -> list[str]:
+    out = []
+    if args.model:
+        out += ["--model", args.model]
+    if args.device:
+        out += ["--device", args.device]
+    return out
+
+
+def fixtures(args: argparse.Namespace) -> int:
+    """Run the checks on the reference solutions, in refresh or check mode, in this process."""
+    import pytest
+
+    if args.action == "refresh" and not args.model:
+        raise SystemExit("mechgrade fixtures refresh: name the model with --model (" + " or ".join(sorted(MODELS)) + ")")
+    pytest_args = [
+        *_targets(args.exercise),
+        "-p", "grader.plugin",
+        "--rootdir", str(REPO_ROOT),
+        "--solutions",
+        f"--fixtures-mode={args.action}",
+        "--report-html", "",
+        *_model_args(args),
+    ]
+    os.chdir(REPO_ROOT)
+    return int(pytest.main(pytest_args))
+
+
+def grade(args: argparse.Namespace) -> int:
+    """Grade in a child process, so that a submission that kills or hangs it still gets a report."""
+    from grader.lms import write_failure_results
+
+    pytest_args = [
+        sys.executable, "-m", "pytest", *_targets(args.exercise),
+        "-p", "grader.plugin", "--rootdir", str(REPO_ROOT), "-p", "no:cacheprovider",
+        "--report-html", str(Path(args.report_html).resolve()), "--timeout", str(args.timeout), *_model_args(args),
+    ]
+    if args.submission:
+        pytest_args += ["--submission", str(Path(args.submission).resolve())]
+    if args.solutions:
+        pytest_args.append("--solutions")
+    results = Path(args.gradescope_json).resolve() if args.gradescope_json else None
+    if results is not None:
+        pytest_args += ["--gradescope-json", str(results)]
+        results.unlink(missing_ok=True)  # a stale file must not pass for this run's result
+    started = time.monotonic()
+    try:
+        completed = subprocess.run(pytest_args, cwd=REPO_ROOT, timeout=args.total_timeout)
+        code = completed.returncode
+        died = code < 0 or code > 5  # killed by a signal, or exited by the student's os._exit
+        reason = f"the grading process ended abnormally (exit status {code})" if died else None
+    except subprocess.TimeoutExpired:
+        code, reason = 124, f"grading was stopped after {args.total_timeout:g} s"
+    if results is not None and reason is not None:
+        _record_abnormal_end(results, reason, time.monotonic() - started, write_failure_results)
+    if reason:
+        print(f"mechgrade: {reason}", file=sys.stderr)
+    return code
+
+
+def _record_abnormal_end(results: Path, reason: str, elapsed: float, write_failure_results) -> None:
+    """Keep what the child wrote after its last finished check, and say why the rest is missing."""
+    import json
+
+    if not results.exists():
+        write_failure_results(results, reason, elapsed)
+        return
+    document = json.loads(results.read_text())
+    document["output"] = f"{reason}; checks that had not finished score 0.\n{document.get('output', '')}"
+    document["execution_time"] = int(elapsed)
+    temporary = results.with_suffix(".tmp")
+    temporary.write_text(json.dumps(document, indent=1))
+    os.replace(temporary, results)
+
+
+def open_report(path: Path) -> int:
+    if not path.exists():
+        print(f"mechgrade: no report at {path}; run `mechgrade grade` or `pytest exercises` first", file=sys.stderr)
+        return 1
+    print(path.resolve().as_uri())
+    webbrowser.open(path.resolve().as_uri())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
