@@ -83,11 +83,16 @@ class ModelChoice:
 
 
 def get_spec(model_id: str) -> ModelSpec:
-    try:
+    """A known id, or a local Hugging Face-format folder (its name becomes the id)."""
+    if model_id in MODELS:
         return MODELS[model_id]
-    except KeyError:
-        known = ", ".join(sorted(MODELS))
-        raise ModelChoiceError(f"unknown model id {model_id!r}; known ids: {known}") from None
+    folder = Path(model_id).expanduser()
+    if (folder / "config.json").is_file():
+        return ModelSpec(folder.resolve().name, str(folder.resolve()), f"local folder {folder}", True)
+    known = ", ".join(sorted(MODELS))
+    raise ModelChoiceError(
+        f"unknown model id {model_id!r}; known ids: {known} (or a local Hugging Face-format folder)"
+    )
 
 
 def choose_model(requested: str | None = None) -> ModelChoice:

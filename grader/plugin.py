@@ -16,7 +16,9 @@ A check file names the module it grades and carries points::
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Callable, Generator
 from pathlib import Path
 from types import ModuleType
@@ -56,6 +58,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"seconds each check may take before it fails as timed out (default {DEFAULT_TIMEOUT:g}; 0: none)")
     group.addoption("--max-output", dest="mechgrade_max_output", default=DEFAULT_MAX_OUTPUT, type=int,
                     help=f"characters of a test's printed output kept in reports (default {DEFAULT_MAX_OUTPUT})")
+    group.addoption("--fixtures-dir", dest="mechgrade_fixtures_dir", default=None, metavar="DIR",
+                    help="where expected values live (default: fixtures/ in the project root)")
     group.addoption("--fixtures-mode", dest="mechgrade_fixtures_mode", default="use",
                     choices=["use", "refresh", "check"],
                     help="use: compare with stored expected values; refresh/check: what "
@@ -330,7 +334,15 @@ class GradingHooks:
             self.drift_text = render_drift(drift, mode, grading.choice.spec.id, all(complete.values()))
             if mode == "check" and any(not d.clean for d in drift.values()):
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        grading.timings["checks_end"] = time.time()
         self._write_reports(grading)
+        grading.timings["reports_end"] = time.time()
+        timings_path = os.environ.get("MECHGRADE_TIMINGS")
+        if timings_path:
+            import resource
+
+            grading.timings["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            Path(timings_path).write_text(json.dumps(grading.timings))
 
     def _write_reports(self, grading: GradingSession) -> None:
         from grader.report_html import write_html

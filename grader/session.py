@@ -37,7 +37,8 @@ class Options:
     timeout: float
     max_output: int
     fixtures_mode: Mode
-    root: Path  # the project root: exercises/, solutions/ and fixtures/ live here
+    root: Path  # the project root: exercises/ and solutions/ live here
+    fixtures_dir: Path  # expected values: <fixtures_dir>/<model-id>/NN.json
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Options:
@@ -56,6 +57,7 @@ class Options:
             max_output=int(config.getoption("mechgrade_max_output")),
             fixtures_mode=config.getoption("mechgrade_fixtures_mode"),
             root=root,
+            fixtures_dir=Path(config.getoption("mechgrade_fixtures_dir") or root / "fixtures"),
         )
 
 
@@ -71,6 +73,8 @@ class GradingSession:
     def __init__(self, options: Options) -> None:
         self.options = options
         self.started = time.monotonic()
+        # Wall-clock stamps of the run's phases, for benchmarks/grading_benchmark.py.
+        self.timings: dict[str, float] = {"configured": time.time()}
         self.started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         self.exercises: dict[str, ExerciseResult] = {}
         self.results: dict[str, TestResult] = {}  # nodeid -> result, in collection order
@@ -101,7 +105,9 @@ class GradingSession:
     def guard(self) -> ModelGuard:
         if self._guard is None:
             spec, device = self.choice.spec, self.device
+            self.timings["load_start"] = time.time()
             model = load_model(spec, device)
+            self.timings["load_end"] = time.time()
             self._guard = ModelGuard(model, reload=self._reload)
         return self._guard
 
@@ -126,7 +132,7 @@ class GradingSession:
                 else " ".join(shlex.quote(a) for a in ["pytest", *sys.argv[1:]]),
             }
             self._store = FixtureStore(
-                self.choice.spec.id, self.options.fixtures_mode, provenance, self.options.root / "fixtures"
+                self.choice.spec.id, self.options.fixtures_mode, provenance, self.options.fixtures_dir
             )
         return self._store
 

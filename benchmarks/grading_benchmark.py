@@ -1,0 +1,177 @@
+"""How long grading takes, and how much of it is the grader's own overhead.
+
+One run prints, for the toy model and for a GPT-2-small-shaped model with random weights (built
+here from GPT-2 small's config: the same compute as the real model, no download):
+
+- the wall time of grading all four exercises with the reference solutions, from process start
+  to the reports written, split into start-up (Python, pytest, imports), model load, checks and
+  reports;
+- the floor: a plain script in a fresh process that imports, loads the model once and makes the
+  calls the reference solutions make (their forward passes included), with no grader at all;
+- the ratio grading / floor (target: at most 1.5), and the peak memory of each process.
+
+    python benchmarks/grading_benchmark.py [--device cpu] [--skip-gpt2-shaped]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TOY = REPO / "fixtures" / "models" / "toy-gpt2"
+
+
+def build_gpt2_shaped(folder: Path) -> Path:
+    """GPT-2 small's architecture with random weights, and the toy tokenizer (GPT-2's cannot be
+    downloaded here). The vocabulary stays 50257 wide, so the unembedding costs what GPT-2's does."""
+    import shutil
+
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(bos_token_id=0, eos_token_id=0)  # the defaults are GPT-2 small: 12 x 768, 50257
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json"):
+        if (TOY / name).exists():
+            shutil.copy(TOY / name, folder / name)
+    return folder
+
+
+def run_child(command: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
+    """Run a child process; return its wall time and the finished process."""
+    started = time.time()
+    completed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    wall = time.time() - started
+    if completed.returncode != 0:
+        sys.stderr.write(completed.stdout[-3000:] + completed.stderr[-3000:])
+        raise SystemExit(f"benchmark child failed: {' '.join(command)}")
+    return wall, completed
+
+
+def grade(model: str, device: str, fixtures_dir: Path, work: Path) -> dict[str, float]:
+    timings = work / "timings.json"
+    env = {**os.environ, "MECHGRADE_TIMINGS": str(timings), "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "pytest", "exercises", "-p", "grader.plugin", "-p", "no:cacheprovider", "-q",
+               "--solutions", "--model", model, "--device", device, "--fixtures-dir", str(fixtures_dir),
+               "--report-html", str(work / "report.html"), "--gradescope-json", str(work / "results.json")]
+    started = time.time()
+    wall, _ = run_child(command, env)
+    stamps = json.loads(timings.read_text())
+    score = json.loads((work / "results.json").read_text())
+    total = sum(t["max_score"] for t in score["tests"])
+    if score["score"] != total:
+        raise SystemExit(f"the solutions scored {score['score']} / {total} on {model}: fix that before timing")
+    return {
+        "wall": wall,
+        "startup": stamps["load_start"] - started,
+        "load": stamps["load_end"] - stamps["load_start"],
+        "checks": stamps["checks_end"] - stamps["load_end"],
+        "reports": stamps["reports_end"] - stamps["checks_end"],
+        "peak_mib": round(stamps["peak_rss_mib"]),
+    }
+
+
+def refresh(model: str, device: str, fixtures_dir: Path) -> None:
+    command = [sys.executable, "-m", "pytest", "exercises", "-p", "grader.plugin", "-p", "no:cacheprovider", "-q",
+               "--solutions", "--model", model, "--device", device, "--fixtures-dir", str(fixtures_dir),
+               "--fixtures-mode=refresh", "--report-html", ""]
+    run_child(command, {**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+def floor(model: str, device: str) -> dict[str, float]:
+    started = time.time()
+    wall, completed = run_child([sys.executable, __file__, "--floor-of", model, "--device", device],
+                                      {**os.environ, "HF_HUB_OFFLINE": "1"})
+    stamps = json.loads(completed.stdout.strip().splitlines()[-1])
+    return {"wall": wall, "startup": stamps["imported"] - started, "load": stamps["loaded"] - stamps["imported"],
+            "work": stamps["done"] - stamps["loaded"], "peak_mib": round(stamps["peak_rss_mib"])}
+
+
+def floor_script(model: str, device: str) -> None:
+    """What the checks need, done directly: imports, one load, the reference solutions' calls."""
+    import importlib.util
+
+    import torch
+    import transformer_lens  # noqa: F401  (its import is part of the floor)
+
+    from grader.models import get_spec
+    from grader.prompts import CLEAN_ANSWERS, CLEAN_PROMPT, CORRUPTED_PROMPT, HELD_OUT_ANSWERS, HELD_OUT_CLEAN, HELD_OUT_CORRUPTED, HELD_OUT_PROMPT
+
+    def solution(exercise: str, topic: str):
+        spec = importlib.util.spec_from_file_location(topic, REPO / "solutions" / exercise / f"{topic}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    load, cache_ex, attention, patching = (solution("01", "load_model"), solution("02", "cache"),
+                                           solution("03", "attention"), solution("04", "patching"))
+    stamps = {"imported": time.time()}
+    source = get_spec(model).source
+    model_ = load.load_model(source, device)
+    stamps["loaded"] = time.time()
+    with torch.no_grad():
+        load.load_model(source, device)  # exercise 01 boots the student's own copy
+        load.model_summary(model_)
+        for prompt in (CLEAN_PROMPT, HELD_OUT_PROMPT):
+            logits, cache = cache_ex.run_with_cache(model_, prompt)
+            cache_ex.count_cached(cache), cache_ex.top_prediction(model_, logits), cache_ex.top_k(model_, logits)
+            cache_ex.residual_norms(cache)
+            tokens = model_.to_str_tokens(prompt)
+            attention.attention_pattern(cache, 0, 0)
+            attention.heads_attending_to(cache, tokens, tokens[-2].strip())
+        figure = attention.plot_attention(cache["pattern", 0][0, 0], tokens)
+        for clean, corrupted, answers in ((CLEAN_PROMPT, CORRUPTED_PROMPT, CLEAN_ANSWERS),
+                                          (HELD_OUT_CLEAN, HELD_OUT_CORRUPTED, HELD_OUT_ANSWERS)):
+            _, clean_cache = cache_ex.run_with_cache(model_, clean)
+            patching.patch_residual_stream(model_, model_.to_tokens(clean), model_.to_tokens(corrupted), clean_cache,
+                                           model_.to_single_token(answers[0]), model_.to_single_token(answers[1]))
+    del figure
+    stamps["done"] = time.time()
+    stamps["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(stamps))
+
+
+def report(name: str, graded: dict[str, float], base: dict[str, float]) -> None:
+    ratio = graded["wall"] / base["wall"]
+    print(f"\n{name}")
+    print(f"  grading, solutions, 4 exercises: {graded['wall']:6.1f} s  = start-up {graded['startup']:.1f} + "
+          f"load {graded['load']:.1f} + checks {graded['checks']:.1f} + reports {graded['reports']:.1f}  "
+          f"(peak {graded['peak_mib']} MiB)")
+    print(f"  floor (imports, load, the solutions' calls): {base['wall']:6.1f} s  = start-up {base['startup']:.1f} + "
+          f"load {base['load']:.1f} + work {base['work']:.1f}  (peak {base['peak_mib']} MiB)")
+    print(f"  ratio grading / floor: {ratio:.2f}  (target <= 1.5: {'met' if ratio <= 1.5 else 'NOT met'})")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--skip-gpt2-shaped", action="store_true", help="time the toy model only")
+    parser.add_argument("--floor-of", help=argparse.SUPPRESS)  # internal: run the floor script
+    args = parser.parse_args()
+    if args.floor_of:
+        floor_script(args.floor_of, args.device)
+        return 0
+    print(f"device {args.device}; python {sys.version.split()[0]}; cores {os.cpu_count()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        report("toy-gpt2", grade("toy-gpt2", args.device, REPO / "fixtures", work), floor("toy-gpt2", args.device))
+        if not args.skip_gpt2_shaped:
+            shaped = build_gpt2_shaped(work / "gpt2-shaped-random")
+            fixtures = work / "fixtures"
+            refresh(str(shaped), args.device, fixtures)  # expected values for it, as an instructor would make
+            report("GPT-2-small-shaped, random weights", grade(str(shaped), args.device, fixtures, work),
+                   floor(str(shaped), args.device))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
