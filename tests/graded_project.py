@@ -17,13 +17,19 @@ stub), optionally ``solutions/NN/<topic>.py`` and ``fixtures/<model>/NN.json``::
     assert project.results()["score"] == 2
 
 Checks never request the ``model`` fixture, so no model is ever loaded; ``MECHGRADE_MODEL`` is set
-to the toy model so choosing one never probes the network.
+to the toy model so choosing one never probes the network. Runs are in-process (fast) unless
+``run(..., subprocess=True)``; ``new_project(folder, ...)`` builds one outside pytester for a
+module-scoped fixture, and its runs always go to a subprocess (one slow run shared by many tests).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess as sp
+import sys
 import textwrap
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,12 +56,9 @@ def check_file(checks: str, topic: str, title: str) -> str:
 
 @dataclass
 class GradedProject:
-    pytester: pytest.Pytester
+    root: Path
+    pytester: pytest.Pytester | None = None  # None: runs always go to a subprocess
     model_id: str = MODEL_ID
-
-    @property
-    def root(self) -> Path:
-        return self.pytester.path
 
     # ---- writing files ----
 
@@ -112,11 +115,13 @@ class GradedProject:
 
     # ---- running the grader ----
 
-    def run(self, *args: str, subprocess: bool = False, timeout: float = 60) -> pytest.RunResult:
-        """pytest on exercises/ with the grader; `subprocess` where signals or imports would leak."""
-        full = (*BASE_ARGS, *args)
-        if "exercises" not in " ".join(a for a in args if not a.startswith("-")):
-            full = ("exercises", *full)
+    def run(
+        self, *args: str, paths: tuple[str, ...] = ("exercises",), subprocess: bool = False, timeout: float = 60
+    ) -> pytest.RunResult:
+        """pytest on `paths` with the grader; `subprocess` where signals or imports would leak."""
+        full = (*paths, *BASE_ARGS, *args)
+        if self.pytester is None:
+            return run_subprocess(self.root, full, timeout)
         if subprocess:
             return self.pytester.runpytest_subprocess(*full, timeout=timeout)
         return self.pytester.runpytest(*full)
@@ -131,6 +136,28 @@ class GradedProject:
         return found[0]
 
 
+def run_subprocess(root: Path, args: tuple[str, ...], timeout: float) -> pytest.RunResult:
+    """`python -m pytest args` in `root`, on the toy model; for projects shared by a module."""
+    env = {**os.environ, "MECHGRADE_MODEL": MODEL_ID, "HF_HUB_OFFLINE": "1", "PYTEST_ADDOPTS": ""}
+    started = time.monotonic()
+    done = sp.run(
+        [sys.executable, "-m", "pytest", *args], cwd=root, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    return pytest.RunResult(done.returncode, done.stdout.splitlines(), done.stderr.splitlines(), time.monotonic() - started)
+
+
+def new_project(root: Path, checks: str, **kwargs: Any) -> GradedProject:
+    """A graded project in `root` (outside pytester: its runs go to a subprocess)."""
+    (root / "pyproject.toml").write_text(PYPROJECT)
+    project = GradedProject(root)
+    exercise = kwargs.pop("exercise", "01")
+    fixtures = kwargs.pop("fixtures", None)
+    project.add_exercise(exercise, checks, **kwargs)
+    if fixtures is not None:
+        project.write_fixture(exercise, fixtures)
+    return project
+
+
 def make_project(
     pytester: pytest.Pytester,
     checks: str,
@@ -143,7 +170,7 @@ def make_project(
 ) -> GradedProject:
     """A graded project with one exercise; `fixtures` (key -> value) writes its fixture file."""
     pytester.makefile(".toml", pyproject=PYPROJECT)
-    project = GradedProject(pytester)
+    project = GradedProject(pytester.path, pytester)
     project.add_exercise(exercise, checks, stub, solution, topic, title)
     if fixtures is not None:
         project.write_fixture(exercise, fixtures)

@@ -1,0 +1,155 @@
+"""The LMS files: `--gradescope-json` in the Gradescope shape, always written, and `--junitxml`."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+from graded_project import GradedProject, new_project
+
+CHECKS = '''
+    @pytest.mark.points(2)
+    def test_add(student, grade):
+        """add() adds"""
+        grade.compare("add(1, 2)", student.add(1, 2), 3)
+
+    def test_sub(student, grade):
+        grade.compare("sub(3, 1)", student.sub(3, 1), 2)
+'''
+STUB = '''
+    def add(a, b):
+        return a + b
+
+    def sub(a, b):
+        return a + b
+'''
+TOP_LEVEL = {"score": float, "execution_time": int, "output": str, "tests": list}
+PER_TEST = {
+    "name": str,
+    "number": str,
+    "score": float,
+    "max_score": float,
+    "status": str,
+    "output": str,
+    "output_format": str,
+    "visibility": str,
+}
+
+
+def _assert_gradescope_shape(document: dict) -> None:
+    for key, kind in TOP_LEVEL.items():
+        assert isinstance(document[key], kind), f"{key}: {document.get(key)!r}"
+    for test in document["tests"]:
+        assert set(PER_TEST) <= set(test), test
+        for key, kind in PER_TEST.items():
+            assert isinstance(test[key], kind), f"{key}: {test[key]!r}"
+        assert test["status"] in {"passed", "failed"}
+        assert test["output_format"] in {"text", "html", "simple_format", "md", "ansi"}
+        assert test["visibility"] in {"hidden", "after_due_date", "after_published", "visible"}
+
+
+def test_results_json_has_the_gradescope_shape(make_project) -> None:
+    project: GradedProject = make_project(CHECKS, stub=STUB)
+    project.run().assert_outcomes(passed=1, failed=1)
+    document = project.results()
+    _assert_gradescope_shape(document)
+    assert document["score"] == 2.0
+    assert [(t["name"], t["number"], t["score"], t["max_score"], t["status"]) for t in document["tests"]] == [
+        ("01 · add() adds", "1.1", 2.0, 2.0, "passed"),
+        ("01 · test_sub", "1.2", 0.0, 1.0, "failed"),
+    ]
+    assert document["tests"][0]["output"] == "passed: 2 / 2 points"
+    assert "expected 2, got 4" in document["tests"][1]["output"]
+    assert "total: 2 / 3 points" in document["output"]
+
+
+def test_results_json_is_written_where_asked_creating_folders(make_project) -> None:
+    project: GradedProject = make_project(CHECKS, stub=STUB)
+    project.run("--gradescope-json", "deep/er/results.json")
+    _assert_gradescope_shape(project.results("deep/er/results.json"))
+
+
+def test_results_json_is_written_when_the_check_file_does_not_collect(make_project) -> None:
+    project: GradedProject = make_project("def test_add(student:\n    pass\n", stub=STUB)
+    result = project.run()
+    assert result.ret == pytest.ExitCode.INTERRUPTED  # collection errors stop pytest
+    document = project.results()
+    _assert_gradescope_shape(document)
+    assert document["score"] == 0.0
+    assert document["tests"] == []
+    assert document["output"].startswith("grading could not start: could not collect exercises/01/test_01_demo.py")
+    assert "SyntaxError" in document["output"]
+
+
+def test_results_json_keeps_the_other_exercises_when_one_check_file_does_not_collect(make_project) -> None:
+    project: GradedProject = make_project(CHECKS, stub=STUB)
+    project.add_exercise("02", "def test_broken(student:\n    pass\n", topic="other")
+    project.run("--continue-on-collection-errors")
+    document = project.results()
+    _assert_gradescope_shape(document)
+    assert [t["number"] for t in document["tests"]] == ["1.1", "1.2"]
+    assert document["score"] == 2.0
+    assert "error: could not collect exercises/02/test_02_other.py" in document["output"]
+
+
+def test_results_json_is_written_when_no_graded_test_is_collected(make_project) -> None:
+    project: GradedProject = make_project(CHECKS, stub=STUB)
+    project.write("exercises/notes/test_helpers.py", "def test_plain():\n    assert True\n")
+    project.run(paths=("exercises/notes",)).assert_outcomes(passed=1)
+    document = project.results()
+    _assert_gradescope_shape(document)
+    assert (document["score"], document["tests"]) == (0.0, [])
+    assert document["output"] == "grading could not start: no graded checks were collected"
+
+
+def test_results_json_is_written_when_nothing_is_collected_at_all(make_project) -> None:
+    project: GradedProject = make_project(CHECKS, stub=STUB)
+    (project.root / "empty").mkdir()
+    result = project.run(paths=("empty",))
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    _assert_gradescope_shape(project.results())
+
+
+def test_results_json_holds_the_tests_that_ran_when_the_process_dies(tmp_path) -> None:
+    project = new_project(
+        tmp_path,
+        CHECKS
+        + '''
+    def test_zz_dies(student):
+        student.die()
+''',
+        stub=STUB + "\n    def die():\n        import os\n        os._exit(1)\n",
+    )
+    result = project.run(timeout=60)
+    assert result.ret == 1
+    document = project.results()
+    _assert_gradescope_shape(document)
+    assert [(t["number"], t["score"]) for t in document["tests"]] == [("1.1", 2.0), ("1.2", 0.0), ("1.3", 0.0)]
+    assert document["score"] == 2.0
+    assert "not run yet" in document["tests"][2]["output"]
+
+
+def test_junitxml_names_testcases_by_function_with_the_exercise_path_as_classname(make_project) -> None:
+    project: GradedProject = make_project(CHECKS, stub=STUB)
+    project.run("--junitxml", "out/junit.xml")
+    cases = ET.parse(project.root / "out" / "junit.xml").getroot().iter("testcase")
+    found = {case.get("name"): case for case in cases}
+    assert set(found) == {"test_add", "test_sub"}
+    assert found["test_add"].get("classname") == "exercises.01.test_01_demo"
+    assert found["test_add"].find("failure") is None
+    failure = found["test_sub"].find("failure")
+    assert failure is not None
+    assert "expected 2, got 4" in (failure.get("message", "") + (failure.text or ""))
+
+
+def test_results_json_is_valid_json_with_hostile_student_output(make_project) -> None:
+    project: GradedProject = make_project(
+        CHECKS,
+        stub=STUB.replace("return a + b\n\n", "print('\\x00\\udcff<b>' * 3)\n        return a + b\n\n", 1),
+    )
+    project.run()
+    text = (project.root / "out" / "results.json").read_text(encoding="utf-8")
+    document = json.loads(text)
+    _assert_gradescope_shape(document)
+    assert "\x00" not in text

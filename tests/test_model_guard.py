@@ -1,0 +1,216 @@
+"""grader.model_guard: after each test the shared model is put back as it was, and the guard says
+what it repaired. A small torch module stands in for the TransformerBridge."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torch import nn
+
+from grader.model_guard import ModelGuard, attached_hooks, fingerprint
+
+
+class Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Linear(3, 4)
+        self.blocks = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+        self.register_buffer("counts", torch.arange(3))  # an integer buffer: not fingerprinted
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.embed(x))
+
+
+class Reloads:
+    """A fake `reload`: counts calls and returns a fresh Tiny."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> Tiny:
+        self.calls += 1
+        return Tiny().eval()
+
+
+@pytest.fixture(autouse=True)
+def torch_globals() -> Iterator[None]:
+    """Tests here change torch's global switches on purpose; never leak them."""
+    grad, dtype = torch.is_grad_enabled(), torch.get_default_dtype()
+    yield
+    torch.set_grad_enabled(grad)
+    torch.set_default_dtype(dtype)
+
+
+@pytest.fixture
+def reload() -> Reloads:
+    return Reloads()
+
+
+@pytest.fixture
+def guard(reload: Reloads) -> ModelGuard:
+    return ModelGuard(Tiny().eval(), reload=reload)
+
+
+def _hook(module: nn.Module, inputs: object, output: object) -> None:
+    return None
+
+
+def test_an_untouched_model_needs_no_repair(guard: ModelGuard, reload: Reloads) -> None:
+    model = guard.model
+    with torch.no_grad():
+        model(torch.ones(1, 3))
+    assert guard.repair() == []
+    assert guard.model is model
+    assert reload.calls == 0
+
+
+def test_extra_forward_hooks_are_removed_everywhere_in_the_model(guard: ModelGuard, reload: Reloads) -> None:
+    model = guard.model
+    model.register_forward_hook(_hook)
+    model.blocks[0].register_forward_hook(_hook)
+    model.blocks[2].register_forward_pre_hook(lambda module, inputs: None)
+    assert guard.repair() == ["removed 3 hook(s) left on the model"]
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    assert reload.calls == 0
+    assert guard.repair() == []
+
+
+def test_a_hook_that_changes_outputs_no_longer_does_after_repair(guard: ModelGuard) -> None:
+    model = guard.model
+    x = torch.ones(1, 3)
+    with torch.no_grad():
+        before = model(x)
+        model.blocks[2].register_forward_hook(lambda module, inputs, output: output * 0)
+        assert torch.equal(model(x), torch.zeros_like(before))
+        guard.repair()
+        assert torch.equal(model(x), before)
+
+
+def test_hooks_present_when_the_guard_was_made_are_kept(reload: Reloads) -> None:
+    model = Tiny().eval()
+    model.blocks[0].register_forward_hook(_hook)  # the grader's own hook
+    guard = ModelGuard(model, reload=reload)
+    model.blocks[2].register_forward_hook(_hook)
+    assert guard.repair() == ["removed 1 hook(s) left on the model"]
+    assert len(model.blocks[0]._forward_hooks) == 1
+    assert not model.blocks[2]._forward_hooks
+
+
+def test_backward_hooks_are_removed_too(guard: ModelGuard) -> None:
+    guard.model.blocks[0].register_full_backward_hook(lambda module, gin, gout: None)
+    assert guard.repair() == ["removed 1 hook(s) left on the model"]
+    assert not guard.model.blocks[0]._backward_hooks
+
+
+def test_transformer_lens_hooks_are_reset_through_reset_hooks(reload: Reloads) -> None:
+    class WithResetHooks(Tiny):
+        def __init__(self) -> None:
+            super().__init__()
+            self.resets: list[bool] = []
+
+        def reset_hooks(self, including_permanent: bool = False) -> None:
+            self.resets.append(including_permanent)
+
+    model = WithResetHooks().eval()
+    guard = ModelGuard(model, reload=reload)
+    assert guard.repair() == []
+    assert model.resets == [True]
+
+
+def test_attached_hooks_names_hook_points_with_hooks() -> None:
+    class Bridge(Tiny):
+        @property
+        def hook_dict(self) -> dict[str, nn.Module]:
+            return {"blocks.0.hook_out": self.blocks[0], "blocks.2.hook_out": self.blocks[2]}
+
+    model = Bridge()
+    assert attached_hooks(model) == []
+    model.blocks[2].register_forward_hook(_hook)
+    assert attached_hooks(model) == ["blocks.2.hook_out"]
+
+
+def test_training_mode_is_reset_to_eval(guard: ModelGuard, reload: Reloads) -> None:
+    guard.model.train()
+    assert guard.repair() == ["put the model back in eval mode"]
+    assert not any(m.training for m in guard.model.modules())
+    assert reload.calls == 0
+
+
+def test_changed_weights_trigger_a_reload(guard: ModelGuard, reload: Reloads) -> None:
+    old = guard.model
+    with torch.no_grad():
+        old.blocks[0].weight[0, 0] += 1.0
+    assert guard.repair() == ["the model's weights were changed: reloaded them"]
+    assert reload.calls == 1
+    assert guard.model is not old
+    assert torch.equal(fingerprint(guard.model), fingerprint(Tiny()))
+    assert guard.repair() == []  # the reloaded model is the new baseline
+
+
+def test_a_replaced_parameter_of_another_shape_triggers_a_reload(guard: ModelGuard, reload: Reloads) -> None:
+    guard.model.blocks[0].bias = nn.Parameter(torch.zeros(7))
+    assert "the model's weights were changed: reloaded them" in guard.repair()
+    assert reload.calls == 1
+
+
+def test_a_removed_parameter_triggers_a_reload(guard: ModelGuard, reload: Reloads) -> None:
+    del guard.model.blocks[2].bias
+    guard.model.blocks[2].bias = None
+    assert guard.repair() == ["the model's weights were changed: reloaded them"]
+    assert reload.calls == 1
+
+
+def test_a_broken_state_dict_triggers_a_reload(guard: ModelGuard, reload: Reloads) -> None:
+    def broken(*args: object, **kwargs: object) -> dict:
+        raise RuntimeError("student broke state_dict")
+
+    guard.model.state_dict = broken  # type: ignore[method-assign]
+    assert guard.repair() == ["the model's weights were changed: reloaded them"]
+    assert reload.calls == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: fingerprint() is one sum per tensor, so an in-place edit that keeps each tensor's sum "
+    "(swapping two heads' weights, a transpose) is not detected, contrary to its docstring",
+)
+def test_weights_permuted_in_place_trigger_a_reload(guard: ModelGuard, reload: Reloads) -> None:
+    with torch.no_grad():
+        weight = guard.model.blocks[0].weight
+        weight.copy_(weight.flip(0))  # swap rows: same sum, different model
+    assert guard.repair() == ["the model's weights were changed: reloaded them"]
+
+
+def test_torch_grad_mode_and_default_dtype_are_restored(guard: ModelGuard) -> None:
+    grad = torch.is_grad_enabled()
+    torch.set_grad_enabled(not grad)
+    torch.set_default_dtype(torch.float64)
+    assert guard.repair() == ["restored torch's grad mode", "restored torch's default dtype"]
+    assert torch.is_grad_enabled() == grad
+    assert torch.get_default_dtype() == torch.float32
+
+
+def test_the_repair_list_names_every_repair_in_order(guard: ModelGuard, reload: Reloads) -> None:
+    guard.model.blocks[0].register_forward_hook(_hook)
+    guard.model.train()
+    with torch.no_grad():
+        guard.model.embed.bias.zero_()
+    assert guard.repair() == [
+        "removed 1 hook(s) left on the model",
+        "put the model back in eval mode",
+        "the model's weights were changed: reloaded them",
+    ]
+    assert reload.calls == 1
+
+
+def test_fingerprint_ignores_integer_tensors_and_sees_float_ones() -> None:
+    model = Tiny()
+    before = fingerprint(model)
+    model.counts += 1
+    assert torch.equal(fingerprint(model), before)
+    with torch.no_grad():
+        model.embed.weight.mul_(2)
+    assert not torch.equal(fingerprint(model), before)
