@@ -52,7 +52,10 @@ def to_numpy(value: Any) -> np.ndarray | None:
     if isinstance(value, (bool, int, float, np.number, np.bool_)):
         return np.asarray(value)
     if isinstance(value, (list, tuple)) and _is_numeric_nest(value):
-        return np.asarray(value, dtype=float)
+        try:
+            return np.asarray(value, dtype=float)
+        except ValueError:  # ragged: compared item by item
+            return None
     return None
 
 

@@ -40,12 +40,11 @@ def attached_hooks(model: torch.nn.Module) -> list[str]:
     )
 
 
-def fingerprint(model: torch.nn.Module) -> torch.Tensor:
-    """One number per tensor of the state dict: cheap, and any in-place edit changes it."""
+def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of every tensor of the state dict, on the model's device: exact comparison later
+    costs one memory pass, and catches any edit, a permutation of weights included."""
     with torch.no_grad():
-        return torch.stack(
-            [t.detach().to(torch.float64).sum().cpu() for t in model.state_dict().values() if t.is_floating_point()]
-        )
+        return {name: t.detach().clone() for name, t in model.state_dict().items()}
 
 
 class ModelGuard:
@@ -53,7 +52,7 @@ class ModelGuard:
         self.model = model
         self._reload = reload
         self._hooks = _hook_keys(model)
-        self._fingerprint = fingerprint(model)
+        self._weights = snapshot(model)
         self._grad_enabled = torch.is_grad_enabled()
         self._default_dtype = torch.get_default_dtype()
 
@@ -79,12 +78,16 @@ class ModelGuard:
         if not self._weights_intact():
             self.model = self._reload()
             self._hooks = _hook_keys(self.model)
+            self._weights = snapshot(self.model)
             repaired.append("the model's weights were changed: reloaded them")
         return repaired
 
     def _weights_intact(self) -> bool:
         try:
-            now = fingerprint(self.model)
+            now = self.model.state_dict()
+            return now.keys() == self._weights.keys() and all(
+                now[name].shape == saved.shape and bool(torch.equal(now[name], saved))
+                for name, saved in self._weights.items()
+            )
         except Exception:  # a state dict the student broke is not intact
             return False
-        return now.shape == self._fingerprint.shape and bool(torch.equal(now, self._fingerprint))

@@ -62,7 +62,8 @@ def _exercise_notes(ex: ExerciseResult, model_id: str) -> list[str]:
     elif ex.expected_source == "none":
         notes.append("expected values: none available")
     if ex.import_error:
-        first = ex.import_error.strip().splitlines()[-1] if ex.import_error.strip() else "?"
+        unindented = [line for line in ex.import_error.strip().splitlines() if line and not line[0].isspace()]
+        first = unindented[-1] if unindented else "?"
         notes.append(f"import error in {ex.module}: {first}")
     indent = " " * (_EX_W + 2)
     return [indent + _clip(note, WIDTH - len(indent)) for note in notes]

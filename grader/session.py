@@ -198,6 +198,8 @@ class GradingSession:
     def _describe_expected(self, exercise: ExerciseResult) -> None:
         try:
             exercise.expected_source = self.store.source(exercise.exercise)  # type: ignore[assignment]
+            if exercise.expected_source == "local reference" and not (self.options.root / "solutions" / exercise.exercise).is_dir():
+                exercise.expected_source = "none"
             stored = self.store.file(exercise.exercise) if exercise.expected_source == "fixtures" else None
         except FixtureError as exc:
             exercise.expected_source, stored = "none", None

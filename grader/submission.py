@@ -65,7 +65,7 @@ def import_file(path: Path, module_name: str) -> ModuleType:
     except SyntaxError as exc:
         sys.modules.pop(module_name, None)
         raise SubmissionImportError(format_syntax_error(exc)) from None
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         sys.modules.pop(module_name, None)
         raise SubmissionImportError(
             f"importing {path.name} failed:\n{student_traceback(exc, [path.parent])}"

@@ -166,12 +166,6 @@ def test_something_else_where_a_list_was_expected_is_named() -> None:
     assert result.headline == "expected a list of 1 items, got dict: {'L1H2': 0.5}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="bug: to_numpy calls np.asarray(value, dtype=float) on ragged numeric lists, which raises "
-    "ValueError (inhomogeneous shape) instead of comparing item by item / reporting the wrong shape",
-)
 @pytest.mark.parametrize(
     ("got", "want", "ok"),
     [

@@ -48,11 +48,6 @@ CHECK = ("--solutions", "--fixtures-mode", "check")
 
 # Refresh and check run their end-of-session step only `if mode != "use" and grading.model_loaded`
 # (plugin.pytest_sessionfinish): exercises that never request the model are never written or checked.
-NEEDS_MODEL_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="bug: plugin.pytest_sessionfinish skips FixtureStore.finish unless the model was loaded, so "
-    "refresh writes nothing and check reports nothing (exit 0) for checks that do not use the model",
-)
 
 
 @pytest.fixture
@@ -63,7 +58,6 @@ def project(make_project) -> GradedProject:
 # ---- refresh / check round trip ----
 
 
-@NEEDS_MODEL_BUG
 def test_check_without_a_fixture_file_reports_created_keys_and_fails(project: GradedProject) -> None:
     result = project.run(*CHECK)
     result.assert_outcomes(passed=2)
@@ -79,7 +73,6 @@ def test_check_without_a_fixture_file_reports_created_keys_and_fails(project: Gr
     assert not project.fixture_path().exists()  # check never writes
 
 
-@NEEDS_MODEL_BUG
 def test_refresh_writes_one_file_per_exercise_with_provenance_and_tolerances(project: GradedProject) -> None:
     result = project.run(*REFRESH)
     result.assert_outcomes(passed=2)
@@ -99,7 +92,6 @@ def test_refresh_writes_one_file_per_exercise_with_provenance_and_tolerances(pro
     }
 
 
-@NEEDS_MODEL_BUG
 def test_check_passes_after_refresh(project: GradedProject) -> None:
     project.run(*REFRESH)
     written = project.fixture_path().read_text()
@@ -110,7 +102,6 @@ def test_check_passes_after_refresh(project: GradedProject) -> None:
     assert project.fixture_path().read_text() == written
 
 
-@NEEDS_MODEL_BUG
 def test_check_reports_a_changed_solution_with_the_largest_difference(project: GradedProject) -> None:
     project.run(*REFRESH)
     project.write("solutions/01/demo.py", CHANGED_SOLUTION)
@@ -125,7 +116,6 @@ def test_check_reports_a_changed_solution_with_the_largest_difference(project: G
     )
 
 
-@NEEDS_MODEL_BUG
 def test_refresh_after_a_change_makes_check_pass_again(project: GradedProject) -> None:
     project.run(*REFRESH)
     project.write("solutions/01/demo.py", CHANGED_SOLUTION)
@@ -135,7 +125,6 @@ def test_refresh_after_a_change_makes_check_pass_again(project: GradedProject) -
     assert project.run(*CHECK).ret == 0
 
 
-@NEEDS_MODEL_BUG
 def test_a_key_no_longer_requested_is_reported_unused(project: GradedProject) -> None:
     project.run(*REFRESH)
     project.add_exercise("01", CHECKS.split("    def test_halves")[0])  # drop the halves check
@@ -146,7 +135,6 @@ def test_a_key_no_longer_requested_is_reported_unused(project: GradedProject) ->
     )
 
 
-@NEEDS_MODEL_BUG
 def test_refresh_writes_nothing_when_a_reference_check_fails(project: GradedProject) -> None:
     project.write("solutions/01/demo.py", SOLUTION.replace("x / 2 for x", "x for x"))
     project.add_exercise(

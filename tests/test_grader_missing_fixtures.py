@@ -55,15 +55,8 @@ def test_fixtures_are_not_written_by_grading_against_the_local_reference(make_pr
 
 # ---- neither fixtures nor solutions/: cannot grade ----
 
-MISSING_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="bug: the `expected` fixture calls compute() although `reference` is None (no solutions/), "
-    "so the check dies with AttributeError: 'NoneType' object has no attribute 'double' instead of "
-    "the FixtureError that names the refresh command",
-)
 
 
-@MISSING_BUG
 def test_without_fixtures_or_solutions_the_check_says_how_to_make_expected_values(make_project) -> None:
     project: GradedProject = make_project(CHECKS, stub=CORRECT)
     result = project.run()
@@ -76,7 +69,6 @@ def test_without_fixtures_or_solutions_the_check_says_how_to_make_expected_value
     assert "Traceback" not in result.stdout.str()
 
 
-@MISSING_BUG
 def test_without_fixtures_or_solutions_the_test_is_skipped_with_zero_points(make_project) -> None:
     project: GradedProject = make_project(CHECKS, stub=CORRECT)
     project.run()
@@ -104,11 +96,6 @@ def test_without_fixtures_or_solutions_a_check_that_passes_no_computation_is_ski
     assert entry["output"].startswith("skipped: 0 / 2 points\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: FixtureStore.source() says 'local reference' whenever no fixture file exists, even "
-    "without solutions/; reports should say 'none available'",
-)
 def test_without_fixtures_or_solutions_reports_say_no_expected_values_are_available(make_project) -> None:
     project: GradedProject = make_project(CHECKS, stub=CORRECT)
     result = project.run()

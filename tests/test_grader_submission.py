@@ -108,11 +108,6 @@ def test_a_syntax_error_scores_zero_on_that_exercise_and_shows_file_and_line(mak
     result.stdout.fnmatch_lines(["01 *Demo exercise*0 / 2*error", "02 *Second exercise*3 / 3*passed"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: report_terminal._exercise_notes shows the last line of the import error, which for a "
-    "SyntaxError is the caret line '^', not 'SyntaxError in demo.py, line 2: ...'",
-)
 def test_the_score_table_names_the_syntax_error(make_project) -> None:
     project = _project(make_project)
     project.write("submission/01/demo.py", "def add(a, b):\n    return a +* b\n")
@@ -204,13 +199,6 @@ def test_sys_exit_in_student_code_fails_that_test_only_and_shows_only_student_fr
     assert project.test_entry("test_after")["score"] == 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: SystemExit raised while importing the student module escapes import_file (which "
-    "catches Exception only) and the `student` fixture; pytest does not cache a non-Exception "
-    "fixture error, so the next test of the exercise dies with an internal "
-    "`assert not self._finalizers` AssertionError from _pytest/fixtures.py",
-)
 def test_sys_exit_while_importing_scores_zero_on_every_test_of_that_exercise(make_project) -> None:
     project = _project(
         make_project,
@@ -248,12 +236,6 @@ def test_student_output_in_the_terminal_is_capped_by_max_output(make_project) ->
     assert "x" * 101 not in project.test_entry("add() adds")["output"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: plugin.pytest_runtest_makereport caps report.sections first and then builds "
-    "result.captured from the already-capped report.capstdout, so results.json says "
-    "'[41 more characters of output cut]' instead of about 4900",
-)
 def test_student_output_in_results_json_says_how_much_was_cut(make_project) -> None:
     project = _printing_project(make_project)
     project.run("--submission", "submission", "--max-output", "100")

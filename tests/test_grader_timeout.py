@@ -93,12 +93,6 @@ def test_a_module_that_never_finishes_importing_times_out_and_scores_zero(timed_
     assert result.ret == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: GradingTimeout (a BaseException) escapes the `student` fixture while importing; pytest "
-    "caches only Exception fixture errors, so the exercise's next test dies with an internal "
-    "`assert not self._finalizers` AssertionError from _pytest/fixtures.py instead of scoring 0",
-)
 def test_every_test_of_a_module_that_never_finishes_importing_reports_the_timeout(timed_out) -> None:
     project, result = timed_out
     second = project.test_entry("test_second")
@@ -107,11 +101,6 @@ def test_every_test_of_a_module_that_never_finishes_importing_reports_the_timeou
     assert "AssertionError" not in result.stdout.str()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the time limit wraps only pytest_runtest_call (and the import in `student`), so student "
-    "code that a check file's fixture runs (like exercise 01's `loaded` fixture) is never timed out",
-)
 def test_student_code_run_by_a_check_fixture_is_timed_out_too(make_project) -> None:
     """In-process: the student code sleeps a finite 2 s, so a grader without the limit only runs slow."""
     project: GradedProject = make_project(
