@@ -133,6 +133,11 @@ class Drift:
     changed: dict[str, float] = field(default_factory=dict)  # key -> largest absolute difference
     unchanged: list[str] = field(default_factory=list)
     unused: list[str] = field(default_factory=list)
+    largest: tuple[str, float] = ("", 0.0)  # the largest difference seen, within tolerance or not
+
+    def saw(self, key: str, difference: float) -> None:
+        if difference > self.largest[1]:
+            self.largest = (key, difference)
 
     @property
     def clean(self) -> bool:
@@ -204,6 +209,7 @@ class FixtureStore:
         entry = stored.checks[key]
         tol = Tolerance(entry.get("atol", 0.0), entry.get("rtol", 0.0))
         result = compare(value, decode(entry["value"]), tol)
+        drift.saw(key, result.max_abs)
         if result.ok:
             drift.unchanged.append(key)
         else:
@@ -238,6 +244,7 @@ class FixtureStore:
                 continue
             old = stored.checks[key]
             result = compare(decode(entry["value"]), decode(old["value"]), Tolerance(old.get("atol", 0.0), old.get("rtol", 0.0)))
+            drift.saw(key, result.max_abs)
             if result.ok:
                 drift.unchanged.append(key)
             else:
@@ -251,6 +258,8 @@ def render_drift(drift: dict[str, Drift], mode: Mode, model_id: str, written: bo
     for exercise, d in sorted(drift.items()):
         parts = [f"{len(d.created)} created", f"{len(d.changed)} changed", f"{len(d.unused)} unused", f"{len(d.unchanged)} unchanged"]
         lines.append(f"exercise {exercise} ({model_id}): " + ", ".join(parts))
+        if d.largest[0]:
+            lines.append(f"  largest difference from the stored values: {d.largest[1]:.3g} ({d.largest[0]})")
         for key in d.created:
             lines.append(f"  created   {key}")
         for key, diff in d.changed.items():
