@@ -228,6 +228,12 @@ def boot(source: str, device: str) -> TransformerBridge:
     model = TransformerBridge.boot_transformers(source, device=device)
     model.enable_compatibility_mode()
     model.eval()
+    # The bridge registers internal torch hooks on its first forward pass. Make that pass now, so
+    # that what the model looks like after loading is what it looks like after any run.
+    import torch
+
+    with torch.no_grad():
+        model(model.to_tokens(""))
     return model
 
 

@@ -170,12 +170,15 @@ def filler_doc(rng: random.Random) -> str:
     )
 
 
+def check_mix(mix: dict[str, float]) -> None:
+    if set(mix) - set(MIX) or any(w < 0 for w in mix.values()) or sum(mix.values()) <= 0:
+        raise ValueError(f"mix must give non-negative weights, not all zero, to some of {sorted(MIX)}; got {mix!r}")
+
+
 def documents(seed: int, mix: dict[str, float] | None = None) -> Iterator[str]:
     """An endless, seeded stream of documents (one sentence or one repeated run each)."""
     mix = MIX if mix is None else mix
-    unknown = set(mix) - set(MIX)
-    if unknown or not mix or any(w < 0 for w in mix.values()) or sum(mix.values()) <= 0:
-        raise ValueError(f"mix must give non-negative weights to some of {sorted(MIX)}; got {mix!r}")
+    check_mix(mix)
     rng = random.Random(seed)
     pool = word_pool()
     makers: dict[str, Callable[[random.Random], str]] = {
