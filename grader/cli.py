@@ -124,7 +124,7 @@ def grade(args: argparse.Namespace) -> int:
     pytest_args = [
         sys.executable, "-m", "pytest", *_targets(args.exercise),
         "-p", "grader.plugin", "--rootdir", str(REPO_ROOT), "-p", "no:cacheprovider",
-        "--report-html", str(Path(args.report_html).resolve()), "--timeout", str(args.timeout), *_model_args(args),
+        "--report-html", str(Path(args.report_html).resolve()) if args.report_html else "", "--timeout", str(args.timeout), *_model_args(args),
     ]
     if args.submission:
         pytest_args += ["--submission", str(Path(args.submission).resolve())]
