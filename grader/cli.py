@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--solutions", action="store_true", help="grade the reference solutions")
     g.add_argument("--report-html", default=str(DEFAULT_REPORT), metavar="PATH")
     g.add_argument("--gradescope-json", metavar="PATH", help="write a Gradescope results.json here")
-    g.add_argument("--timeout", type=float, default=60.0, help="seconds per check (default 60)")
+    g.add_argument("--check-timeout", type=float, default=60.0, help="seconds per check (default 60)")
     g.add_argument("--total-timeout", type=float, default=1800.0,
                    help="seconds for the whole run; the grading process is stopped after it (default 1800)")
 
@@ -124,7 +124,7 @@ def grade(args: argparse.Namespace) -> int:
     pytest_args = [
         sys.executable, "-m", "pytest", *_targets(args.exercise),
         "-p", "grader.plugin", "--rootdir", str(REPO_ROOT), "-p", "no:cacheprovider",
-        "--report-html", str(Path(args.report_html).resolve()) if args.report_html else "", "--timeout", str(args.timeout), *_model_args(args),
+        "--report-html", str(Path(args.report_html).resolve()) if args.report_html else "", "--check-timeout", str(args.check_timeout), *_model_args(args),
     ]
     if args.submission:
         pytest_args += ["--submission", str(Path(args.submission).resolve())]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -29,7 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TOY_MODEL_DIR = REPO_ROOT / "fixtures" / "models" / "toy-gpt2"
 TOY_BUILD_COMMAND = "mechgrade toy build"
 ENV_MODEL = "MECHGRADE_MODEL"
-HUB_HOST = "huggingface.co"
+HUB_URL = "https://huggingface.co/api/models/gpt2"  # a small answer that says the hub serves GPT-2
 # How long the default-model choice may wait on the network before it falls back.
 HUB_PROBE_SECONDS = 3.0
 
@@ -114,9 +113,9 @@ def hub_model_available(repo_id: str) -> tuple[bool, str]:
         return True, "cached"
     if os.environ.get("HF_HUB_OFFLINE", "").strip() in {"1", "true", "TRUE", "yes"}:
         return False, f"{repo_id!r} is not in the Hugging Face cache and HF_HUB_OFFLINE is set"
-    if _host_reachable(HUB_HOST, 443, HUB_PROBE_SECONDS):
+    if _hub_answers(HUB_URL, HUB_PROBE_SECONDS):
         return True, "hub reachable"
-    return False, f"{repo_id!r} is not cached and {HUB_HOST} did not answer within {HUB_PROBE_SECONDS:.0f} s"
+    return False, f"{repo_id!r} is not cached and the Hugging Face hub did not answer within {HUB_PROBE_SECONDS:.0f} s"
 
 
 def _in_hf_cache(repo_id: str) -> bool:
@@ -130,16 +129,19 @@ def _in_hf_cache(repo_id: str) -> bool:
     return False
 
 
-def _host_reachable(host: str, port: int, timeout: float) -> bool:
-    # DNS resolution ignores socket timeouts, so the whole probe runs in a thread we can abandon.
-    def connect() -> bool:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
+def _hub_answers(url: str, timeout: float) -> bool:
+    """An HTTP answer from the hub, not just an open socket: proxies and sandboxes accept
+    connections to anything. Runs in a thread we can abandon, since DNS ignores timeouts."""
+    import urllib.request
+
+    def ask() -> bool:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout) as answer:
+            return 200 <= answer.status < 400
 
     pool = ThreadPoolExecutor(max_workers=1)
     try:
-        return pool.submit(connect).result(timeout=timeout)
-    except (OSError, FutureTimeout):
+        return pool.submit(ask).result(timeout=timeout)
+    except (OSError, ValueError, FutureTimeout):
         return False
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
@@ -176,7 +178,11 @@ MPS_WARNING = (
 )
 
 
-class ModelFilesError(RuntimeError):
+class ModelLoadError(RuntimeError):
+    """The grader could not load the model: nothing a student's code did."""
+
+
+class ModelFilesError(ModelLoadError):
     """The toy model's files are missing or unreadable."""
 
 
@@ -245,8 +251,11 @@ def load_model(spec: ModelSpec, device: str) -> TransformerBridge:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         return boot(spec.source, device)
-    except ModelFilesError:
-        raise
+    except ImportError as exc:  # a broken installation, not a broken file
+        raise ModelLoadError(
+            f"{spec.id}: a library the loader needs does not import ({exc}); "
+            "reinstall the project's dependencies (see the README's set-up command)"
+        ) from exc
     except Exception as exc:  # transformers/safetensors raise many types for a bad file
         if spec.local:
             raise ModelFilesError(

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from grader.fixtures import Expected, FixtureError, render_drift
+from grader.models import ModelChoiceError, ModelLoadError
 from grader.results import RunResult, TestResult
 from grader.scoring import Grade, points_for
 from grader.session import DEFAULT_MAX_OUTPUT, DEFAULT_TIMEOUT, GradingSession, Options, exercise_of
@@ -54,7 +55,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"where to write the HTML feedback report (default {DEFAULT_REPORT}); '' for none")
     group.addoption("--gradescope-json", dest="mechgrade_gradescope_json", default=None, metavar="PATH",
                     help="also write a Gradescope results.json here (rewritten after every test)")
-    group.addoption("--timeout", dest="mechgrade_timeout", default=DEFAULT_TIMEOUT, type=float,
+    # Not --timeout: pytest-timeout owns that name, and both plugins may be installed.
+    group.addoption("--check-timeout", dest="mechgrade_timeout", default=DEFAULT_TIMEOUT, type=float,
                     help=f"seconds each check may take before it fails as timed out (default {DEFAULT_TIMEOUT:g}; 0: none)")
     group.addoption("--max-output", dest="mechgrade_max_output", default=DEFAULT_MAX_OUTPUT, type=int,
                     help=f"characters of a test's printed output kept in reports (default {DEFAULT_MAX_OUTPUT})")
@@ -413,7 +415,7 @@ def _classify(exception: BaseException | None, grade: Grade | None, grading: Gra
         return "timed_out", f"timed out: {exception} (a slow loop, or code waiting forever?)"
     if isinstance(exception, SubmissionImportError):
         return "error", f"your module could not be imported, so this exercise scores 0:\n{exception}"
-    if isinstance(exception, FixtureError):
+    if isinstance(exception, (FixtureError, ModelLoadError, ModelChoiceError)):
         return "skipped", f"cannot grade: {exception}"
     if isinstance(exception, AssertionError):
         return "failed", f"check failed: {exception}".strip()

@@ -60,7 +60,7 @@ def timed_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[GradedProject, 
         topic="hang",
         title="A module that never finishes importing",
     )
-    return project, project.run("--timeout", "1", timeout=60)
+    return project, project.run("--check-timeout", "1", timeout=60)
 
 
 def test_a_loop_that_catches_exception_still_fails_as_timed_out(timed_out) -> None:
@@ -117,7 +117,7 @@ def test_student_code_run_by_a_check_fixture_is_timed_out_too(make_project) -> N
         ''',
         stub="import time\n\ndef prepare():\n    time.sleep(2)\n    return 1\n\ndef add(a, b):\n    return a + b\n",
     )
-    result = project.run("--timeout", "0.5")
+    result = project.run("--check-timeout", "0.5")
     result.stdout.fnmatch_lines(["*timed out after 0.5 s*"])
     assert project.test_entry("test_prepared")["score"] == 0.0
     assert project.test_entry("test_after")["score"] == 1.0

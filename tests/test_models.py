@@ -37,7 +37,7 @@ def test_offline_without_a_cached_gpt2_falls_back_to_the_toy_model_with_a_banner
 def test_an_unreachable_hub_is_decided_within_seconds(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(models, "_in_hf_cache", lambda repo_id: False)
-    monkeypatch.setattr(models, "HUB_HOST", "10.255.255.1")  # a blackhole address: connects hang
+    monkeypatch.setattr(models, "HUB_URL", "https://10.255.255.1/")  # nothing serves HTTP there
     monkeypatch.setattr(models, "HUB_PROBE_SECONDS", 1.0)
     started = time.monotonic()
     available, why = models.hub_model_available("gpt2")

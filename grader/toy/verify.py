@@ -49,7 +49,8 @@ class VerifyReport:
     n_params: int
     size_bytes: int  # of model.safetensors
     sha256: str  # of model.safetensors
-    train_seconds: float | None = None  # filled in by the build; None when only verifying
+    train_seconds: float | None = None  # wall-clock training time, filled in by the build
+    train_cpu_seconds: float | None = None  # CPU time of the training loop, filled in by the build
 
     @property
     def checks(self) -> dict[str, tuple[float, float, bool]]:
@@ -87,7 +88,7 @@ class VerifyReport:
     def from_json(cls, text: str) -> VerifyReport:
         raw: dict[str, Any] = json.loads(text)
         names = {f.name for f in fields(cls)}
-        if missing := names - raw.keys() - {"train_seconds"}:
+        if missing := names - raw.keys() - {"train_seconds", "train_cpu_seconds"}:
             raise ValueError(f"verify.json lacks {sorted(missing)}")
         kept = {k: v for k, v in raw.items() if k in names}
         for key in ("capital_misses", "country_attn_head", "induction_head"):
@@ -118,7 +119,7 @@ def _single_token(model: TransformerBridge, word: str) -> int:
 def measure_capitals(model: TransformerBridge) -> tuple[float, tuple[str, ...], tuple[int, int], float]:
     """Top-1 capital accuracy, the misses, and the head attending most from ' is' to the country."""
     countries = list(CAPITALS)
-    tokens = model.to_tokens([CAPITAL_PROMPT.format(country=c) for c in countries])  # same length each
+    tokens = model.to_tokens([CAPITAL_PROMPT.format(country=c) for c in countries])
     country_pos = 4  # [BOS, The, capital, of, <country>, is]
     if tokens.shape[1] != 6 or any(int(tokens[i, country_pos]) != _single_token(model, c) for i, c in enumerate(countries)):
         raise ValueError("capital prompts did not tokenize as [BOS, The, capital, of, <country>, is]")
@@ -155,7 +156,7 @@ def measure_ioi(model: TransformerBridge) -> tuple[float, float, int]:
     """Every ordered pair of distinct names: does ' A' (the indirect object) beat ' B' (the subject)?"""
     pairs = list(itertools.permutations(NAMES, 2))  # both orders of every pair
     tokens = model.to_tokens([IOI_PROMPT.format(a=a, b=b) for a, b in pairs])
-    if len({len(model.to_str_tokens(IOI_PROMPT.format(a=a, b=b))) for a, b in pairs[:50]}) != 1:
+    if (tokens[:, 1:] == model.tokenizer.bos_token_id).any():  # padding: some prompt was longer
         raise ValueError("IOI prompts differ in length; every name must be a single token")
     ids = {name: _single_token(model, name) for name in NAMES}
     io = torch.tensor([ids[a] for a, _ in pairs])
@@ -168,7 +169,12 @@ def measure_ioi(model: TransformerBridge) -> tuple[float, float, int]:
     return float((diff > 0).float().mean()), float(diff.mean()), len(pairs)
 
 
-def verify(folder: Path, train_seconds: float | None = None, model: TransformerBridge | None = None) -> VerifyReport:
+def verify(
+    folder: Path,
+    model: TransformerBridge | None = None,
+    train_seconds: float | None = None,
+    train_cpu_seconds: float | None = None,
+) -> VerifyReport:
     """All measurements on the saved folder (booted here unless `model` is that folder's bridge)."""
     weights = folder / "model.safetensors"
     if not weights.is_file():
@@ -195,6 +201,7 @@ def verify(folder: Path, train_seconds: float | None = None, model: TransformerB
         size_bytes=weights.stat().st_size,
         sha256=sha256_file(weights),
         train_seconds=train_seconds,
+        train_cpu_seconds=train_cpu_seconds,
     )
 
 
