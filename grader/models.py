@@ -230,7 +230,9 @@ def weights_digest(spec: ModelSpec) -> str:
 def boot(source: str, device: str) -> TransformerBridge:
     """The one TransformerLens 4 loading path: boot, compatibility mode, eval mode."""
     from transformer_lens.model_bridge import TransformerBridge
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # a "Loading weights" bar per load clutters the report
     model = TransformerBridge.boot_transformers(source, device=device)
     model.enable_compatibility_mode()
     model.eval()

@@ -41,27 +41,36 @@ def test_attention_pattern_is_one_heads_query_by_key_map(which, student, referen
     )
 
 
+def _head_most_on(cache, model, key: int) -> tuple[int, int]:
+    """The head whose last position attends most to `key`: the most telling picture to draw."""
+    weights = torch.stack([cache["pattern", layer][0, :, -1, key] for layer in range(model.cfg.n_layers)])
+    layer, head = divmod(int(weights.argmax()), model.cfg.n_heads)
+    return layer, head
+
+
 @pytest.mark.points(4)
 def test_plot_attention_draws_a_labelled_heatmap(student, model, run_cached, grade):
     """plot_attention returns a Figure: pattern as rows = queries, labelled ticks and axes, colour bar"""
     from matplotlib.figure import Figure
 
-    layer, head = _heads(model)[0]
     _, cache = run_cached(CLEAN_PROMPT)
-    pattern = cache["pattern", layer][0, head].detach().cpu()
     str_tokens = model.to_str_tokens(CLEAN_PROMPT)
+    layer, head = _head_most_on(cache, model, [t.strip() for t in str_tokens].index("France"))
+    pattern = cache["pattern", layer][0, head].detach().cpu()
     title = f"Layer {layer}, head {head}"
     fig = student.plot_attention(pattern.clone(), list(str_tokens), title=title)
-    grade.figure(heatmap_artifact(pattern, str_tokens, str_tokens, "reference", group="heatmap",
-                                  xlabel="Key (attends to)", ylabel="Query (from)"))
+    reference_picture = heatmap_artifact(pattern, str_tokens, str_tokens, f"reference: {title}", group="heatmap",
+                                         xlabel="Key (attends to)", ylabel="Query (from)")
     if not grade.check(
         "returns the Figure",
         isinstance(fig, Figure),
         f"expected a matplotlib Figure, got {type(fig).__name__}",
         hint="return fig (from fig, ax = plt.subplots()); don't call plt.show() and don't return the Axes",
     ):
+        grade.figure(reference_picture)
         return
     grade.figure(figure_to_artifact(fig, "your plot", group="heatmap"))
+    grade.figure(reference_picture)
     fig.canvas.draw()  # tick labels are only filled in by a draw
     image_axes = [ax for ax in fig.axes if ax.images]
     if not grade.check("draws an image", bool(image_axes), "no imshow/matshow image in the figure",
