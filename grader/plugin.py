@@ -227,15 +227,19 @@ class GradingHooks:
         exercise = exercise_of(Path(str(item.path)))
         assert exercise is not None
         module = getattr(item, "module", None)
-        title = _first_line(getattr(module, "__doc__", None)) or f"Exercise {exercise}"
-        grading.exercise(exercise, title, getattr(module, "TOPIC", ""))
+        exercise_title = _first_line(getattr(module, "__doc__", None)) or f"Exercise {exercise}"
+        grading.exercise(exercise, exercise_title, getattr(module, "TOPIC", ""))
         marker = item.get_closest_marker("points")
         function = getattr(item, "function", None)
+        title = _first_line(getattr(function, "__doc__", None)) or item.name
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None:  # parametrized: say which case, or students can't tell them apart
+            title = f"{title} [{callspec.id}]"
         result = TestResult(
             nodeid=item.nodeid,
             exercise=exercise,
             name=item.name,
-            title=_first_line(getattr(function, "__doc__", None)) or item.name,
+            title=title,
             max_points=float(marker.args[0]) if marker and marker.args else 1.0,
             output=NOT_RUN,
         )

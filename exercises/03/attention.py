@@ -60,6 +60,10 @@ def token_index(str_tokens: list[str], word: str) -> int:
 
     Raises:
         ValueError: when no token matches; the message lists the tokens, so the caller sees why.
+
+    Hint:
+        Compare ``token.strip()`` with ``word.strip()``; when nothing matches,
+        ``raise ValueError(f"{word!r} is not one of the tokens {str_tokens}")``.
     """
     raise NotImplementedError("exercise 03: write token_index")
 

@@ -14,8 +14,9 @@ ATTENTION_TOL = dict(atol=1e-4, rtol=1e-3)  # attention weights are in [0, 1]
 
 
 def _heads(model) -> list[tuple[int, int]]:
-    """Two heads to look at: the last layer's second head and the first layer's last head."""
-    return [(model.cfg.n_layers - 1, min(1, model.cfg.n_heads - 1)), (0, model.cfg.n_heads - 1)]
+    """Two heads to look at. The second is (0, k) with k < n_layers and k < n_heads, so that a
+    student who swaps layer and head still indexes a head that exists, and gets told so."""
+    return [(model.cfg.n_layers - 1, min(1, model.cfg.n_heads - 1)), (0, min(model.cfg.n_layers, model.cfg.n_heads) - 1)]
 
 
 @pytest.mark.points(3)
@@ -118,18 +119,20 @@ def test_token_index_ignores_the_leading_space(student, grade):
                     hint="raise ValueError when no token matches; don't return -1 or None")
 
 
-CASES = [("France", CLEAN_PROMPT, 0.3, -1), (HELD_OUT_WORD, HELD_OUT_PROMPT, 0.2, -1)]
+# The low threshold lets many heads through, in an order that is not their loop order, so an
+# unsorted answer fails too.
+CASES = [("France", CLEAN_PROMPT, 0.3, -1), (HELD_OUT_WORD, HELD_OUT_PROMPT, 0.2, -1), ("France", CLEAN_PROMPT, 0.01, -1)]
 
 
 @pytest.mark.points(4)
-@pytest.mark.parametrize("word,prompt,threshold,query", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("word,prompt,threshold,query", CASES, ids=[f"{c[0]}>{c[2]}" for c in CASES])
 def test_heads_attending_to_finds_every_head_above_the_threshold(
     word, prompt, threshold, query, student, reference, model, run_cached, expected, grade
 ):
     """heads_attending_to lists every head above the threshold, highest weight first"""
     _, cache = run_cached(prompt)
     str_tokens = model.to_str_tokens(prompt)
-    every = expected(f"weights_to[{word}]", lambda: reference.heads_attending_to(cache, str_tokens, word, -1.0, query), **ATTENTION_TOL)
+    every = expected(f"weights_to[{word},{query}]", lambda: reference.heads_attending_to(cache, str_tokens, word, -1.0, query), **ATTENTION_TOL)
     weights = {(int(l), int(h)): float(w) for l, h, w in every.value}
     margin = every.tol.atol
     # A head within the tolerance of the threshold is neither required nor forbidden:

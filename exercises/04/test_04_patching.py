@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from grader.compare import matches
 from grader.model_guard import attached_hooks
 from grader.prompts import (
     CLEAN_ANSWERS,
@@ -108,7 +109,7 @@ def test_patch_residual_stream_measures_every_layer_and_position(pair, student, 
                 hint="use model.run_with_hooks (it removes its hooks), or call model.reset_hooks() afterwards")
     model.reset_hooks()  # so the mistake checks below measure the model, not a leftover hook
     seq_tokens = model.to_str_tokens(corrupted_prompt)
-    if isinstance(got, torch.Tensor) and got.dim() == 2:
+    if isinstance(got, torch.Tensor) and got.dim() == 2 and bool(torch.isfinite(got).all()):
         grade.figure(heatmap_artifact(got.detach().float().cpu(), seq_tokens, [f"L{l}" for l in range(got.shape[0])],
                                       f"your patching result ({pair})", group=pair, xlabel="position", ylabel="layer"))
     grade.figure(heatmap_artifact(want.value.float(), seq_tokens, [f"L{l}" for l in range(want.value.shape[0])],
@@ -120,8 +121,8 @@ def test_patch_residual_stream_measures_every_layer_and_position(pair, student, 
         mistakes=lambda w: {
             "the normalisation is upside down: (patched - corrupted) / (clean - corrupted), "
             "so that 0 = corrupted and 1 = clean": 1 - w,
-            "the normalisation is inverted: divide by (clean - corrupted), not by (patched - corrupted)":
-                lambda: 1 / w,
+            **({"the normalisation is inverted: divide by (clean - corrupted), not by (patched - corrupted)": got}
+               if _is_reciprocal_of(got, w, want.tol) else {}),
             "every position was patched at once: patch one position per run": lambda: _patch_all_positions(
                 model, clean_tokens, corrupted_tokens, clean_prompt, run_cached, correct, incorrect),
             "that patches resid_post: the exercise patches blocks.{layer}.hook_resid_pre": lambda: _patch_each(
@@ -134,6 +135,15 @@ def test_patch_residual_stream_measures_every_layer_and_position(pair, student, 
                 all(torch.equal(clean_cache[k], v) for k, v in clean_before.items()),
                 "the clean cache was modified during patching",
                 hint="the hook must write into the corrupted activation, not into the clean cache")
+
+
+def _is_reciprocal_of(got, want: torch.Tensor, tol) -> bool:
+    """Whether `got` is 1 / `want`. Compared as 1 / got, since where `want` is about 0 its
+    reciprocal is float noise (or inf) that no two runs reproduce."""
+    if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+        return False
+    reciprocal = torch.where(torch.isfinite(got) & (got != 0), 1 / got.double(), torch.zeros((), dtype=torch.float64))
+    return matches(reciprocal, want.double(), tol)
 
 
 def _normalised(model, tokens, hooks, clean_diff, corrupted_diff, correct, incorrect) -> float:

@@ -1,0 +1,265 @@
+"""The shipped exercises, end to end: the reference solutions score 100%, the untouched stubs score
+0 as "not attempted", stored expected values agree with the solutions, and the stubs and solutions
+keep the student-facing contract of ../shared/EXERCISES.md (names, signatures, docstrings, hints).
+
+The grading runs go through the ``mechgrade`` command (``python -m grader``), in a child process,
+on the practice model, as a course's autograder would run them.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL = "toy-gpt2"
+CONTRACT = REPO.parent / "shared" / "EXERCISES.md"
+TOPICS = {"01": "load_model", "02": "cache", "03": "attention", "04": "patching"}
+
+# The signatures of ../shared/EXERCISES.md, verbatim (a long one joined onto one line).
+CONTRACT_SIGNATURES: dict[str, list[str]] = {
+    "01": [
+        "def load_model(name: str = \"gpt2\", device: str | None = None) -> TransformerBridge",
+        "def model_summary(model) -> dict[str, int]",
+    ],
+    "02": [
+        "def run_with_cache(model, prompt: str) -> tuple[Tensor, ActivationCache]",
+        "def count_cached(cache) -> int",
+        "def top_prediction(model, logits) -> str",
+        "def top_k(model, logits, k: int = 5) -> list[tuple[str, float]]",
+        "def residual_norms(cache, position: int = -1) -> Tensor",
+    ],
+    "03": [
+        "def attention_pattern(cache, layer: int, head: int) -> Tensor",
+        "def plot_attention(pattern: Tensor, str_tokens: list[str], title: str | None = None) -> Figure",
+        "def token_index(str_tokens: list[str], word: str) -> int",
+        "def heads_attending_to(cache, str_tokens: list[str], word: str = \"France\", "
+        "threshold: float = 0.3, query: int = -1) -> list[tuple[int, int, float]]",
+    ],
+    "04": [
+        "def logit_diff(logits: Tensor, correct: int, incorrect: int) -> Tensor",
+        "def patch_hook(clean_cache, position: int) -> Callable",
+        "def patch_residual_stream(model, clean_tokens, corrupted_tokens, clean_cache, "
+        "correct: int, incorrect: int) -> Tensor",
+    ],
+}
+
+
+def mechgrade(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MECHGRADE_MODEL": MODEL,
+           "OMP_NUM_THREADS": "1"}  # a tiny model: one thread is fastest, and never fights a busy CPU
+    return subprocess.run([sys.executable, "-m", "grader", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _log(completed: subprocess.CompletedProcess[str]) -> str:
+    return f"exit status {completed.returncode}\n{completed.stdout[-5000:]}\n{completed.stderr[-3000:]}"
+
+
+def _graded(out: Path, *args: str) -> tuple[dict[str, Any], Path, str]:
+    results = out / "results.json"
+    completed = mechgrade("grade", "--model", MODEL, "--gradescope-json", str(results), *args,
+                          "--report-html", str(out / "report.html") if "--solutions" in args else "")
+    assert results.is_file(), _log(completed)
+    return json.loads(results.read_text()), out, _log(completed)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[tuple[dict[str, Any], Path, str]]]]:
+    """The two grading runs, side by side (each is mostly start-up and model loading)."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        yield {
+            "solutions": pool.submit(_graded, tmp_path_factory.mktemp("solutions"), "--solutions"),
+            "stubs": pool.submit(_graded, tmp_path_factory.mktemp("stubs")),
+        }
+
+
+@pytest.fixture(scope="module")
+def solutions_run(runs) -> tuple[dict[str, Any], Path, str]:
+    return runs["solutions"].result()
+
+
+@pytest.fixture(scope="module")
+def stubs_run(runs) -> tuple[dict[str, Any], Path, str]:
+    return runs["stubs"].result()
+
+
+# ---- (a) the reference solutions score 100% ----
+
+
+def test_the_reference_solutions_score_full_marks(solutions_run) -> None:
+    document, out, log = solutions_run
+    tests = document["tests"]
+    assert log.startswith("exit status 0\n"), log
+    assert len(tests) >= 20, log
+    failing = {t["name"]: t["output"] for t in tests if t["status"] != "passed" or t["score"] != t["max_score"]}
+    assert not failing, json.dumps(failing, indent=1)[:5000]
+    total = sum(t["max_score"] for t in tests)
+    assert document["score"] == total > 0
+    assert f"total: {total:g} / {total:g} points" in document["output"]
+    assert {t["name"].split(" · ")[0] for t in tests} == set(TOPICS)  # every exercise was graded
+    assert f"model: {MODEL} (--model)" in document["output"]
+    assert "error:" not in document["output"], document["output"]
+    assert (out / "report.html").is_file()
+
+
+# ---- (b) the untouched stubs score 0, every check "not attempted" ----
+
+
+def test_the_untouched_stubs_score_zero_as_not_attempted(stubs_run, solutions_run) -> None:
+    document, out, log = stubs_run
+    tests = document["tests"]
+    assert log.startswith("exit status 1\n"), log  # checks failed; the grader itself did not
+    assert document["score"] == 0, log
+    assert [t["name"] for t in tests] == [t["name"] for t in solutions_run[0]["tests"]]  # the same checks
+    for test in tests:
+        assert test["score"] == 0 and test["status"] == "failed", test
+        assert test["output"].startswith("not attempted"), test["output"]
+        assert "NotImplementedError" in test["output"]
+        assert test["output"].count("\n") <= 2, test["output"]  # one short paragraph, no traceback wall
+    assert "error:" not in document["output"], document["output"]  # --report-html '': no report, no error
+
+
+# ---- (c) the stored expected values agree with the solutions ----
+
+
+def test_stored_fixtures_agree_with_the_solutions() -> None:
+    stored = sorted((REPO / "fixtures" / MODEL).glob("*.json"))
+    if not stored:
+        pytest.skip(f"no fixtures/{MODEL}/*.json yet: make them with `mechgrade fixtures refresh --model {MODEL}`")
+    before = {path: path.read_bytes() for path in stored}
+    completed = mechgrade("fixtures", "check", "--model", MODEL)
+    assert completed.returncode == 0, _log(completed)
+    assert {path: path.read_bytes() for path in stored} == before, "`fixtures check` must write nothing"
+
+
+# ---- (d) every stub is a stub: NotImplementedError, a docstring, a hint ----
+
+
+def _functions(path: Path) -> list[ast.FunctionDef]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return [node for node in tree.body if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")]
+
+
+def _raises_not_implemented(statement: ast.stmt) -> bool:
+    if not isinstance(statement, ast.Raise) or statement.exc is None:
+        return False
+    exc = statement.exc.func if isinstance(statement.exc, ast.Call) else statement.exc
+    return isinstance(exc, ast.Name) and exc.id == "NotImplementedError"
+
+
+def _contract_functions() -> list[Any]:
+    params = []
+    for exercise, signatures in CONTRACT_SIGNATURES.items():
+        for signature in signatures:
+            name = signature.split("(")[0].removeprefix("def ")
+            params.append(pytest.param(exercise, name, id=f"{exercise}-{name}"))
+    return params
+
+
+@pytest.mark.parametrize("exercise", sorted(TOPICS))
+def test_every_stub_module_has_a_docstring(exercise: str) -> None:
+    path = REPO / "exercises" / exercise / f"{TOPICS[exercise]}.py"
+    assert ast.get_docstring(ast.parse(path.read_text())), f"{path} has no module docstring"
+
+
+@pytest.mark.parametrize(("exercise", "name"), _contract_functions())
+def test_every_stub_function_has_a_hint_and_raises_not_implemented(exercise: str, name: str) -> None:
+    path = REPO / "exercises" / exercise / f"{TOPICS[exercise]}.py"
+    functions = {f.name: f for f in _functions(path)}
+    assert name in functions, f"{path} does not define {name}"
+    function = functions[name]
+    body = function.body[1:]  # after the docstring
+    assert len(body) == 1 and _raises_not_implemented(body[0]), (
+        f"{path.name}:{name} must only `raise NotImplementedError(...)` after its docstring"
+    )
+    doc = ast.get_docstring(function)
+    assert doc and re.search(r"^Hint", doc, flags=re.M), f"{path.name}:{name} has no 'Hint' in its docstring"
+
+
+# ---- (e) stubs, solutions and the contract agree on names and signatures ----
+
+
+def _signature(function: ast.FunctionDef) -> str:
+    returns = f" -> {ast.unparse(function.returns)}" if function.returns else ""
+    return f"def {function.name}({ast.unparse(function.args)}){returns}"
+
+
+def _contract(signature: str) -> ast.FunctionDef:
+    node = ast.parse(signature + ": ...").body[0]
+    assert isinstance(node, ast.FunctionDef)
+    return node
+
+
+def _agrees_with_contract(code: ast.FunctionDef, contract: ast.FunctionDef) -> list[str]:
+    """What differs: names, order and defaults of parameters, the return type, and every annotation
+    the contract writes (it leaves model, cache and logits unannotated; code may annotate them)."""
+    problems = []
+    for kind in ("posonlyargs", "args", "kwonlyargs"):
+        have, want = getattr(code.args, kind), getattr(contract.args, kind)
+        if [a.arg for a in have] != [a.arg for a in want]:
+            problems.append(f"{kind}: {[a.arg for a in have]} != {[a.arg for a in want]}")
+            continue
+        for a, b in zip(have, want):
+            if b.annotation is not None and (a.annotation is None or ast.unparse(a.annotation) != ast.unparse(b.annotation)):
+                problems.append(f"{a.arg}: annotation {ast.unparse(a.annotation) if a.annotation else None} != {ast.unparse(b.annotation)}")
+    for kind in ("defaults", "kw_defaults"):
+        have = [ast.unparse(d) if d is not None else None for d in getattr(code.args, kind)]
+        want = [ast.unparse(d) if d is not None else None for d in getattr(contract.args, kind)]
+        if have != want:
+            problems.append(f"{kind}: {have} != {want}")
+    if bool(code.args.vararg) != bool(contract.args.vararg) or bool(code.args.kwarg) != bool(contract.args.kwarg):
+        problems.append("*args/**kwargs differ")
+    if (ast.unparse(code.returns) if code.returns else None) != ast.unparse(contract.returns):
+        problems.append(f"returns {ast.unparse(code.returns) if code.returns else None} != {ast.unparse(contract.returns)}")
+    return problems
+
+
+@pytest.mark.parametrize("exercise", sorted(TOPICS))
+def test_stub_and_solution_signatures_are_identical_and_match_the_contract(exercise: str) -> None:
+    topic = TOPICS[exercise]
+    stub = {f.name: f for f in _functions(REPO / "exercises" / exercise / f"{topic}.py")}
+    solution = {f.name: f for f in _functions(REPO / "solutions" / exercise / f"{topic}.py")}
+    contract = {c.name: c for c in map(_contract, CONTRACT_SIGNATURES[exercise])}
+    assert list(stub) == list(contract), f"stub functions {list(stub)} != contract {list(contract)}"
+    # Solutions may add public helpers; the contract's functions must be there, and the stub has no extras.
+    assert set(contract) <= set(solution), f"solutions/{exercise}/{topic}.py lacks {set(contract) - set(solution)}"
+    for name, want in contract.items():
+        assert _signature(stub[name]) == _signature(solution[name]), (
+            f"stub and solution differ:\n  {_signature(stub[name])}\n  {_signature(solution[name])}"
+        )
+        problems = _agrees_with_contract(stub[name], want)
+        assert not problems, f"{name}: {_signature(stub[name])} breaks the contract: {problems}"
+
+
+def _contract_text_signatures(text: str) -> list[str]:
+    """Every `def ...` signature in the python code blocks of EXERCISES.md, on one line each."""
+    found = []
+    for block in re.findall(r"```python\n(.*?)```", text, flags=re.S):
+        lines = block.splitlines()
+        for index, line in enumerate(lines):
+            if line.startswith("def "):
+                signature = line
+                while signature.count("(") > signature.count(")"):
+                    index += 1
+                    signature += " " + lines[index].strip()
+                found.append(re.sub(r"\s+", " ", signature.split("  #")[0]).strip())
+    return found
+
+
+def test_the_hard_coded_signatures_are_still_those_of_the_contract() -> None:
+    if not CONTRACT.is_file():
+        pytest.skip(f"{CONTRACT} is not next to this checkout")
+    documented = _contract_text_signatures(CONTRACT.read_text())
+    expected = [s for signatures in CONTRACT_SIGNATURES.values() for s in signatures]
+    assert documented == expected
