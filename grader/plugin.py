@@ -11,7 +11,7 @@ A check file names the module it grades and carries points::
     TOPIC = "attention"                     # grades <graded folder>/03/attention.py
 
     @pytest.mark.points(2)
-    def test_pattern(student, expected, grade, clean_cache): ...
+    def test_pattern(student, expected, grade, run_cached): ...
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-from grader.fixtures import Expected, FixtureError, render_drift
+from grader.check_fixtures import GRADE_KEY, SESSION_KEY, session_of
+from grader.fixtures import FixtureError, render_drift
 from grader.models import ModelChoiceError, ModelLoadError
 from grader.results import RunResult, TestResult
 from grader.scoring import Grade, points_for
@@ -34,8 +34,9 @@ from grader.session import DEFAULT_MAX_OUTPUT, DEFAULT_TIMEOUT, GradingSession, 
 from grader.submission import SubmissionImportError, student_traceback
 from grader.timeouts import GradingTimeout, time_limit
 
-SESSION_KEY = pytest.StashKey["GradingSession | None"]()
-GRADE_KEY = pytest.StashKey[Grade]()
+# The fixtures checks receive live in their own module, registered with this plugin.
+pytest_plugins = ["grader.check_fixtures"]
+
 DEFAULT_REPORT = Path("reports") / "report.html"
 NOT_RUN = "not run yet"
 
@@ -74,117 +75,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(GradingHooks(config), "mechgrade-grading")
 
 
-def _session(config: pytest.Config) -> GradingSession | None:
-    return config.stash.get(SESSION_KEY, None)
-
-
-def _require_session(request: pytest.FixtureRequest) -> GradingSession:
-    grading = _session(request.config)
-    if grading is None:
-        raise RuntimeError("mechgrade fixtures are only available to exercises/NN/test_NN_*.py checks")
-    return grading
-
-
-# ---- fixtures for checks ----
-
-
-@pytest.fixture
-def model(request: pytest.FixtureRequest) -> Any:
-    """The TransformerBridge being graded on: loaded once per session, repaired after each test."""
-    return _require_session(request).guard.model
-
-
-@pytest.fixture
-def student(request: pytest.FixtureRequest) -> ModuleType:
-    """The graded module for this check file (its TOPIC), from exercises/, solutions/ or --submission."""
-    grading = _require_session(request)
-    exercise, topic = _exercise_and_topic(request)
-    with time_limit(grading.options.timeout, f"importing {topic}.py"):
-        return grading.graded_module(exercise, topic)
-
-
-@pytest.fixture
-def reference(request: pytest.FixtureRequest) -> ModuleType | None:
-    """The reference solution, or None where solutions/ is absent (expected values come from fixtures)."""
-    grading = _require_session(request)
-    exercise, topic = _exercise_and_topic(request)
-    return grading.reference_module(exercise, topic)
-
-
-@pytest.fixture
-def expected(request: pytest.FixtureRequest) -> Callable[..., Expected]:
-    """``expected(key, compute, atol=..., rtol=...)``: the expected value for `key` (see grader.fixtures)."""
-    grading = _require_session(request)
-    exercise, topic = _exercise_and_topic(request)
-    store = grading.store
-
-    def get(key: str, compute: Callable[[], Any] | None = None, atol: float = 1e-5, rtol: float = 1e-4) -> Expected:
-        if compute is not None and grading.reference_module(exercise, topic) is None:
-            compute = None  # no solutions/: the lambda would call None.<function>
-        return store.get(exercise, key, compute, atol, rtol)
-
-    return get
-
-
-@pytest.fixture
-def grade(request: pytest.FixtureRequest) -> Grade:
-    """Soft checks with partial credit: ``grade.compare(...)``, ``grade.check(...)``, ``grade.figure(...)``."""
-    recorder = Grade()
-    request.node.stash[GRADE_KEY] = recorder
-    return recorder
-
-
-@pytest.fixture
-def model_id(request: pytest.FixtureRequest) -> str:
-    """The graded model's id: "gpt2-small" or "toy-gpt2"."""
-    return _require_session(request).choice.spec.id
-
-
-@pytest.fixture
-def model_source(request: pytest.FixtureRequest) -> str:
-    """What boot_transformers receives for the graded model: a hub name or a local folder."""
-    return _require_session(request).choice.spec.source
-
-
-@pytest.fixture
-def device(request: pytest.FixtureRequest) -> str:
-    """The device the graded model runs on."""
-    return _require_session(request).device
-
-
-@pytest.fixture
-def run_cached(request: pytest.FixtureRequest, model: Any) -> Callable[[str], tuple[Any, Any]]:
-    """``run_cached(prompt) -> (logits, cache)`` from the grader's own run of the model.
-
-    One forward pass per prompt and session; every call returns fresh copies, since student
-    code may modify what it receives.
-    """
-    from transformer_lens import ActivationCache
-
-    runs = _require_session(request).grader_runs
-
-    def run(prompt: str) -> tuple[Any, ActivationCache]:
-        if prompt not in runs:
-            import torch
-
-            with torch.no_grad():
-                logits, cache = model.run_with_cache(model.to_tokens(prompt))
-            runs[prompt] = (logits, dict(cache.items()))
-        logits, stored = runs[prompt]
-        return logits.clone(), ActivationCache({k: v.clone() for k, v in stored.items()}, model)
-
-    return run
-
-
-def _exercise_and_topic(request: pytest.FixtureRequest) -> tuple[str, str]:
-    exercise = exercise_of(Path(str(request.node.path)))
-    topic = getattr(request.module, "TOPIC", None)
-    if exercise is None or not topic:
-        raise RuntimeError(f"{request.node.path.name} must be exercises/NN/test_NN_*.py and set TOPIC")
-    return exercise, topic
-
-
-
 def _first_line(text: str | None) -> str:
     return text.strip().splitlines()[0].strip() if text and text.strip() else ""
 
@@ -206,7 +96,7 @@ class GradingHooks:
 
     @property
     def grading(self) -> GradingSession | None:
-        return _session(self.config)
+        return session_of(self.config)
 
     # ---- collection: which tests are graded, for how many points ----
 

@@ -3,7 +3,6 @@ either, the check cannot be graded and says, in one line, which command makes th
 
 from __future__ import annotations
 
-import pytest
 from graded_project import GradedProject
 
 # Written the way the course's checks are: the reference computation is always a lambda.

@@ -11,8 +11,6 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers loads: the toy model is local
 
 import json
-from pathlib import Path
-
 import pytest
 
 from grader.models import MODELS, TOY_MODEL_DIR, check_local_files
@@ -117,9 +115,15 @@ def test_model_card_states_the_shipped_figures() -> None:
 
 
 @pytest.fixture(scope="module")
-def report() -> VerifyReport:
-    """Every measurement, once, on the shipped folder booted through TransformerBridge."""
-    return verify(TOY_MODEL_DIR, model=load(TOY_MODEL_DIR))
+def model():
+    """The shipped folder booted through TransformerBridge, as students get it; once per module."""
+    return load(TOY_MODEL_DIR)
+
+
+@pytest.fixture(scope="module")
+def report(model) -> VerifyReport:
+    """Every measurement, once."""
+    return verify(TOY_MODEL_DIR, model=model)
 
 
 def test_capital_prompt_predicts_the_capital(report: VerifyReport) -> None:
@@ -148,9 +152,8 @@ def test_verify_json_matches_a_fresh_measurement(report: VerifyReport) -> None:
         assert getattr(shipped, name) == pytest.approx(getattr(report, name), abs=1e-4), name
 
 
-def test_figures_are_visible_through_the_student_api() -> None:
+def test_figures_are_visible_through_the_student_api(model) -> None:
     """The exact calls an exercise makes: to_tokens prepends BOS, patterns are [batch, head, q, k]."""
-    model = load(TOY_MODEL_DIR)
     tokens = model.to_tokens("The capital of France is")
     assert model.to_str_tokens(tokens)[:2] == ["<|endoftext|>", "The"]
     logits, cache = model.run_with_cache(tokens)
@@ -162,4 +165,3 @@ def test_report_table_lists_every_check(report: VerifyReport) -> None:
     table = report.table()
     assert table.count("PASS") + table.count("FAIL") == len(report.checks)
     assert report.passed
-    assert Path(TOY_MODEL_DIR).name == "toy-gpt2"

@@ -167,7 +167,17 @@ def set_determinism(cfg: TrainConfig) -> None:
 
 def train(cfg: TrainConfig, tok: GPT2TokenizerFast) -> TrainResult:
     """Train a fresh model on the packed corpus; deterministic for a given cfg and machine."""
+    # Global torch settings are put back afterwards, so a caller's process is left as it was.
+    was_deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     set_determinism(cfg)
+    try:
+        return _train(cfg, tok)
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: TrainConfig, tok: GPT2TokenizerFast) -> TrainResult:
     inputs, labels = pack_rows(cfg, tok, cfg.steps * cfg.batch_size)
     torch.manual_seed(cfg.seed)  # init does not depend on how many draws packing made
     model = GPT2LMHeadModel(model_config(cfg, len(tok)))

@@ -77,7 +77,9 @@ class VerifyReport:
                      f"induction head L{self.induction_head[0]}H{self.induction_head[1]}, "
                      f"IOI mean logit diff {self.ioi_mean_logit_diff:.2f} over {self.ioi_prompts} prompts")
         if self.capital_misses:
-            lines.append(f"capital misses: {', '.join(self.capital_misses)}")
+            shown = ", ".join(self.capital_misses[:10])
+            more = f" ... ({len(self.capital_misses)} in all)" if len(self.capital_misses) > 10 else ""
+            lines.append(f"capital misses: {shown}{more}")
         lines.append(f"{self.n_params:,} parameters, {self.size_bytes:,} bytes, sha256 {self.sha256}")
         return "\n".join(lines)
 

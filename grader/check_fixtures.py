@@ -1,0 +1,132 @@
+"""The fixtures graded checks receive: the model, the graded and reference modules, expected
+values, soft checks, and the grader's own runs of the model.
+
+They live on the GradingSession that grader.plugin creates for a run with graded checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from grader.fixtures import Expected
+from grader.scoring import Grade
+from grader.session import GradingSession, exercise_of
+from grader.timeouts import time_limit
+
+SESSION_KEY = pytest.StashKey["GradingSession | None"]()
+GRADE_KEY = pytest.StashKey[Grade]()
+
+
+def session_of(config: pytest.Config) -> GradingSession | None:
+    return config.stash.get(SESSION_KEY, None)
+
+
+def _require_session(request: pytest.FixtureRequest) -> GradingSession:
+    grading = session_of(request.config)
+    if grading is None:
+        raise RuntimeError("mechgrade fixtures are only available to exercises/NN/test_NN_*.py checks")
+    return grading
+
+
+# ---- fixtures for checks ----
+
+
+@pytest.fixture
+def model(request: pytest.FixtureRequest) -> Any:
+    """The TransformerBridge being graded on: loaded once per session, repaired after each test."""
+    return _require_session(request).guard.model
+
+
+@pytest.fixture
+def student(request: pytest.FixtureRequest) -> ModuleType:
+    """The graded module for this check file (its TOPIC), from exercises/, solutions/ or --submission."""
+    grading = _require_session(request)
+    exercise, topic = _exercise_and_topic(request)
+    with time_limit(grading.options.timeout, f"importing {topic}.py"):
+        return grading.graded_module(exercise, topic)
+
+
+@pytest.fixture
+def reference(request: pytest.FixtureRequest) -> ModuleType | None:
+    """The reference solution, or None where solutions/ is absent (expected values come from fixtures)."""
+    grading = _require_session(request)
+    exercise, topic = _exercise_and_topic(request)
+    return grading.reference_module(exercise, topic)
+
+
+@pytest.fixture
+def expected(request: pytest.FixtureRequest) -> Callable[..., Expected]:
+    """``expected(key, compute, atol=..., rtol=...)``: the expected value for `key` (see grader.fixtures)."""
+    grading = _require_session(request)
+    exercise, topic = _exercise_and_topic(request)
+    store = grading.store
+
+    def get(key: str, compute: Callable[[], Any] | None = None, atol: float = 1e-5, rtol: float = 1e-4) -> Expected:
+        if compute is not None and grading.reference_module(exercise, topic) is None:
+            compute = None  # no solutions/: the lambda would call None.<function>
+        return store.get(exercise, key, compute, atol, rtol)
+
+    return get
+
+
+@pytest.fixture
+def grade(request: pytest.FixtureRequest) -> Grade:
+    """Soft checks with partial credit: ``grade.compare(...)``, ``grade.check(...)``, ``grade.figure(...)``."""
+    recorder = Grade()
+    request.node.stash[GRADE_KEY] = recorder
+    return recorder
+
+
+@pytest.fixture
+def model_id(request: pytest.FixtureRequest) -> str:
+    """The graded model's id: "gpt2-small" or "toy-gpt2"."""
+    return _require_session(request).choice.spec.id
+
+
+@pytest.fixture
+def model_source(request: pytest.FixtureRequest) -> str:
+    """What boot_transformers receives for the graded model: a hub name or a local folder."""
+    return _require_session(request).choice.spec.source
+
+
+@pytest.fixture
+def device(request: pytest.FixtureRequest) -> str:
+    """The device the graded model runs on."""
+    return _require_session(request).device
+
+
+@pytest.fixture
+def run_cached(request: pytest.FixtureRequest, model: Any) -> Callable[[str], tuple[Any, Any]]:
+    """``run_cached(prompt) -> (logits, cache)`` from the grader's own run of the model.
+
+    One forward pass per prompt and session; every call returns fresh copies, since student
+    code may modify what it receives.
+    """
+    from transformer_lens import ActivationCache
+
+    runs = _require_session(request).grader_runs
+
+    def run(prompt: str) -> tuple[Any, ActivationCache]:
+        if prompt not in runs:
+            import torch
+
+            with torch.no_grad():
+                logits, cache = model.run_with_cache(model.to_tokens(prompt))
+            runs[prompt] = (logits, dict(cache.items()))
+        logits, stored = runs[prompt]
+        return logits.clone(), ActivationCache({k: v.clone() for k, v in stored.items()}, model)
+
+    return run
+
+
+def _exercise_and_topic(request: pytest.FixtureRequest) -> tuple[str, str]:
+    exercise = exercise_of(Path(str(request.node.path)))
+    topic = getattr(request.module, "TOPIC", None)
+    if exercise is None or not topic:
+        raise RuntimeError(f"{request.node.path.name} must be exercises/NN/test_NN_*.py and set TOPIC")
+    return exercise, topic
