@@ -15,15 +15,8 @@ import pytest
 
 from grader.fixtures import Expected
 from grader.scoring import Grade
-from grader.session import GradingSession, exercise_of
+from grader.session import GRADE_KEY, GradingSession, exercise_of, session_of
 from grader.timeouts import time_limit
-
-SESSION_KEY = pytest.StashKey["GradingSession | None"]()
-GRADE_KEY = pytest.StashKey[Grade]()
-
-
-def session_of(config: pytest.Config) -> GradingSession | None:
-    return config.stash.get(SESSION_KEY, None)
 
 
 def _require_session(request: pytest.FixtureRequest) -> GradingSession:

@@ -25,12 +25,20 @@ from typing import Any
 
 import pytest
 
-from grader.check_fixtures import GRADE_KEY, SESSION_KEY, session_of
 from grader.fixtures import FixtureError, render_drift
 from grader.models import ModelChoiceError, ModelLoadError
 from grader.results import RunResult, TestResult
 from grader.scoring import Grade, points_for
-from grader.session import DEFAULT_MAX_OUTPUT, DEFAULT_TIMEOUT, GradingSession, Options, exercise_of
+from grader.session import (
+    DEFAULT_MAX_OUTPUT,
+    DEFAULT_TIMEOUT,
+    GRADE_KEY,
+    SESSION_KEY,
+    GradingSession,
+    Options,
+    exercise_of,
+    session_of,
+)
 from grader.submission import SubmissionImportError, student_traceback
 from grader.timeouts import GradingTimeout, time_limit
 

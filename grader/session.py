@@ -11,17 +11,26 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import pytest
 
 from grader.fixtures import FixtureError, FixtureStore, Mode
-from grader.models import ModelChoice, choose_device, choose_model, describe_environment, load_model, weights_digest
 from grader.model_guard import ModelGuard
+from grader.models import (
+    ModelChoice,
+    choose_device,
+    choose_model,
+    describe_environment,
+    load_model,
+    weights_digest,
+)
 from grader.results import ExerciseResult, RunResult, TestResult
+from grader.scoring import Grade
 from grader.submission import GradedSource, SubmissionImportError, import_file
 
-if TYPE_CHECKING:
-    import pytest
-
+SESSION_KEY = pytest.StashKey["GradingSession | None"]()  # on the pytest Config
+GRADE_KEY = pytest.StashKey[Grade]()  # on each test item: its soft checks
 GRADED_FILE = re.compile(r"test_(\d\d)_\w+\.py")
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_OUTPUT = 2000  # characters of a student's printed output kept per test
@@ -205,3 +214,7 @@ class GradingSession:
             exercise.expected_source, stored = "none", None
             self.errors.append(str(exc))
         exercise.provenance = stored.provenance if stored else {}
+
+
+def session_of(config: pytest.Config) -> GradingSession | None:
+    return config.stash.get(SESSION_KEY, None)
