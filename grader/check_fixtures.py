@@ -35,7 +35,7 @@ def model(request: pytest.FixtureRequest) -> Any:
     return _require_session(request).guard.model
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def student(request: pytest.FixtureRequest) -> ModuleType:
     """The graded module for this check file (its TOPIC), from exercises/, solutions/ or --submission."""
     grading = _require_session(request)
@@ -44,7 +44,7 @@ def student(request: pytest.FixtureRequest) -> ModuleType:
         return grading.graded_module(exercise, topic)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def reference(request: pytest.FixtureRequest) -> ModuleType | None:
     """The reference solution, or None where solutions/ is absent (expected values come from fixtures)."""
     grading = _require_session(request)
@@ -75,19 +75,19 @@ def grade(request: pytest.FixtureRequest) -> Grade:
     return recorder
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def model_id(request: pytest.FixtureRequest) -> str:
     """The graded model's id: "gpt2-small" or "toy-gpt2"."""
     return _require_session(request).choice.spec.id
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def model_source(request: pytest.FixtureRequest) -> str:
     """What boot_transformers receives for the graded model: a hub name or a local folder."""
     return _require_session(request).choice.spec.source
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def device(request: pytest.FixtureRequest) -> str:
     """The device the graded model runs on."""
     return _require_session(request).device

@@ -399,7 +399,9 @@ def grade(submission: Path, out: Path) -> Graded:
     completed = subprocess.run(
         [sys.executable, "-m", "pytest", "exercises", "-p", "no:cacheprovider", "-q", "--model", MODEL,
          "--submission", str(submission), "--gradescope-json", str(results), "--report-html", "",
-         "--junitxml", str(junit)],
+         "--junitxml", str(junit),
+         # A temp root of its own: a child pytest prunes old numbered temp dirs, this run's among them.
+         "--basetemp", str(out / "basetemp")],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT,
     )
     log = f"exit status {completed.returncode}\n{completed.stdout[-6000:]}\n{completed.stderr[-3000:]}"

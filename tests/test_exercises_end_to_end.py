@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -56,8 +57,15 @@ CONTRACT_SIGNATURES: dict[str, list[str]] = {
 
 
 def mechgrade(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    with tempfile.TemporaryDirectory(prefix="mechgrade-child-") as basetemp:
+        return _run_mechgrade(args, basetemp, timeout)
+
+
+def _run_mechgrade(args: tuple[str, ...], basetemp: str, timeout: float) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "MECHGRADE_MODEL": MODEL,
-           "OMP_NUM_THREADS": "1"}  # a tiny model: one thread is fastest, and never fights a busy CPU
+           "OMP_NUM_THREADS": "1",  # a tiny model: one thread is fastest, and never fights a busy CPU
+           # A temp root of its own: a child pytest prunes old numbered temp dirs, this run's among them.
+           "PYTEST_ADDOPTS": f"--basetemp={basetemp}"}
     return subprocess.run([sys.executable, "-m", "grader", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
 

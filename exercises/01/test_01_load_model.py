@@ -13,9 +13,16 @@ PROMPT = "The capital of Spain is"  # held out: the exercise text never shows it
 SAME_CODE_PATH = Tolerance(atol=1e-4, rtol=1e-4)
 
 
-@pytest.fixture
+def _default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.fixture(scope="module")
 def loaded(student, model_source, device):
-    """The student's model, booted once per check that needs it."""
+    """The student's model, booted once for this file. Where the graded device is the default
+    one (the usual case), it is booted with device=None, so one load serves both device checks."""
+    if torch.device(device).type == _default_device():
+        return student.load_model(model_source)
     return student.load_model(model_source, device=device)
 
 
@@ -64,11 +71,11 @@ def test_load_model_gives_a_ready_model(loaded, model, device, grade):
 
 
 @pytest.mark.points(1)
-def test_load_model_chooses_a_device_when_none_is_given(student, model_source, grade):
+def test_load_model_chooses_a_device_when_none_is_given(student, model_source, device, request, grade):
     """load_model(name) with no device picks CUDA when available, else the CPU"""
-    loaded = student.load_model(model_source)
-    want = "cuda" if torch.cuda.is_available() else "cpu"
-    got = next(loaded.parameters()).device.type
+    want = _default_device()
+    booted = request.getfixturevalue("loaded") if torch.device(device).type == want else student.load_model(model_source)
+    got = next(booted.parameters()).device.type
     grade.check(
         "default device",
         got == want,
