@@ -263,6 +263,13 @@ MISTAKES = [
             return sorted(found, key=lambda item: item[2], reverse=True)
         '''), f"{H}[Spain>0.2]", "raised ValueError",
         keeps=(f"{H}[France>0.3]", "test_heads_attending_to_keeps_only_weights_strictly_above")),
+    Mistake("03-heads-hard-coded-list", "E", "03", "heads_attending_to", _fn('''
+        def heads_attending_to(cache, str_tokens, word="France", threshold=0.3, query=-1):
+            key = token_index(str_tokens, word)
+            # the heads found for France, read off the report once and kept
+            return [(layer, head, cache["pattern", layer][0, head, -1, key].item()) for layer, head in [(0, 0), (0, 1)]]
+        '''), f"{H}[Spain>0.2]", "missing heads",
+        keeps=(f"{H}[France>0.3]",)),
     Mistake("04-normalisation-upside-down", "D", "04", "patch_residual_stream", _fn('''
         def patch_residual_stream(model, clean_tokens, corrupted_tokens, clean_cache, correct, incorrect):
             with torch.no_grad():
