@@ -124,6 +124,7 @@ def grade(args: argparse.Namespace) -> int:
     pytest_args = [
         sys.executable, "-m", "pytest", *_targets(args.exercise),
         "-p", "grader.plugin", "--rootdir", str(REPO_ROOT), "-p", "no:cacheprovider",
+        "-rN",  # no short test summary: the score table that follows says it all
         "--report-html", str(Path(args.report_html).resolve()) if args.report_html else "", "--check-timeout", str(args.check_timeout), *_model_args(args),
     ]
     if args.submission:

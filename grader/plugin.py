@@ -312,7 +312,8 @@ def _classify(exception: BaseException | None, grade: Grade | None, grading: Gra
             return "failed", f"{len(failed)} of {len(grade.checks)} checks failed: " + ", ".join(c.name for c in failed)
         return "passed", ""
     if isinstance(exception, NotImplementedError):
-        return "not_attempted", "not attempted: the stub still raises NotImplementedError"
+        said = f" ({exception})" if str(exception) else ""
+        return "not_attempted", f"not attempted: the stub still raises NotImplementedError{said}"
     if isinstance(exception, GradingTimeout):
         return "timed_out", f"timed out: {exception} (a slow loop, or code waiting forever?)"
     if isinstance(exception, SubmissionImportError):

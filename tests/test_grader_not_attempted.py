@@ -41,7 +41,9 @@ def test_an_untouched_stub_shows_one_line_and_no_traceback_in_the_terminal(make_
     header = next(i for i, line in enumerate(lines) if line.startswith("_") and "test_add" in line)
     following = lines[header + 1 :]
     end = next(i for i, line in enumerate(following) if line.startswith(("=", "_")))
-    assert [line for line in following[:end] if line.strip()] == ["not attempted: the stub still raises NotImplementedError"]
+    assert [line for line in following[:end] if line.strip()] == [
+        "not attempted: the stub still raises NotImplementedError (write add())"
+    ]
     text = result.stdout.str()
     assert "Traceback" not in text
     assert "raise NotImplementedError" not in text
