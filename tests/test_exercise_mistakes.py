@@ -76,6 +76,25 @@ def _fn(source: str) -> str:
     return textwrap.dedent(source).strip() + "\n"
 
 
+def _patching_with(hook_point: str = "hook_resid_pre",
+                   normalised: str = "(patched_diff - corrupted_diff) / (clean_diff - corrupted_diff)") -> str:
+    """The reference patch_residual_stream with one mistake: another hook point or formula."""
+    return _fn(f'''
+        def patch_residual_stream(model, clean_tokens, corrupted_tokens, clean_cache, correct, incorrect):
+            with torch.no_grad():
+                clean_diff = logit_diff(model(clean_tokens), correct, incorrect)
+                corrupted_diff = logit_diff(model(corrupted_tokens), correct, incorrect)
+                result = torch.zeros(model.cfg.n_layers, corrupted_tokens.shape[1])
+                for layer in range(model.cfg.n_layers):
+                    for position in range(corrupted_tokens.shape[1]):
+                        logits = model.run_with_hooks(corrupted_tokens, fwd_hooks=[
+                            (f"blocks.{{layer}}.{hook_point}", patch_hook(clean_cache, position))])
+                        patched_diff = logit_diff(logits, correct, incorrect)
+                        result[layer, position] = {normalised}
+            return result
+        ''')
+
+
 P = "test_patch_residual_stream_measures_every_layer_and_position"
 H = "test_heads_attending_to_finds_every_head_above_the_threshold"
 
@@ -270,20 +289,7 @@ MISTAKES = [
             return [(layer, head, cache["pattern", layer][0, head, -1, key].item()) for layer, head in [(0, 0), (0, 1)]]
         '''), f"{H}[Spain>0.2]", "missing heads",
         keeps=(f"{H}[France>0.3]",)),
-    Mistake("04-normalisation-upside-down", "D", "04", "patch_residual_stream", _fn('''
-        def patch_residual_stream(model, clean_tokens, corrupted_tokens, clean_cache, correct, incorrect):
-            with torch.no_grad():
-                clean_diff = logit_diff(model(clean_tokens), correct, incorrect)
-                corrupted_diff = logit_diff(model(corrupted_tokens), correct, incorrect)
-                result = torch.zeros(model.cfg.n_layers, corrupted_tokens.shape[1])
-                for layer in range(model.cfg.n_layers):
-                    for position in range(corrupted_tokens.shape[1]):
-                        logits = model.run_with_hooks(corrupted_tokens, fwd_hooks=[
-                            (f"blocks.{layer}.hook_resid_pre", patch_hook(clean_cache, position))])
-                        patched_diff = logit_diff(logits, correct, incorrect)
-                        result[layer, position] = (clean_diff - patched_diff) / (clean_diff - corrupted_diff)
-            return result
-        '''), f"{P}[France-Italy]", "the normalisation is upside down",
+    Mistake("04-normalisation-upside-down", "D", "04", "patch_residual_stream", _patching_with(normalised="(clean_diff - patched_diff) / (clean_diff - corrupted_diff)"), f"{P}[France-Italy]", "the normalisation is upside down",
         also={f"{P}[Germany-Spain]": "the normalisation is upside down"}),
     # ---------------------------------------------------------------- batch U: untrusted code
     Mistake("02-top-k-exits", "U", "02", "top_k", _fn('''
@@ -302,20 +308,7 @@ MISTAKES = [
                         found.append((layer, head, weight))
             return found  # in loop order
         '''), f"{H}[France>0.01]", "sort by weight, in descending order"),
-    Mistake("04-patches-resid-post", "U", "04", "patch_residual_stream", _fn('''
-        def patch_residual_stream(model, clean_tokens, corrupted_tokens, clean_cache, correct, incorrect):
-            with torch.no_grad():
-                clean_diff = logit_diff(model(clean_tokens), correct, incorrect)
-                corrupted_diff = logit_diff(model(corrupted_tokens), correct, incorrect)
-                result = torch.zeros(model.cfg.n_layers, corrupted_tokens.shape[1])
-                for layer in range(model.cfg.n_layers):
-                    for position in range(corrupted_tokens.shape[1]):
-                        logits = model.run_with_hooks(corrupted_tokens, fwd_hooks=[
-                            (f"blocks.{layer}.hook_resid_post", patch_hook(clean_cache, position))])
-                        patched_diff = logit_diff(logits, correct, incorrect)
-                        result[layer, position] = (patched_diff - corrupted_diff) / (clean_diff - corrupted_diff)
-            return result
-        '''), f"{P}[France-Italy]", "that patches resid_post",
+    Mistake("04-patches-resid-post", "U", "04", "patch_residual_stream", _patching_with(hook_point="hook_resid_post"), f"{P}[France-Italy]", "that patches resid_post",
         also={f"{P}[Germany-Spain]": "that patches resid_post"}),
 ]
 
