@@ -5,6 +5,7 @@
     mechgrade fixtures check [--model M] [--exercise NN]                   compare, write nothing
     mechgrade toy build [...]                                              train the practice model
     mechgrade report open                                                  open the last HTML report
+    mechgrade bundle [--model M] [--out autograder.zip]                   a Gradescope autograder zip
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         return fixtures(args)
     if args.command == "report":
         return open_report(Path(args.path))
+    if args.command == "bundle":
+        from grader.bundle import build_bundle
+
+        print(build_bundle(Path(args.out), args.model))
+        return 0
     parser.print_help()
     return 2
 
@@ -69,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("toy", help="the practice model: `mechgrade toy build --help`", add_help=False).add_argument(
         "toy_command", choices=["build"])
+
+    b = commands.add_parser("bundle", help="write a Gradescope autograder zip (setup.sh, run_autograder, the project)")
+    b.add_argument("--model", choices=sorted(MODELS), default="gpt2-small", help="the model submissions are graded on")
+    b.add_argument("--out", default="autograder.zip")
 
     r = commands.add_parser("report", help="open the last HTML report in a browser")
     r.add_argument("action", choices=["open"])
