@@ -100,7 +100,10 @@ def render_terminal(run: RunResult, report_path: str | None) -> str:
     if run.interrupted:
         lines.append(_clip(f"interrupted: {run.interrupted}", WIDTH))
     for error in run.errors:
-        lines.append(_clip(f"error: {error}", WIDTH))
+        # Wrapped, not clipped: an error usually ends with the command that fixes it.
+        for n, part in enumerate(error.splitlines()[:12]):
+            text = f"error: {part}" if n == 0 else f"  {part}"
+            lines.extend(textwrap.wrap(text, WIDTH, subsequent_indent="  ", break_on_hyphens=False))
     if report_path:
         # Never clipped: the path must stay copyable, so a long one goes on its own line.
         line = f"HTML report: {report_path}"

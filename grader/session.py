@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from grader.fixtures import FixtureError, FixtureStore, Mode
+from grader.fixtures import FixtureError, FixtureStore, Mode, refresh_command
 from grader.model_guard import ModelGuard
 from grader.models import (
     ModelChoice,
@@ -201,10 +201,12 @@ class GradingSession:
         )
         if self._choice is not None and self._device is not None:
             for exercise in run.exercises:
-                self._describe_expected(exercise)
+                run.errors.extend(self._describe_expected(exercise))
         return run
 
-    def _describe_expected(self, exercise: ExerciseResult) -> None:
+    def _describe_expected(self, exercise: ExerciseResult) -> list[str]:
+        """Fill in where the exercise's expected values come from; return what is wrong with them."""
+        problems: list[str] = []
         try:
             exercise.expected_source = self.store.source(exercise.exercise)  # type: ignore[assignment]
             if exercise.expected_source == "local reference" and not (self.options.root / "solutions" / exercise.exercise).is_dir():
@@ -212,8 +214,17 @@ class GradingSession:
             stored = self.store.file(exercise.exercise) if exercise.expected_source == "fixtures" else None
         except FixtureError as exc:
             exercise.expected_source, stored = "none", None
-            self.errors.append(str(exc))
+            problems.append(str(exc))
         exercise.provenance = stored.provenance if stored else {}
+        made_for = exercise.provenance.get("weights_sha256", "unknown")
+        now = self.store.provenance["weights_sha256"]
+        if "unknown" not in (made_for, now) and made_for != now:
+            problems.append(
+                f"exercise {exercise.exercise}: its expected values were made for other weights of "
+                f"{self.choice.spec.id} (sha256 {made_for[:12]}…, these are {now[:12]}…); refresh them:\n"
+                f"{refresh_command(self.choice.spec.id, exercise.exercise)}"
+            )
+        return problems
 
 
 def session_of(config: pytest.Config) -> GradingSession | None:

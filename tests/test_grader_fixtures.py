@@ -46,9 +46,6 @@ STUB = '''
 REFRESH = ("--solutions", "--fixtures-mode", "refresh")
 CHECK = ("--solutions", "--fixtures-mode", "check")
 
-# Refresh and check run their end-of-session step only `if mode != "use" and grading.model_loaded`
-# (plugin.pytest_sessionfinish): exercises that never request the model are never written or checked.
-
 
 @pytest.fixture
 def project(make_project) -> GradedProject:
@@ -207,3 +204,14 @@ def test_an_unreadable_fixture_file_says_regenerate(project: GradedProject) -> N
     result = project.run("--solutions")
     result.stdout.fnmatch_lines(["*01.json is unreadable (*); regenerate it with the refresh command*"])
     assert json.loads((project.root / "out" / "results.json").read_text())["score"] == 0.0
+
+
+
+def test_fixtures_made_for_other_weights_are_reported_with_the_refresh_command(project: GradedProject) -> None:
+    project.run(*REFRESH)
+    stored = project.read_fixture()
+    stored["provenance"]["weights_sha256"] = "0" * 64  # as if the toy model had been rebuilt since
+    project.fixture_path().write_text(json.dumps(stored))
+    result = project.run("--solutions")
+    result.stdout.fnmatch_lines(["*expected values were made for other weights of toy-gpt2*"])
+    result.stdout.fnmatch_lines(["*mechgrade fixtures refresh --model toy-gpt2 --exercise 01*"])
