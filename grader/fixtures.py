@@ -163,9 +163,7 @@ class FixtureStore:
         return self._files[exercise]
 
     def source(self, exercise: str) -> str:
-        """'fixtures' or 'local reference', as reports show it."""
-        if self.mode != "use":
-            return "local reference"
+        """'fixtures' or 'local reference', as reports show it (after a refresh: the new files)."""
         return "fixtures" if self.file(exercise) is not None else "local reference"
 
     def missing_message(self, exercise: str) -> str:
@@ -232,9 +230,9 @@ class FixtureStore:
                 self._refresh_drift(drift, computed, stored)
                 if complete and computed:
                     provenance = {**self.provenance, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-                    FixtureFile(fixture_path(self.model_id, exercise, self.root), provenance, computed).write(
-                        exercise, self.model_id
-                    )
+                    written = FixtureFile(fixture_path(self.model_id, exercise, self.root), provenance, computed)
+                    written.write(exercise, self.model_id)
+                    self._files[exercise] = written
         return self._drift
 
     def _refresh_drift(self, drift: Drift, computed: dict[str, dict[str, Any]], stored: FixtureFile | None) -> None:
