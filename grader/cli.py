@@ -18,8 +18,8 @@ import time
 import webbrowser
 from pathlib import Path
 
+from grader import DEFAULT_REPORT
 from grader.models import MODELS
-from grader.plugin import DEFAULT_REPORT
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXERCISES_DIR = REPO_ROOT / "exercises"

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from grader import DEFAULT_REPORT
 from grader.fixtures import FixtureError, render_drift
 from grader.models import ModelChoiceError, ModelLoadError
 from grader.results import RunResult, TestResult
@@ -45,7 +46,6 @@ from grader.timeouts import GradingTimeout, time_limit
 # The fixtures checks receive live in their own module, registered with this plugin.
 pytest_plugins = ["grader.check_fixtures"]
 
-DEFAULT_REPORT = Path("reports") / "report.html"
 NOT_RUN = "not run yet"
 
 
