@@ -2,6 +2,9 @@
 # On a CUDA machine: make the toy model's expected values there, measure how far the CPU is
 # from the GPU, and grade the reference solutions on both against those values.
 #   bash benchmarks/gpu_check.sh OUTDIR
+# Needs transformer-lens 4.x and pytest-check importable. On a machine without network, carry
+# their wheels (and datasets, dill, multiprocess, fancy-einsum, beartype, typeguard) but use the
+# machine's own transformers and huggingface_hub: huggingface_hub 2.x needs httpx2/httpcore2.
 set -uo pipefail
 out=${1:?usage: gpu_check.sh OUTDIR}
 mkdir -p "$out"
