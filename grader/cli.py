@@ -129,7 +129,7 @@ def fixtures(args: argparse.Namespace) -> int:
 
 def grade(args: argparse.Namespace) -> int:
     """Grade in a child process, so that a submission that kills or hangs it still gets a report."""
-    from grader.lms import write_failure_results
+    from grader.lms import record_abnormal_end
 
     pytest_args = [
         sys.executable, "-m", "pytest", *_targets(args.exercise),
@@ -154,25 +154,10 @@ def grade(args: argparse.Namespace) -> int:
     except subprocess.TimeoutExpired:
         code, reason = 124, f"grading was stopped after {args.total_timeout:g} s"
     if results is not None and reason is not None:
-        _record_abnormal_end(results, reason, time.monotonic() - started, write_failure_results)
+        record_abnormal_end(results, reason, time.monotonic() - started)
     if reason:
         print(f"mechgrade: {reason}", file=sys.stderr)
     return code
-
-
-def _record_abnormal_end(results: Path, reason: str, elapsed: float, write_failure_results) -> None:
-    """Keep what the child wrote after its last finished check, and say why the rest is missing."""
-    import json
-
-    if not results.exists():
-        write_failure_results(results, reason, elapsed)
-        return
-    document = json.loads(results.read_text())
-    document["output"] = f"{reason}; checks that had not finished score 0.\n{document.get('output', '')}"
-    document["execution_time"] = int(elapsed)
-    temporary = results.with_suffix(".tmp")
-    temporary.write_text(json.dumps(document, indent=1))
-    os.replace(temporary, results)
 
 
 def open_report(path: Path) -> int:

@@ -15,18 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from grader.report_terminal import STATUS_WORDS, format_points
-from grader.results import ExerciseResult, RunResult, TestResult
+from grader.results import ExerciseResult, RunResult, TestResult, cap
 
 # Gradescope shows these verbatim; long captured output would bury the failing checks.
 CAPTURED_CAP = 2_000
 TEST_OUTPUT_CAP = 8_000
 RUN_OUTPUT_CAP = 8_000
-
-
-def _cap(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    return text[:limit] + f"\n… ({len(text) - limit} more characters cut)"
 
 
 def _clean(text: str) -> str:
@@ -63,8 +57,8 @@ def _test_output(test: TestResult, ex: ExerciseResult) -> str:
         if check.hint:
             lines.append(f"  hint: {check.hint}")
     if test.captured:
-        lines.append("captured output:\n" + _cap(test.captured.rstrip(), CAPTURED_CAP))
-    return _clean(_cap("\n".join(lines), TEST_OUTPUT_CAP))
+        lines.append("captured output:\n" + cap(test.captured.rstrip(), CAPTURED_CAP))
+    return _clean(cap("\n".join(lines), TEST_OUTPUT_CAP))
 
 
 def _test_entry(test: TestResult, ex: ExerciseResult, index: int) -> dict[str, Any]:
@@ -102,7 +96,7 @@ def _run_output(run: RunResult) -> str:
         lines.append(f"The run stopped early: {run.interrupted}")
     for error in run.errors:
         lines.append(f"error: {error}")
-    return _clean(_cap("\n".join(lines), RUN_OUTPUT_CAP))
+    return _clean(cap("\n".join(lines), RUN_OUTPUT_CAP))
 
 
 def _document(
@@ -129,7 +123,7 @@ def gradescope_results(run: RunResult) -> dict[str, Any]:
     return _document(run.points, run.execution_time, _run_output(run), tests)
 
 
-def _write_json_atomic(document: dict[str, Any], path: Path) -> Path:
+def write_json_atomic(document: dict[str, Any], path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # The temp file lives beside the target so os.replace is a rename on one filesystem.
@@ -152,10 +146,22 @@ def _write_json_atomic(document: dict[str, Any], path: Path) -> Path:
 
 def write_gradescope(run: RunResult, path: Path) -> Path:
     """Write results.json for `run` atomically; returns the path written."""
-    return _write_json_atomic(gradescope_results(run), path)
+    return write_json_atomic(gradescope_results(run), path)
 
 
 def write_failure_results(path: Path, reason: str, execution_time: float = 0) -> Path:
     """results.json for a grader that could not finish at all: score 0 and the reason."""
-    document = _document(0.0, execution_time, _clean(_cap(reason, RUN_OUTPUT_CAP)), [])
-    return _write_json_atomic(document, path)
+    document = _document(0.0, execution_time, _clean(cap(reason, RUN_OUTPUT_CAP)), [])
+    return write_json_atomic(document, path)
+
+
+def record_abnormal_end(path: Path, reason: str, execution_time: float) -> Path:
+    """The grading process died or was stopped: keep the results.json it rewrote after its last
+    finished check (checks that had not finished are already there with 0 points) and say why;
+    write a failure document where it left none."""
+    if not path.exists():
+        return write_failure_results(path, reason, execution_time)
+    document = json.loads(path.read_text())
+    document["output"] = _clean(cap(f"{reason}; checks that had not finished score 0.\n{document.get('output', '')}", RUN_OUTPUT_CAP))
+    document["execution_time"] = int(execution_time)
+    return write_json_atomic(document, path)

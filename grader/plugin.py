@@ -28,7 +28,7 @@ import pytest
 from grader import DEFAULT_REPORT
 from grader.fixtures import FixtureError, render_drift
 from grader.models import ModelChoiceError, ModelLoadError
-from grader.results import RunResult, TestResult
+from grader.results import RunResult, TestResult, cap
 from grader.scoring import Grade, points_for
 from grader.session import (
     DEFAULT_MAX_OUTPUT,
@@ -85,12 +85,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _first_line(text: str | None) -> str:
     return text.strip().splitlines()[0].strip() if text and text.strip() else ""
-
-
-def _cap(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    return text[:limit] + f"\n... [{len(text) - limit} more characters of output cut]"
 
 
 class GradingHooks:
@@ -198,8 +192,8 @@ class GradingHooks:
         if call.when == "setup" and not report.failed:
             return
         limit = grading.options.max_output
-        result.captured = _cap((report.capstdout + report.capstderr).strip(), limit)
-        report.sections = [(title, _cap(text, limit)) for title, text in report.sections]
+        result.captured = cap((report.capstdout + report.capstderr).strip(), limit)
+        report.sections = [(title, cap(text, limit)) for title, text in report.sections]
         result.duration += call.duration
         grade = item.stash.get(GRADE_KEY, None)
         if grade is not None:

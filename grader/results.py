@@ -115,3 +115,10 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def cap(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, saying how much was cut (student output can be huge)."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n... [{len(text) - limit} more characters cut]"

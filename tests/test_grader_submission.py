@@ -231,7 +231,7 @@ def test_student_output_in_the_terminal_is_capped_by_max_output(make_project) ->
     project = _printing_project(make_project)
     result = project.run("--submission", "submission", "--max-output", "100", "-rA")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["x" * 100, "... [4901 more characters of output cut]"])
+    result.stdout.fnmatch_lines(["x" * 100, "... [4901 more characters cut]"])
     assert "x" * 101 not in result.stdout.str()
     assert "x" * 101 not in project.test_entry("add() adds")["output"]
 
@@ -240,4 +240,4 @@ def test_student_output_in_results_json_says_how_much_was_cut(make_project) -> N
     project = _printing_project(make_project)
     project.run("--submission", "submission", "--max-output", "100")
     output = project.test_entry("add() adds")["output"]
-    assert re.search(r"captured output:\nx{100}\n\.\.\. \[490[01] more characters of output cut\]$", output), output
+    assert re.search(r"captured output:\nx{100}\n\.\.\. \[490[01] more characters cut\]$", output), output

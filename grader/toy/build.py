@@ -23,8 +23,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported:
 
 from grader.models import TOY_BUILD_COMMAND, TOY_MODEL_DIR  # noqa: E402
 from grader.toy import corpus  # noqa: E402
-from grader.toy.train import TrainConfig, train  # noqa: E402
 from grader.toy.tokenizer import train_tokenizer  # noqa: E402
+from grader.toy.train import TrainConfig, train  # noqa: E402
 from grader.toy.verify import (  # noqa: E402
     CAPITAL_PROMPT,
     INDUCTION_BATCH,
