@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 import graded_project
+import pytest
+from graded_project import GradedProject
+
 import grader.lms  # noqa: F401
 import grader.report_html  # noqa: F401
-from graded_project import GradedProject
 
 # Imported once here on purpose: pytester's in-process runs drop every module a run imported, and the
 # plugin imports the HTML report (hence matplotlib, about a second) at the end of every run.

@@ -11,7 +11,13 @@ import base64
 import struct
 import zlib
 
-from grader.results import CheckResult, ExerciseResult, FigureArtifact, RunResult, TestResult
+from grader.results import (
+    CheckResult,
+    ExerciseResult,
+    FigureArtifact,
+    RunResult,
+    TestResult,
+)
 
 XSS = "<script>alert(1)</script>"
 

@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from grader.compare import MAX_LISTED, Comparison, Tolerance, compare, diagnose, matches, short, to_numpy
+from grader.compare import (
+    MAX_LISTED,
+    Comparison,
+    Tolerance,
+    compare,
+    diagnose,
+    matches,
+    short,
+    to_numpy,
+)
 
 # ---- what is compared first ----
 

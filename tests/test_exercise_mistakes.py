@@ -23,10 +23,10 @@ import subprocess
 import sys
 import textwrap
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
-from pathlib import Path
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest

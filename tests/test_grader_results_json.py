@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from graded_project import GradedProject, new_project
+from gradescope_shape import assert_gradescope_shape
 
 CHECKS = '''
     @pytest.mark.points(2)
@@ -24,36 +25,11 @@ STUB = '''
     def sub(a, b):
         return a + b
 '''
-TOP_LEVEL = {"score": float, "execution_time": int, "output": str, "tests": list}
-PER_TEST = {
-    "name": str,
-    "number": str,
-    "score": float,
-    "max_score": float,
-    "status": str,
-    "output": str,
-    "output_format": str,
-    "visibility": str,
-}
-
-
-def _assert_gradescope_shape(document: dict) -> None:
-    for key, kind in TOP_LEVEL.items():
-        assert isinstance(document[key], kind), f"{key}: {document.get(key)!r}"
-    for test in document["tests"]:
-        assert set(PER_TEST) <= set(test), test
-        for key, kind in PER_TEST.items():
-            assert isinstance(test[key], kind), f"{key}: {test[key]!r}"
-        assert test["status"] in {"passed", "failed"}
-        assert test["output_format"] in {"text", "html", "simple_format", "md", "ansi"}
-        assert test["visibility"] in {"hidden", "after_due_date", "after_published", "visible"}
-
-
 def test_results_json_has_the_gradescope_shape(make_project) -> None:
     project: GradedProject = make_project(CHECKS, stub=STUB)
     project.run().assert_outcomes(passed=1, failed=1)
     document = project.results()
-    _assert_gradescope_shape(document)
+    assert_gradescope_shape(document)
     assert document["score"] == 2.0
     assert [(t["name"], t["number"], t["score"], t["max_score"], t["status"]) for t in document["tests"]] == [
         ("01 · add() adds", "1.1", 2.0, 2.0, "passed"),
@@ -67,7 +43,7 @@ def test_results_json_has_the_gradescope_shape(make_project) -> None:
 def test_results_json_is_written_where_asked_creating_folders(make_project) -> None:
     project: GradedProject = make_project(CHECKS, stub=STUB)
     project.run("--gradescope-json", "deep/er/results.json")
-    _assert_gradescope_shape(project.results("deep/er/results.json"))
+    assert_gradescope_shape(project.results("deep/er/results.json"))
 
 
 def test_results_json_is_written_when_the_check_file_does_not_collect(make_project) -> None:
@@ -75,7 +51,7 @@ def test_results_json_is_written_when_the_check_file_does_not_collect(make_proje
     result = project.run()
     assert result.ret == pytest.ExitCode.INTERRUPTED  # collection errors stop pytest
     document = project.results()
-    _assert_gradescope_shape(document)
+    assert_gradescope_shape(document)
     assert document["score"] == 0.0
     assert document["tests"] == []
     assert document["output"].startswith("grading could not start: could not collect exercises/01/test_01_demo.py")
@@ -87,7 +63,7 @@ def test_results_json_keeps_the_other_exercises_when_one_check_file_does_not_col
     project.add_exercise("02", "def test_broken(student:\n    pass\n", topic="other")
     project.run("--continue-on-collection-errors")
     document = project.results()
-    _assert_gradescope_shape(document)
+    assert_gradescope_shape(document)
     assert [t["number"] for t in document["tests"]] == ["1.1", "1.2"]
     assert document["score"] == 2.0
     assert "error: could not collect exercises/02/test_02_other.py" in document["output"]
@@ -98,7 +74,7 @@ def test_results_json_is_written_when_no_graded_test_is_collected(make_project) 
     project.write("exercises/notes/test_helpers.py", "def test_plain():\n    assert True\n")
     project.run(paths=("exercises/notes",)).assert_outcomes(passed=1)
     document = project.results()
-    _assert_gradescope_shape(document)
+    assert_gradescope_shape(document)
     assert (document["score"], document["tests"]) == (0.0, [])
     assert document["output"] == "grading could not start: no graded checks were collected"
 
@@ -108,7 +84,7 @@ def test_results_json_is_written_when_nothing_is_collected_at_all(make_project) 
     (project.root / "empty").mkdir()
     result = project.run(paths=("empty",))
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
-    _assert_gradescope_shape(project.results())
+    assert_gradescope_shape(project.results())
 
 
 def test_results_json_holds_the_tests_that_ran_when_the_process_dies(tmp_path) -> None:
@@ -124,7 +100,7 @@ def test_results_json_holds_the_tests_that_ran_when_the_process_dies(tmp_path) -
     result = project.run(timeout=60)
     assert result.ret == 1
     document = project.results()
-    _assert_gradescope_shape(document)
+    assert_gradescope_shape(document)
     assert [(t["number"], t["score"]) for t in document["tests"]] == [("1.1", 2.0), ("1.2", 0.0), ("1.3", 0.0)]
     assert document["score"] == 2.0
     assert "not run yet" in document["tests"][2]["output"]
@@ -151,5 +127,5 @@ def test_results_json_is_valid_json_with_hostile_student_output(make_project) ->
     project.run()
     text = (project.root / "out" / "results.json").read_text(encoding="utf-8")
     document = json.loads(text)
-    _assert_gradescope_shape(document)
+    assert_gradescope_shape(document)
     assert "\x00" not in text

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from gradescope_shape import PER_TEST, TOP_LEVEL, assert_shape
 from sample_results import XSS, sample_run
 
 import grader.lms as lms
@@ -19,33 +20,6 @@ from grader.lms import (
 )
 from grader.results import RunResult
 
-TOP_LEVEL = {
-    "score": float,
-    "execution_time": int,
-    "output": str,
-    "output_format": str,
-    "visibility": str,
-    "stdout_visibility": str,
-    "tests": list,
-}
-PER_TEST = {
-    "name": str,
-    "number": str,
-    "score": float,
-    "max_score": float,
-    "status": str,
-    "output": str,
-    "output_format": str,
-    "visibility": str,
-}
-
-
-def _assert_shape(doc: dict, keys: dict[str, type]) -> None:
-    assert set(keys) <= set(doc), f"missing {set(keys) - set(doc)}"
-    for key, kind in keys.items():
-        got = type(doc[key]).__name__
-        assert isinstance(doc[key], kind), f"{key} is {got}, not {kind.__name__}"
-
 
 def _test(doc: dict, number: str) -> dict:
     return next(t for t in doc["tests"] if t["number"] == number)
@@ -53,7 +27,7 @@ def _test(doc: dict, number: str) -> dict:
 
 def test_top_level_has_the_spec_keys_and_types() -> None:
     doc = gradescope_results(sample_run())
-    _assert_shape(doc, TOP_LEVEL)
+    assert_shape(doc, TOP_LEVEL)
     assert doc["output_format"] == "text"
     assert doc["visibility"] == "visible"
     assert doc["stdout_visibility"] == "hidden"
@@ -68,7 +42,7 @@ def test_every_test_result_becomes_one_entry_with_the_spec_keys() -> None:
     doc = gradescope_results(sample_run())
     assert len(doc["tests"]) == 6
     for entry in doc["tests"]:
-        _assert_shape(entry, PER_TEST)
+        assert_shape(entry, PER_TEST)
         assert entry["output_format"] == "text"
         assert entry["visibility"] == "visible"
 
@@ -146,7 +120,7 @@ def test_an_empty_run_is_still_a_valid_document_that_explains_why() -> None:
         errors=["ImportError while importing exercises/03/test_03_x.py"],
     )
     doc = gradescope_results(run)
-    _assert_shape(doc, TOP_LEVEL)
+    assert_shape(doc, TOP_LEVEL)
     assert doc["score"] == 0.0 and doc["tests"] == []
     assert "collection failed" in doc["output"]
     assert "ImportError while importing" in doc["output"]
@@ -196,7 +170,7 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temp_file(
 def test_write_failure_results_scores_zero_and_gives_the_reason(tmp_path: Path) -> None:
     path = write_failure_results(tmp_path / "out" / "results.json", "pytest died: SIGKILL", 12.7)
     doc = json.loads(path.read_text(encoding="utf-8"))
-    _assert_shape(doc, TOP_LEVEL)
+    assert_shape(doc, TOP_LEVEL)
     assert doc["score"] == 0.0
     assert doc["execution_time"] == 13
     assert doc["output"] == "pytest died: SIGKILL"

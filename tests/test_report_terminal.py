@@ -6,8 +6,8 @@ import re
 
 from sample_results import sample_run
 
-from grader.report_terminal import WIDTH, format_points, render_terminal
 from grader import results
+from grader.report_terminal import WIDTH, format_points, render_terminal
 from grader.results import ExerciseResult, RunResult
 
 

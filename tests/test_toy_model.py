@@ -11,6 +11,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers loads: the toy model is local
 
 import json
+
 import pytest
 
 from grader.models import MODELS, TOY_MODEL_DIR, check_local_files
