@@ -195,11 +195,12 @@ class FixtureStore:
         value = compute()
         encoded = encode(value)  # fails here, not at the end of the run, for unstorable values
         self._computed.setdefault(exercise, {})[key] = {"value": encoded, "atol": atol, "rtol": rtol}
-        if self.mode == "check":
-            self._record_check(exercise, key, value, stored)
+        if self.mode != "use":
+            self._record_drift(exercise, key, value, stored)
         return Expected(key, value, Tolerance(atol, rtol))
 
-    def _record_check(self, exercise: str, key: str, value: Any, stored: FixtureFile | None) -> None:
+    def _record_drift(self, exercise: str, key: str, value: Any, stored: FixtureFile | None) -> None:
+        """How a value computed now (refresh, check) differs from the stored one."""
         drift = self._drift.setdefault(exercise, Drift())
         if stored is None or key not in stored.checks:
             drift.created.append(key)
@@ -226,27 +227,12 @@ class FixtureStore:
             drift = self._drift.setdefault(exercise, Drift())
             if complete and stored is not None:
                 drift.unused = sorted(set(stored.checks) - set(computed))
-            if self.mode == "refresh":
-                self._refresh_drift(drift, computed, stored)
-                if complete and computed:
-                    provenance = {**self.provenance, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-                    written = FixtureFile(fixture_path(self.model_id, exercise, self.root), provenance, computed)
-                    written.write(exercise, self.model_id)
-                    self._files[exercise] = written
+            if self.mode == "refresh" and complete and computed:
+                provenance = {**self.provenance, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+                written = FixtureFile(fixture_path(self.model_id, exercise, self.root), provenance, computed)
+                written.write(exercise, self.model_id)
+                self._files[exercise] = written
         return self._drift
-
-    def _refresh_drift(self, drift: Drift, computed: dict[str, dict[str, Any]], stored: FixtureFile | None) -> None:
-        for key, entry in computed.items():
-            if stored is None or key not in stored.checks:
-                drift.created.append(key)
-                continue
-            old = stored.checks[key]
-            result = compare(decode(entry["value"]), decode(old["value"]), Tolerance(old.get("atol", 0.0), old.get("rtol", 0.0)))
-            drift.saw(key, result.max_abs)
-            if result.ok:
-                drift.unchanged.append(key)
-            else:
-                drift.changed[key] = result.max_abs
 
 
 def render_drift(drift: dict[str, Drift], mode: Mode, model_id: str, written: bool = True) -> str:

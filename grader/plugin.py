@@ -95,6 +95,7 @@ class GradingHooks:
         self.config = config
         self.collection_errors: list[str] = []
         self.drift_text: str | None = None
+        self.final_run: RunResult | None = None  # what the reports were made from, for the terminal too
 
     @property
     def grading(self) -> GradingSession | None:
@@ -258,12 +259,12 @@ class GradingHooks:
     def _write_reports(self, grading: GradingSession) -> None:
         from grader.report_html import write_html
 
-        run = grading.run_result()
+        run = self.final_run = grading.run_result()
         if grading.options.report_html is not None:
             try:
                 write_html(run, grading.options.report_html)
             except Exception as exc:  # a broken report must never hide the grade itself
-                grading.errors.append(f"could not write the HTML report: {exc}")
+                run.errors.append(f"could not write the HTML report: {exc}")
         self._write_gradescope(grading, run)
 
     @staticmethod
@@ -295,7 +296,7 @@ class GradingHooks:
             terminalreporter.write_line(self.drift_text)
         path = grading.options.report_html
         shown = os.path.relpath(path) if path is not None else None
-        terminalreporter.write_line(render_terminal(grading.run_result(), shown))
+        terminalreporter.write_line(render_terminal(self.final_run or grading.run_result(), shown))
 
 
 def _classify(exception: BaseException | None, grade: Grade | None, grading: GradingSession) -> tuple[Any, str]:

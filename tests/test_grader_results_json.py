@@ -129,3 +129,12 @@ def test_results_json_is_valid_json_with_hostile_student_output(make_project) ->
     document = json.loads(text)
     assert_gradescope_shape(document)
     assert "\x00" not in text
+
+
+def test_a_report_that_cannot_be_written_is_said_in_the_terminal_and_results_json(make_project) -> None:
+    project: GradedProject = make_project(CHECKS, stub=STUB)
+    blocked = project.root / "report-is-a-folder"
+    blocked.mkdir()
+    result = project.run("--report-html", str(blocked))
+    result.stdout.fnmatch_lines(["error: could not write the HTML report*"])
+    assert "could not write the HTML report" in project.results()["output"]
