@@ -1,31 +1,64 @@
-"""A Gradescope autograder bundle: the project, plus the two scripts Gradescope runs.
+"""A Gradescope autograder bundle: the project at git HEAD, without solutions/, plus the two
+scripts Gradescope runs.
 
 Gradescope unpacks the zip into /autograder/source, runs ``setup.sh`` once when the image is
 built, then ``run_autograder`` for every submission, which must leave
-/autograder/results/results.json. Ours grades /autograder/submission through ``mechgrade grade``,
-whose child process and incremental results.json survive a submission that crashes or hangs.
+/autograder/results/results.json. Ours grades /autograder/submission through
+``mechgrade grade --isolate``, whose child process and incremental results.json survive a
+submission that crashes or hangs, and whose unprivileged worker runs the student's code.
+
+Grades must not be forgeable, so the bundle:
+
+- holds what git HEAD holds, never the working tree: no uncommitted edit or untracked file;
+- never ships solutions/: expected values come only from the committed fixtures/<model>/NN.json,
+  and the build refuses when one is missing or differs from what the solutions compute now;
+- installs the torch and transformer-lens versions those fixtures were made with.
 """
 
 from __future__ import annotations
 
+import io
+import os
+import re
 import stat
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
+from grader.fixtures import FixtureError, FixtureFile, fixture_path, refresh_command
+from grader.models import MODELS
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-INCLUDED = ["pyproject.toml", "README.md", "grader", "exercises", "solutions", "fixtures"]
-SKIPPED_PARTS = {"__pycache__", ".pytest_cache"}
+INCLUDED = ["pyproject.toml", "README.md", "grader", "exercises", "fixtures"]
+REQUIRED = ["pyproject.toml", "grader", "exercises"]
+SOLUTIONS = "solutions"  # exported for the drift check only; never zipped
+# Provenance key -> the pip package setup.sh pins to the version recorded there.
+PINNED = {"torch": "torch", "transformer_lens": "transformer-lens"}
+WORKER_USER = "mechgrade-worker"
+DRIFT_OUTPUT_LINES = 40
 
 SETUP_SH = """#!/usr/bin/env bash
 # Gradescope runs this once, when it builds the autograder image.
+# Built by `mechgrade bundle --model {model}` from commit {commit}.
 set -euo pipefail
 apt-get update -qq && apt-get install -y -qq python3 python3-venv python3-pip >/dev/null
 python3 -m venv /autograder/venv
 . /autograder/venv/bin/activate
 pip install -q --upgrade pip
-pip install -q torch --index-url https://download.pytorch.org/whl/cpu   # the CPU build: small, enough
+# The versions fixtures/{model}/ was made with (the CPU build of torch: small, and enough).
+pip install -q torch=={torch} --index-url https://download.pytorch.org/whl/cpu
+pip install -q transformer-lens=={transformer_lens}
 pip install -q -e /autograder/source
 {prefetch}
+# `mechgrade grade --isolate` runs student code as this user, in a worker forked after the grader
+# has imported everything: it never needs to read the grader's files, so only root may.
+id -u {worker} >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin {worker}
+chmod -R go-rwx /autograder/source
 """
 
 PREFETCH_GPT2 = (
@@ -38,9 +71,9 @@ RUN_AUTOGRADER = """#!/usr/bin/env bash
 set -u
 root="${{AUTOGRADER_ROOT:-/autograder}}"
 python="${{PYTHON:-$root/venv/bin/python}}"
-mkdir -p "$root/results"
+mkdir -p "$root/results" && chmod 700 "$root/results"   # out of the student worker's reach
 cd "$root/source"
-"$python" -m grader grade --model {model} --submission "$root/submission" \\
+"$python" -m grader grade --isolate --model {model} --submission "$root/submission" \\
     --gradescope-json "$root/results/results.json" --report-html "$root/results/report.html"
 # The grade is in results.json, written even when the submission crashed or hung; a non-zero exit
 # here would make Gradescope discard it and report an autograder failure instead.
@@ -48,26 +81,193 @@ exit 0
 """
 
 
-def build_bundle(out: Path, model: str = "gpt2-small", root: Path = REPO_ROOT) -> Path:
-    """Write the autograder zip for grading on `model`; return its path."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    prefetch = PREFETCH_GPT2 if model == "gpt2-small" else "# The practice model ships in fixtures/models."
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
-        _add_script(bundle, "setup.sh", SETUP_SH.format(prefetch=prefetch))
-        _add_script(bundle, "run_autograder", RUN_AUTOGRADER.format(model=model))
-        for name in INCLUDED:
-            for path in sorted(_files(root / name)):
-                bundle.write(path, path.relative_to(root).as_posix())
+class BundleError(Exception):
+    """The bundle cannot be built as asked; the message says what is wrong and what fixes it."""
+
+
+@dataclass(frozen=True)
+class HeadFile:
+    name: str  # relative to the project root, posix
+    executable: bool
+    mtime: float  # the commit's time, as git archive gives it
+
+
+def build_bundle(out: Path, model: str = "gpt2-small", root: Path = REPO_ROOT, check_drift: bool = True) -> Path:
+    """Write the autograder zip for grading on `model` from `root`'s git HEAD; return its path.
+
+    Raises BundleError when HEAD lacks fixtures for an exercise, when its fixtures disagree on the
+    versions they were made with or (with `check_drift`) differ from the reference solutions.
+    """
+    commit = _head_commit(root)
+    with tempfile.TemporaryDirectory(prefix="mechgrade-bundle-") as temporary:
+        tree = Path(temporary)
+        files = _export_head(root, tree, with_solutions=check_drift)
+        exercises = _exercises(tree)
+        _require_fixtures(tree, model, exercises)
+        versions = _pinned_versions(tree, model, exercises)
+        if check_drift:
+            _check_drift(tree, model)
+        scripts = {
+            "setup.sh": _setup_sh(model, commit, versions),
+            "run_autograder": RUN_AUTOGRADER.format(model=model),
+        }
+        _write_zip(out, tree, [f for f in files if not _is_solution(f.name)], scripts)
     return out
 
 
-def _files(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path]
-    return [p for p in path.rglob("*") if p.is_file() and not SKIPPED_PARTS & set(p.parts)]
+# ---- git HEAD ----
 
 
-def _add_script(bundle: zipfile.ZipFile, name: str, text: str) -> None:
-    info = zipfile.ZipInfo(name)
-    info.external_attr = (stat.S_IFREG | 0o755) << 16  # executable once unpacked
-    bundle.writestr(info, text)
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["git", "-C", str(root), *args], check=False, capture_output=True)
+
+
+def _head_commit(root: Path) -> str:
+    found = _git(root, "rev-parse", "--verify", "HEAD^{commit}")
+    if found.returncode != 0:
+        raise BundleError(
+            f"the bundle is built from a git commit (HEAD), so that nothing uncommitted reaches it, and {root} "
+            f"has none (not a git repository, or no commit yet): {found.stderr.decode().strip()}"
+        )
+    return found.stdout.decode().strip()
+
+
+def _export_head(root: Path, tree: Path, with_solutions: bool) -> list[HeadFile]:
+    """Write HEAD's copy of the bundle's paths (and solutions/, for the drift check) into `tree`."""
+    wanted = INCLUDED + [SOLUTIONS] if with_solutions else INCLUDED
+    listed = _git(root, "ls-tree", "--name-only", "HEAD", "--", *wanted)
+    present = set(listed.stdout.decode().splitlines())
+    needed = REQUIRED + [SOLUTIONS] if with_solutions else REQUIRED
+    if missing := [p for p in needed if p not in present]:
+        why = " (the drift check runs the reference solutions)" if missing == [SOLUTIONS] else ""
+        raise BundleError(f"HEAD has no {', '.join(missing)}{why}: commit it, then build again")
+    archive = _git(root, "archive", "--format=tar", "HEAD", "--", *[p for p in wanted if p in present])
+    if archive.returncode != 0:
+        raise BundleError(f"`git archive HEAD` failed in {root}: {archive.stderr.decode().strip()}")
+    files = []
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        for member in tar:
+            if member.isdir():
+                continue
+            if not member.isfile():  # a symlink could point outside the bundle
+                raise BundleError(f"{member.name} at HEAD is not a regular file; the bundle holds regular files only")
+            executable = bool(member.mode & stat.S_IXUSR)
+            target = tree / member.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(tar.extractfile(member).read())  # type: ignore[union-attr]
+            target.chmod(0o755 if executable else 0o644)
+            files.append(HeadFile(member.name, executable, member.mtime))
+    return files
+
+
+def _is_solution(name: str) -> bool:
+    return name.split("/", 1)[0] == SOLUTIONS
+
+
+# ---- fixtures ----
+
+
+def _exercises(tree: Path) -> list[str]:
+    """The exercises: folders exercises/NN/ holding a test_NN_*.py."""
+    folders = (tree / "exercises").iterdir()
+    found = sorted(p.name for p in folders if p.name.isdigit() and any(p.glob(f"test_{p.name}_*.py")))
+    if not found:
+        raise BundleError("HEAD has no exercises (exercises/NN/test_NN_*.py): nothing to grade")
+    return found
+
+
+def _require_fixtures(tree: Path, model: str, exercises: list[str]) -> None:
+    missing = [e for e in exercises if not fixture_path(model, e, tree / "fixtures").is_file()]
+    if not missing:
+        return
+    names = ", ".join(f"fixtures/{model}/{e}.json" for e in missing)
+    where = "" if MODELS[model].local else ", on a machine that reaches the Hugging Face hub"
+    readme = f"fixtures/{model}/README.md"
+    how = f"; {readme} says how" if (tree / readme).is_file() else ""
+    raise BundleError(
+        f"HEAD has no expected values for model {model}: {names} missing. The bundle ships no solutions/, "
+        f"so it grades only against committed fixtures. An instructor makes them with "
+        f"`{refresh_command(model)}`{where}, and commits them{how}."
+    )
+
+
+def _pinned_versions(tree: Path, model: str, exercises: list[str]) -> dict[str, str]:
+    """The torch and transformer-lens versions every fixture file of `model` was made with."""
+    seen: dict[str, dict[str, list[str]]] = {key: {} for key in PINNED}  # key -> version -> exercises
+    for exercise in exercises:
+        provenance = _provenance(tree, model, exercise)
+        for key in PINNED:
+            version = _public_version(provenance.get(key), f"fixtures/{model}/{exercise}.json", key, model)
+            seen[key].setdefault(version, []).append(exercise)
+    for key, versions in seen.items():
+        if len(versions) > 1:
+            made = "; ".join(f"{v} ({', '.join(e)})" for v, e in sorted(versions.items()))
+            raise BundleError(
+                f"fixtures/{model}/ at HEAD was made with several {PINNED[key]} versions ({made}), and setup.sh "
+                f"installs one: remake them all with the same versions, `{refresh_command(model)}`, and commit them"
+            )
+    return {key: next(iter(versions)) for key, versions in seen.items()}
+
+
+def _provenance(tree: Path, model: str, exercise: str) -> dict[str, object]:
+    try:
+        return FixtureFile.read(fixture_path(model, exercise, tree / "fixtures")).provenance
+    except FixtureError as exc:
+        raise BundleError(f"fixtures/{model}/{exercise}.json at HEAD: {exc} (`{refresh_command(model)}`)") from exc
+
+
+def _public_version(recorded: object, name: str, key: str, model: str) -> str:
+    """'2.13.0+cpu' -> '2.13.0': the local label names a build, and setup.sh picks the CPU build itself."""
+    version = str(recorded).split("+", 1)[0]
+    if recorded is None or not re.fullmatch(r"[0-9][0-9A-Za-z.!_-]*", version):
+        raise BundleError(
+            f"{name} at HEAD records no usable {key} version ({recorded!r}), so setup.sh cannot pin it: "
+            f"remake it with `{refresh_command(model)}` and commit it"
+        )
+    return version
+
+
+def _check_drift(tree: Path, model: str) -> None:
+    """`mechgrade fixtures check` on HEAD's copy: its own grader, solutions and fixtures."""
+    python_path = os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": python_path, "HF_HUB_OFFLINE": "1"}
+    checked = subprocess.run(
+        [sys.executable, "-m", "grader", "fixtures", "check", "--model", model],
+        check=False, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    if checked.returncode != 0:
+        tail = "\n".join(checked.stdout.rstrip().splitlines()[-DRIFT_OUTPUT_LINES:])
+        raise BundleError(
+            f"the fixtures of model {model} at HEAD drift from the reference solutions "
+            f"(`mechgrade fixtures check --model {model}` exited with status {checked.returncode}):\n"
+            f"{tail}\n"
+            f"Make them agree, commit, and build again:\n{refresh_command(model)}"
+        )
+
+
+# ---- the zip ----
+
+
+def _setup_sh(model: str, commit: str, versions: dict[str, str]) -> str:
+    prefetch = PREFETCH_GPT2 if model == "gpt2-small" else "# The practice model ships in fixtures/models."
+    return SETUP_SH.format(model=model, commit=commit, prefetch=prefetch, worker=WORKER_USER, **versions)
+
+
+def _write_zip(out: Path, tree: Path, files: list[HeadFile], scripts: dict[str, str]) -> None:
+    """Write the zip beside `out`, then move it into place: a failed build leaves no half zip."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        commit_time = max(f.mtime for f in files)  # not now: the same commit gives the same zip
+        for name, text in scripts.items():
+            _add(bundle, name, text.encode(), executable=True, mtime=commit_time)
+        for file in files:
+            _add(bundle, file.name, (tree / file.name).read_bytes(), file.executable, file.mtime)
+    os.replace(partial, out)
+
+
+def _add(bundle: zipfile.ZipFile, name: str, data: bytes, executable: bool, mtime: float) -> None:
+    info = zipfile.ZipInfo(name, date_time=time.localtime(max(mtime, 315532800))[:6])  # zip dates start in 1980
+    info.external_attr = (stat.S_IFREG | (0o755 if executable else 0o644)) << 16  # the mode once unpacked
+    info.compress_type = zipfile.ZIP_DEFLATED
+    bundle.writestr(info, data)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from grader.fixtures import Expected
+from grader.sandbox.client import Sandbox, StudentModule
 from grader.scoring import Grade
 from grader.session import GRADE_KEY, GradingSession, exercise_of, session_of
 from grader.timeouts import time_limit
@@ -31,17 +32,28 @@ def _require_session(request: pytest.FixtureRequest) -> GradingSession:
 
 @pytest.fixture
 def model(request: pytest.FixtureRequest) -> Any:
-    """The TransformerBridge being graded on: loaded once per session, repaired after each test."""
-    return _require_session(request).guard.model
+    """The grader's TransformerBridge: loaded once per session. Passed to a student function,
+    it stands for the sandbox's own copy of the model."""
+    return _require_session(request).model
 
 
 @pytest.fixture(scope="module")
-def student(request: pytest.FixtureRequest) -> ModuleType:
-    """The graded module for this check file (its TOPIC), from exercises/, solutions/ or --submission."""
+def student(request: pytest.FixtureRequest) -> StudentModule:
+    """The graded module for this check file (its TOPIC), from exercises/, solutions/ or
+    --submission, as a proxy: ``student.fn(...)`` runs fn in the sandbox and returns data."""
     grading = _require_session(request)
     exercise, topic = _exercise_and_topic(request)
+    if grading.options.isolate:
+        return grading.graded_module(exercise, topic)
     with time_limit(grading.options.timeout, f"importing {topic}.py"):
         return grading.graded_module(exercise, topic)
+
+
+@pytest.fixture
+def sandbox(request: pytest.FixtureRequest) -> Sandbox:
+    """Where student code runs: ``sandbox.put(value)`` keeps a value there (a cache a hook may
+    write into) as a Handle, ``handle.fetch()`` brings it back, ``sandbox.hooks_on_model()``."""
+    return _require_session(request).sandbox
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +95,10 @@ def model_id(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def model_source(request: pytest.FixtureRequest) -> str:
-    """What boot_transformers receives for the graded model: a hub name or a local folder."""
-    return _require_session(request).choice.spec.source
+    """What boot_transformers receives for the graded model: a hub name or a local folder (in
+    isolated grading, the worker's own copy of that folder)."""
+    grading = _require_session(request)
+    return grading.sandbox.model_source_override or grading.choice.spec.source
 
 
 @pytest.fixture(scope="module")

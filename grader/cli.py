@@ -41,9 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "report":
         return open_report(Path(args.path))
     if args.command == "bundle":
-        from grader.bundle import build_bundle
+        from grader.bundle import BundleError, build_bundle
 
-        print(build_bundle(Path(args.out), args.model))
+        try:
+            print(build_bundle(Path(args.out), args.model))  # always checks the fixtures for drift
+        except BundleError as exc:
+            print(f"mechgrade bundle: {exc}", file=sys.stderr)
+            return 2
         return 0
     parser.print_help()
     return 2
@@ -66,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--report-html", default=str(DEFAULT_REPORT), metavar="PATH")
     g.add_argument("--gradescope-json", metavar="PATH", help="write a Gradescope results.json here")
     g.add_argument("--check-timeout", type=float, default=60.0, help="seconds per check (default 60)")
+    g.add_argument("--isolate", action="store_true",
+                   help="run student code in worker processes, as an unprivileged user when run as root (Linux)")
+    g.add_argument("--worker-memory", type=int, default=4096, metavar="MIB",
+                   help="with --isolate: memory a worker may allocate beyond its size at start (default 4096)")
     g.add_argument("--total-timeout", type=float, default=1800.0,
                    help="seconds for the whole run; the grading process is stopped after it (default 1800)")
 
@@ -76,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("toy", help="the practice model: `mechgrade toy build --help`", add_help=False).add_argument(
         "toy_command", choices=["build"])
 
-    b = commands.add_parser("bundle", help="write a Gradescope autograder zip (setup.sh, run_autograder, the project)")
+    b = commands.add_parser("bundle", help="write a Gradescope autograder zip from git HEAD (setup.sh, run_autograder, the project less solutions/)")
     b.add_argument("--model", choices=sorted(MODELS), default="gpt2-small", help="the model submissions are graded on")
     b.add_argument("--out", default="autograder.zip")
 
@@ -141,6 +149,8 @@ def grade(args: argparse.Namespace) -> int:
         pytest_args += ["--submission", str(Path(args.submission).resolve())]
     if args.solutions:
         pytest_args.append("--solutions")
+    if args.isolate:
+        pytest_args += ["--isolate", "--worker-memory", str(args.worker_memory)]
     results = Path(args.gradescope_json).resolve() if args.gradescope_json else None
     if results is not None:
         pytest_args += ["--gradescope-json", str(results)]

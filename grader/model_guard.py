@@ -1,13 +1,18 @@
-"""Keep the one shared model sound between tests.
+"""Keep the model that student code runs on sound between tests.
 
-Student code is untrusted: it may leave hooks on the model, switch it to training mode, change
-its weights, or flip global torch switches. After every test the guard puts all of that back
-(reloading the weights from disk only when they changed) and says what it had to repair, so a
-mistake in one exercise never leaks into the grading of the next.
+Student code may leave hooks on the model, switch it to training mode, change its config
+(``model.cfg.default_prepend_bos = False`` is a plausible slip), change its weights, or flip
+global torch switches. After every test the guard puts all of that back (copying the weights back
+from its snapshot only when they changed) and says what it had to repair, so a slip in one check
+never costs the checks after it.
+
+In isolated grading the guard runs in the worker, where hostile code can disable it; all that
+spoils is that student's own answers until the exercise ends and the worker is replaced.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -47,14 +52,43 @@ def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
         return {name: t.detach().clone() for name, t in model.state_dict().items()}
 
 
+def _config_changes(model: torch.nn.Module, saved_object: object, saved: dict[str, object]) -> list[str]:
+    """Names of the config fields that differ from `saved` (and restore them)."""
+    if getattr(model, "cfg", None) is not saved_object:
+        try:
+            model.cfg = saved_object
+        except Exception:
+            object.__setattr__(model, "cfg", saved_object)
+    now = vars(saved_object)
+    changed = [key for key in set(now) | set(saved) if key not in now or key not in saved or not _same(now[key], saved[key])]
+    for key in changed:
+        if key in saved:
+            now[key] = copy.deepcopy(saved[key])
+        else:
+            del now[key]
+    return sorted(changed)
+
+
+def _same(a: object, b: object) -> bool:
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except Exception:
+        return False
+
+
 class ModelGuard:
-    def __init__(self, model: torch.nn.Module, reload: Callable[[], torch.nn.Module]) -> None:
+    def __init__(self, model: torch.nn.Module, reload: Callable[[], torch.nn.Module] | None = None) -> None:
+        """`reload` gives a fresh model when the weights cannot be copied back (a parameter
+        replaced by one of another shape, say); without it, repair says the model is broken."""
         self.model = model
         self._reload = reload
         self._hooks = _hook_keys(model)
         self._weights = snapshot(model)
+        self._cfg_object = getattr(model, "cfg", None)
+        self._cfg = copy.deepcopy(vars(self._cfg_object)) if self._cfg_object is not None else {}
         self._grad_enabled = torch.is_grad_enabled()
         self._default_dtype = torch.get_default_dtype()
+        self.broken = False
 
     def repair(self) -> list[str]:
         """Undo what a test did to the model and torch's global state; return what was undone."""
@@ -75,12 +109,33 @@ class ModelGuard:
         if torch.get_default_dtype() != self._default_dtype:
             torch.set_default_dtype(self._default_dtype)
             repaired.append("restored torch's default dtype")
+        if self._cfg_object is not None:
+            changed = _config_changes(self.model, self._cfg_object, self._cfg)
+            if changed:
+                repaired.append(f"restored the model's config ({', '.join(changed[:5])})")
         if not self._weights_intact():
-            self.model = self._reload()
-            self._hooks = _hook_keys(self.model)
-            self._weights = snapshot(self.model)
-            repaired.append("the model's weights were changed: reloaded them")
+            repaired.append(self._restore_weights())
         return repaired
+
+    def _restore_weights(self) -> str:
+        try:
+            with torch.no_grad():
+                now = self.model.state_dict()
+                for name, saved in self._weights.items():
+                    now[name].copy_(saved)
+            if self._weights_intact():
+                return "the model's weights were changed: copied them back"
+        except Exception:
+            pass
+        if self._reload is None:
+            self.broken = True
+            return "the model's weights were changed and could not be copied back"
+        self.model = self._reload()
+        self._hooks = _hook_keys(self.model)
+        self._weights = snapshot(self.model)
+        self._cfg_object = getattr(self.model, "cfg", None)
+        self._cfg = copy.deepcopy(vars(self._cfg_object)) if self._cfg_object is not None else {}
+        return "the model's weights were changed: reloaded them"
 
     def _weights_intact(self) -> bool:
         try:

@@ -29,6 +29,7 @@ from grader import DEFAULT_REPORT
 from grader.fixtures import FixtureError, render_drift
 from grader.models import ModelChoiceError, ModelLoadError
 from grader.results import RunResult, TestResult, cap
+from grader.sandbox.client import StudentError, WorkerLost
 from grader.scoring import Grade, points_for
 from grader.session import (
     DEFAULT_MAX_OUTPUT,
@@ -71,6 +72,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"characters of a test's printed output kept in reports (default {DEFAULT_MAX_OUTPUT})")
     group.addoption("--fixtures-dir", dest="mechgrade_fixtures_dir", default=None, metavar="DIR",
                     help="where expected values live (default: fixtures/ in the project root)")
+    group.addoption("--isolate", dest="mechgrade_isolate", action="store_true",
+                    help="run student code in worker processes (an unprivileged user when run as root): "
+                         "what an autograder uses; Linux only")
+    group.addoption("--worker-memory", dest="mechgrade_worker_memory", default=4096, type=int, metavar="MIB",
+                    help="with --isolate: memory a worker may allocate beyond its size at start (default 4096)")
     group.addoption("--fixtures-mode", dest="mechgrade_fixtures_mode", default="use",
                     choices=["use", "refresh", "check"],
                     help="use: compare with stored expected values; refresh/check: what "
@@ -147,10 +153,21 @@ class GradingHooks:
             choice, device = grading.choice, grading.device
         except ValueError as exc:  # unknown model id, CUDA asked for but absent
             raise pytest.UsageError(str(exc)) from None
+        if grading.options.isolate:
+            from grader.models import ModelLoadError
+            from grader.sandbox.start import IsolationUnavailable
+
+            needs_model = any("model" in getattr(item, "fixturenames", ()) for item in session.items
+                              if item.nodeid in grading.results)
+            try:
+                grading.start_isolation(needs_model)
+            except (IsolationUnavailable, ModelLoadError, RuntimeError) as exc:
+                raise pytest.UsageError(str(exc)) from None
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
+            mode = "in isolated workers" if grading.options.isolate else "in this process"
             reporter.write_line(f"mechgrade: grading {grading.options.source.describe()} on {choice.spec.id} "
-                                f"({choice.reason}), device {device}")
+                                f"({choice.reason}), device {device}, student code {mode}")
             if choice.banner():
                 reporter.write_line(choice.banner() or "", yellow=True, bold=True)
         self._write_gradescope(grading)
@@ -168,7 +185,11 @@ class GradingHooks:
             yield
             return
         if "model" in item.fixturenames:
-            grading.guard  # load the model first: its load is the grader's time, not the check's
+            grading.model  # load the model first: its load is the grader's time, not the check's
+        if grading.options.isolate:  # the worker is killed at the deadline; nothing to interrupt here
+            grading.sandbox.deadline = _deadline(grading.options.timeout)
+            yield
+            return
         with time_limit(grading.options.timeout, "preparing this check"):
             yield
 
@@ -176,6 +197,10 @@ class GradingHooks:
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
         grading = self.grading
         if grading is None or item.nodeid not in grading.results:
+            yield
+            return
+        if grading.options.isolate:
+            grading.sandbox.deadline = _deadline(grading.options.timeout)
             yield
             return
         with time_limit(grading.options.timeout, "this check"):
@@ -210,9 +235,11 @@ class GradingHooks:
 
     def pytest_runtest_teardown(self, item: pytest.Item) -> None:
         grading = self.grading
-        if grading is None or item.nodeid not in grading.results or not grading.model_loaded:
+        if grading is None or item.nodeid not in grading.results:
             return
-        repaired = grading.guard.repair()
+        if not grading.options.isolate and not grading.model_loaded:
+            return
+        repaired = grading.sandbox.after_check()
         if repaired:
             result = grading.results[item.nodeid]
             note = "the grader repaired the model after this test: " + "; ".join(repaired)
@@ -235,6 +262,10 @@ class GradingHooks:
         if grading is None:
             self._write_empty_gradescope()
             return
+        try:
+            grading.close_sandbox()  # every process that ran student code is gone before the reports
+        except Exception as exc:
+            grading.errors.append(f"could not stop the workers cleanly: {exc}")
         grading.errors.extend(self.collection_errors)
         for result in grading.results.values():
             if result.output == NOT_RUN:
@@ -315,6 +346,14 @@ def _classify(exception: BaseException | None, grade: Grade | None, grading: Gra
         return "error", f"your module could not be imported, so this exercise scores 0:\n{exception}"
     if isinstance(exception, (FixtureError, ModelLoadError, ModelChoiceError)):
         return "skipped", f"cannot grade: {exception}"
+    if isinstance(exception, WorkerLost):
+        return "error", str(exception)
+    if isinstance(exception, StudentError):
+        return "error", "your code raised an error:\n" + exception.student_traceback
     if isinstance(exception, AssertionError):
         return "failed", f"check failed: {exception}".strip()
     return "error", "your code raised an error:\n" + student_traceback(exception, [grading.options.source.root])
+
+
+def _deadline(timeout: float) -> float | None:
+    return time.monotonic() + timeout if timeout > 0 else None

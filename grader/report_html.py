@@ -122,6 +122,11 @@ def write_html(run: RunResult, path: Path) -> Path:
 # --- pictures -------------------------------------------------------------------------------
 
 
+def png_artifact(png: bytes, title: str, caption: str = "", group: str = "") -> FigureArtifact:
+    """A picture that arrives as PNG bytes (a student's figure, drawn where their code runs)."""
+    return FigureArtifact(title=title, png_base64=base64.b64encode(png).decode("ascii"), caption=caption, group=group)
+
+
 def figure_to_artifact(
     fig: Figure, title: str, caption: str = "", group: str = ""
 ) -> FigureArtifact:

@@ -26,8 +26,10 @@ from grader.models import (
     weights_digest,
 )
 from grader.results import ExerciseResult, RunResult, TestResult
+from grader.sandbox.client import InProcessSandbox, Sandbox, StudentModule
 from grader.scoring import Grade
 from grader.submission import GradedSource, SubmissionImportError, import_file
+from grader.timeouts import GradingTimeout
 
 SESSION_KEY = pytest.StashKey["GradingSession | None"]()  # on the pytest Config
 GRADE_KEY = pytest.StashKey[Grade]()  # on each test item: its soft checks
@@ -48,6 +50,8 @@ class Options:
     fixtures_mode: Mode
     root: Path  # the project root: exercises/ and solutions/ live here
     fixtures_dir: Path  # expected values: <fixtures_dir>/<model-id>/NN.json
+    isolate: bool = False  # student code runs in worker processes (grader.sandbox.isolated)
+    worker_memory_mib: int = 4096
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Options:
@@ -67,6 +71,8 @@ class Options:
             fixtures_mode=config.getoption("mechgrade_fixtures_mode"),
             root=root,
             fixtures_dir=Path(config.getoption("mechgrade_fixtures_dir") or root / "fixtures"),
+            isolate=bool(config.getoption("mechgrade_isolate")),
+            worker_memory_mib=int(config.getoption("mechgrade_worker_memory")),
         )
 
 
@@ -92,9 +98,12 @@ class GradingSession:
         self._choice: ModelChoice | None = None
         self._device: str | None = None
         self._guard: ModelGuard | None = None
+        self._grader_model: Any = None  # isolated grading: the grader's model, with no guard
         self._store: FixtureStore | None = None
         self.grader_runs: dict[str, tuple[Any, dict[str, Any]]] = {}  # prompt -> the grader's own run
         self._modules: dict[tuple[str, str, str], ModuleType | SubmissionImportError] = {}
+        self._sandbox: Sandbox | None = None
+        self._students: dict[str, StudentModule | SubmissionImportError] = {}
 
     # ---- model and device, decided lazily: a run that needs no model never loads one ----
 
@@ -113,6 +122,8 @@ class GradingSession:
     @property
     def guard(self) -> ModelGuard:
         if self._guard is None:
+            if self.options.isolate:
+                raise RuntimeError("isolated grading loads the model when it starts the sandbox")
             spec, device = self.choice.spec, self.device
             self.timings["load_start"] = time.time()
             model = load_model(spec, device)
@@ -120,13 +131,53 @@ class GradingSession:
             self._guard = ModelGuard(model, reload=self._reload)
         return self._guard
 
+    @property
+    def model(self) -> Any:
+        """The grader's model. In isolated grading no student code ever touches it."""
+        if self._grader_model is not None:
+            return self._grader_model
+        return self.guard.model
+
+    # ---- the sandbox student code runs in ----
+
+    @property
+    def sandbox(self) -> Sandbox:
+        if self._sandbox is None:
+            if self.options.isolate:
+                raise RuntimeError("the isolated sandbox starts when collection ends")
+            self._sandbox = InProcessSandbox(
+                model=lambda: self._guard.model if self._guard is not None else None,
+                guard=lambda: self._guard,
+                passthrough=(GradingTimeout,),
+            )
+        return self._sandbox
+
+    def start_isolation(self, needs_model: bool) -> None:
+        """Load the model (when checks need one) and start the template process that forks the
+        workers, now: before this process reads any expected value or imports any reference
+        solution, since a forked process sees all of its parent's memory."""
+        from grader.sandbox.start import start_isolated_sandbox
+
+        model = None
+        if needs_model:
+            self.timings["load_start"] = time.time()
+        self._sandbox, model = start_isolated_sandbox(self, needs_model)
+        if needs_model:
+            self.timings["load_end"] = time.time()
+        self._grader_model = model
+
+    def close_sandbox(self) -> None:
+        """End every process that ran student code (before the final reports are written)."""
+        if self._sandbox is not None:
+            self._sandbox.close()
+
     def _reload(self) -> Any:
         self.grader_runs.clear()  # computed with weights a test has since changed, perhaps
         return load_model(self.choice.spec, self.device)
 
     @property
     def model_loaded(self) -> bool:
-        return self._guard is not None
+        return self._guard is not None or self._grader_model is not None
 
     @property
     def store(self) -> FixtureStore:
@@ -147,8 +198,19 @@ class GradingSession:
 
     # ---- graded modules ----
 
-    def graded_module(self, exercise: str, topic: str) -> ModuleType:
-        return self._import(self.options.source, exercise, topic, "student")
+    def graded_module(self, exercise: str, topic: str) -> StudentModule:
+        """The graded module as a proxy: its functions run in the sandbox, answers come back as data."""
+        key = f"{exercise}/{topic}"
+        if key not in self._students:
+            self.sandbox.start_exercise(exercise)
+            try:
+                self._students[key] = self.sandbox.module(key, self.options.source.module_path(exercise, topic))
+            except SubmissionImportError as exc:
+                self._students[key] = exc
+        found = self._students[key]
+        if isinstance(found, SubmissionImportError):
+            raise found
+        return found
 
     def reference_module(self, exercise: str, topic: str) -> ModuleType | None:
         """The reference solution, or None where solutions/ is not shipped (students' copies)."""

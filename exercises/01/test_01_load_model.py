@@ -29,34 +29,33 @@ def loaded(student, model_source, device):
 @pytest.mark.points(4)
 def test_load_model_gives_a_ready_model(loaded, model, device, grade):
     """load_model boots the model in compatibility mode, in eval mode, on the device asked for"""
-    from transformer_lens.model_bridge import TransformerBridge
-
+    # The student's model stays where it was made; `loaded` is a handle with its description.
+    info = getattr(loaded, "model", None)
     grade.check(
         "returns a TransformerBridge",
-        isinstance(loaded, TransformerBridge),
-        f"expected a TransformerBridge, got {type(loaded).__name__}",
+        info is not None and info.is_bridge,
+        f"expected a TransformerBridge, got {getattr(loaded, 'type_name', type(loaded).__name__)}",
         hint="return the model that TransformerBridge.boot_transformers gave you",
     )
-    if not isinstance(loaded, TransformerBridge):
+    if info is None or not info.is_bridge:
         return
-    on = next(loaded.parameters()).device.type
     grade.check(
         "weights on the requested device",
-        on == torch.device(device).type,
-        f"weights are on {on}, the check asked for {device}",
+        info.device_type == torch.device(device).type,
+        f"weights are on {info.device_type}, the check asked for {device}",
         hint="pass device=device to boot_transformers",
     )
     grade.check(
         "eval mode",
-        not loaded.training,
+        not info.training,
         "model.training is True: dropout is on, so the same prompt gives different activations",
         hint="call model.eval() after booting",
     )
     tokens = model.to_tokens(PROMPT)
     with torch.no_grad():
-        want = model(tokens)[0, -1]  # the grader's model, loaded the supported way
-        loaded.eval()  # compare numerics apart from dropout, which the check above grades
-        got = loaded(tokens.to(on))[0, -1].to(want.device)
+        want = model(tokens)[0, -1].cpu()  # the grader's model, loaded the supported way
+    loaded.call_method("eval")  # compare numerics apart from dropout, which the check above grades
+    got = loaded(tokens)[0, -1]
     centred = abs(float(got.mean())) < 1e-3
     grade.compare(
         "logits match a model in compatibility mode",
@@ -75,7 +74,8 @@ def test_load_model_chooses_a_device_when_none_is_given(student, model_source, d
     """load_model(name) with no device picks CUDA when available, else the CPU"""
     want = _default_device()
     booted = request.getfixturevalue("loaded") if torch.device(device).type == want else student.load_model(model_source)
-    got = next(booted.parameters()).device.type
+    info = getattr(booted, "model", None)
+    got = info.device_type if info is not None else f"no model ({getattr(booted, 'type_name', type(booted).__name__)})"
     grade.check(
         "default device",
         got == want,

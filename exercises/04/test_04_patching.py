@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from grader.compare import matches
-from grader.model_guard import attached_hooks
 from grader.prompts import (
     CLEAN_ANSWERS,
     CLEAN_PROMPT,
@@ -16,6 +15,7 @@ from grader.prompts import (
     HELD_OUT_CORRUPTED,
 )
 from grader.report_html import heatmap_artifact
+from grader.sandbox.executor import HookPointName
 
 TOPIC = "patching"
 PAIRS = {
@@ -57,15 +57,20 @@ def test_logit_diff_compares_two_tokens_at_the_last_position(student, reference,
 
 
 @pytest.mark.points(4)
-def test_patch_hook_pastes_one_position_and_leaves_the_clean_cache_alone(student, model, run_cached, grade):
+def test_patch_hook_pastes_one_position_and_leaves_the_clean_cache_alone(student, sandbox, model, run_cached, grade):
     """patch_hook copies the clean activation at one position into the corrupted run, nothing else"""
     _, clean_cache = run_cached(CLEAN_PROMPT)
     _, corrupted_cache = run_cached(CORRUPTED_PROMPT)
     name, position = f"blocks.{model.cfg.n_layers - 1}.hook_resid_pre", 4
     clean_before = clean_cache[name].clone()
     corrupted = corrupted_cache[name].clone()
-    hook = student.patch_hook(clean_cache, position)
-    out = hook(corrupted.clone(), _HookName(name))
+    clean_there = sandbox.put(clean_cache)  # where the student's hook runs, so we can see if it writes into it
+    hook = student.patch_hook(clean_there, position)
+    if not grade.check("returns a hook function", getattr(hook, "kind", None) == "callable",
+                       f"patch_hook returned {getattr(hook, 'type_name', type(hook).__name__)}, not a function",
+                       hint="define a function hook(activation, hook) inside patch_hook and return it"):
+        return
+    out = hook(corrupted.clone(), HookPointName(name=name))
     if not grade.check("the hook returns the activation", isinstance(out, torch.Tensor),
                        f"the hook returned {type(out).__name__}", hint="return activation at the end of the hook"):
         return
@@ -75,22 +80,15 @@ def test_patch_hook_pastes_one_position_and_leaves_the_clean_cache_alone(student
                   mistakes={"every position was patched: replace only [:, position]": clean_before,
                             "nothing was patched": corrupted},
                   hint="activation[:, position] = clean_cache[hook.name][:, position]")
-    grade.check("the clean cache is unchanged", torch.equal(clean_cache[name], clean_before),
+    grade.check("the clean cache is unchanged", torch.equal(clean_there.fetch()[name], clean_before),
                 "the hook changed the clean cache in place",
                 hint="write into the corrupted activation, never into clean_cache[hook.name] (it is read again "
                      "for the next position); use .clone() if you build a new tensor from it")
 
 
-class _HookName:
-    """The one thing a hook function reads from TransformerLens's HookPoint: its name."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-
 @pytest.mark.points(6)
 @pytest.mark.parametrize("pair", list(PAIRS))
-def test_patch_residual_stream_measures_every_layer_and_position(pair, student, reference, model, run_cached, expected, grade):
+def test_patch_residual_stream_measures_every_layer_and_position(pair, student, sandbox, reference, model, run_cached, expected, grade):
     """patch_residual_stream gives the normalised logit difference for every (layer, resid_pre position)"""
     clean_prompt, corrupted_prompt, answers = PAIRS[pair]
     correct, incorrect = _ids(model, answers)
@@ -103,9 +101,11 @@ def test_patch_residual_stream_measures_every_layer_and_position(pair, student, 
         return reference.patch_residual_stream(model, clean_tokens, corrupted_tokens, fresh_cache, correct, incorrect)
 
     want = expected(f"patching[{pair}]", reference_result, **LOGIT_TOL)
-    got = student.patch_residual_stream(model, clean_tokens, corrupted_tokens, clean_cache, correct, incorrect)
-    grade.check("no hook left on the model", not attached_hooks(model),
-                f"hooks still attached after the call: {attached_hooks(model)[:5]}",
+    clean_there = sandbox.put(clean_cache)
+    got = student.patch_residual_stream(model, clean_tokens, corrupted_tokens, clean_there, correct, incorrect)
+    left = sandbox.hooks_on_model()
+    grade.check("no hook left on the model", not left,
+                f"hooks still attached after the call: {left[:5]}",
                 hint="use model.run_with_hooks (it removes its hooks), or call model.reset_hooks() afterwards")
     model.reset_hooks()  # so the mistake checks below measure the model, not a leftover hook
     seq_tokens = model.to_str_tokens(corrupted_prompt)
@@ -131,8 +131,9 @@ def test_patch_residual_stream_measures_every_layer_and_position(pair, student, 
         hint="for each layer and position: run_with_hooks on the corrupted tokens with patch_hook at "
              "blocks.{layer}.hook_resid_pre, then normalise the logit difference",
     )
+    clean_after = clean_there.fetch()
     grade.check("the clean cache is unchanged",
-                all(torch.equal(clean_cache[k], v) for k, v in clean_before.items()),
+                all(torch.equal(clean_after[k], v) for k, v in clean_before.items()),
                 "the clean cache was modified during patching",
                 hint="the hook must write into the corrupted activation, not into the clean cache")
 

@@ -1,0 +1,381 @@
+"""The side of the boundary that runs student code.
+
+An Executor imports the graded modules, calls their functions with decoded arguments, keeps
+whatever cannot cross the boundary (a model, a hook function, a Figure) as a numbered handle, and
+answers with data. It runs in the worker process when grading is isolated, and in the grader's
+own process for local self-grading: both take the same bytes in and give the same bytes out, so
+a check behaves the same either way.
+
+Nothing here decides a grade. Student code can change anything in this process, this module
+included; all it can spoil that way is its own answers.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+from grader.sandbox import codec
+
+MAX_MESSAGE = 4000  # characters of an exception message sent back
+MAX_TRACEBACK = 8000
+
+
+def preload() -> None:
+    """Import, once in the template, what student code and this module use: a worker then never
+    reads the grader's or the root user's files for it (it may not be allowed to)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401  (reads its style files now)
+    import numpy  # noqa: F401
+    import torch  # noqa: F401
+    import transformer_lens  # noqa: F401
+    from transformer_lens import ActivationCache  # noqa: F401
+    from transformer_lens.model_bridge import TransformerBridge  # noqa: F401
+
+    import grader.model_guard  # noqa: F401
+    import grader.submission  # noqa: F401
+
+
+class HookPointName(SimpleNamespace):
+    """What a hook function reads from TransformerLens's HookPoint: its name (``hook.name``)."""
+
+    name: str
+
+
+class Executor:
+    def __init__(self, model: Callable[[], Any] | None = None, guard: Any = None,
+                 passthrough: tuple[type[BaseException], ...] = ()) -> None:
+        """`model` returns this side's graded model (None where the checks need none); `guard`
+        repairs it between checks; `passthrough` exceptions are the grader's own (its time limit
+        in local mode) and are re-raised, not reported as the student's."""
+        self._model = model or (lambda: None)
+        self.guard = guard
+        self.device: str | None = None  # where arguments' tensors go; None: the model's cfg says
+        self.passthrough = passthrough
+        self.modules: dict[str, ModuleType] = {}
+        self.handles: dict[int, Any] = {}
+        self._next_handle = 1
+
+    # ---- the byte interface: one request in, one reply out ----
+
+    def serve(self, request: bytes) -> bytes:
+        try:
+            message = codec.loads(request, self._decode_hooks(), device=self._device())
+            reply = self._dispatch(message)
+        except self.passthrough:
+            raise
+        except codec.CodecError as exc:
+            reply = {"status": "refused", "message": f"the request could not be read: {exc}"}
+        return self._encode_reply(reply)
+
+    def _encode_reply(self, reply: dict[str, Any]) -> bytes:
+        try:
+            return codec.dumps(reply, self._encode_hook, self._keep_as_handle)
+        except self.passthrough:
+            raise
+        except BaseException as exc:  # a value that breaks encoding: the student's answer is ungradable
+            return codec.dumps({"status": "refused", "message": f"the answer could not be sent to the grader: {_describe(exc)}"})
+
+    def _dispatch(self, message: Any) -> dict[str, Any]:
+        if type(message) is not dict or type(message.get("op")) is not str:
+            return {"status": "refused", "message": "a request must name its op"}
+        op = message["op"]
+        handler = getattr(self, f"_op_{op}", None)
+        if handler is None:
+            return {"status": "refused", "message": f"unknown op {op!r}"}
+        return handler(message)
+
+    # ---- ops ----
+
+    def _op_ping(self, message: dict[str, Any]) -> dict[str, Any]:
+        return {"status": "ok", "value": os.getpid()}
+
+    def _op_import(self, message: dict[str, Any]) -> dict[str, Any]:
+        key, path = message["key"], Path(message["path"])
+        cwd, limit = os.getcwd(), sys.getrecursionlimit()
+        try:
+            self.modules[key] = import_file(path, f"mechgrade_student_{key.replace('/', '_')}", self.passthrough)
+        except ImportFailed as exc:
+            return {"status": "import_failed", "message": str(exc)}
+        finally:
+            _restore_process(cwd, limit)
+        return {"status": "ok", "value": None}
+
+    def _op_call(self, message: dict[str, Any]) -> dict[str, Any]:
+        target = self._target(message)
+        if isinstance(target, dict):
+            return target  # a refusal
+        return self._run(target, message.get("args", ()), message.get("kwargs", {}))
+
+    def _op_put(self, message: dict[str, Any]) -> dict[str, Any]:
+        return {"status": "ok", "value": _Keep(message["value"])}
+
+    def _op_fetch(self, message: dict[str, Any]) -> dict[str, Any]:
+        return {"status": "ok", "value": message["value"]}  # a handle's object, sent by value if it can be
+
+    def _op_hooks(self, message: dict[str, Any]) -> dict[str, Any]:
+        from grader.model_guard import attached_hooks
+
+        model = self._model()
+        return {"status": "ok", "value": attached_hooks(model) if model is not None else []}
+
+    def _op_repair(self, message: dict[str, Any]) -> dict[str, Any]:
+        repaired = self.guard.repair() if self.guard is not None else []
+        if self.guard is not None and getattr(self.guard, "broken", False):
+            return {"status": "refused", "message": "; ".join(repaired)}
+        return {"status": "ok", "value": [str(r) for r in repaired]}
+
+    # ---- calling student code ----
+
+    def _target(self, message: dict[str, Any]) -> Callable[..., Any] | dict[str, Any]:
+        name = message.get("name")
+        if "module" in message:
+            module = self.modules.get(message["module"])
+            if module is None:
+                return {"status": "refused", "message": f"module {message['module']!r} is not imported"}
+            owner = module
+        else:
+            owner = message.get("handle")
+        if name is None:
+            return owner if callable(owner) else {"status": "raised", "error": _error_of(TypeError(f"a {type(owner).__name__} is not callable"))}
+        try:
+            return getattr(owner, name)
+        except BaseException as exc:
+            if isinstance(exc, self.passthrough):
+                raise
+            return {"status": "raised", "error": _error_of(exc)}
+
+    def _run(self, function: Callable[..., Any], args: Any, kwargs: Any) -> dict[str, Any]:
+        cwd, limit = os.getcwd(), sys.getrecursionlimit()
+        stdout, stderr = sys.stdout, sys.stderr
+        try:
+            value = function(*args, **kwargs)
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt, pytest.exit: all the student's
+            if isinstance(exc, self.passthrough):
+                raise
+            return {"status": "raised", "error": _error_of(exc)}
+        finally:
+            sys.stdout, sys.stderr = stdout, stderr
+            _restore_process(cwd, limit)
+        return {"status": "ok", "value": value}
+
+    # ---- encoding hooks ----
+
+    def move_model_to(self, device: str) -> None:
+        """In a fresh worker: put the model on the graded device (CUDA does not survive a fork,
+        so the template keeps it on the CPU) and guard it there."""
+        from grader.model_guard import ModelGuard
+
+        model = self._model()
+        if model is not None:
+            model.to(device)
+            self.guard = ModelGuard(model)
+        self.device = device
+
+    def _device(self) -> str | None:
+        if self.device is not None:
+            return self.device
+        model = self._model()
+        device = getattr(getattr(model, "cfg", None), "device", None)
+        return str(device) if device is not None else None
+
+    def _decode_hooks(self) -> dict[str, Callable[[Any], Any]]:
+        return {
+            "$model": lambda _: self._model(),
+            "$handleref": self._lookup,
+            "$cache": self._cache,
+            "$hookpoint": lambda name: HookPointName(name=str(name)),
+        }
+
+    def _lookup(self, number: Any) -> Any:
+        if type(number) is not int or number not in self.handles:
+            raise codec.CodecError("that value was lost: the worker holding it was replaced")
+        return self.handles[number]
+
+    def _cache(self, tensors: Any) -> Any:
+        from transformer_lens import ActivationCache
+
+        return ActivationCache(tensors, self._model())
+
+    def _encode_hook(self, value: Any, encoder: codec.Encoder) -> Any:
+        if isinstance(value, _Keep):
+            return self._keep_as_handle(value.value, encoder)
+        if type(value).__name__ == "ActivationCache" and hasattr(value, "cache_dict"):
+            return {"$cache": encoder.encode(dict(value.cache_dict))}
+        return None
+
+    def _keep_as_handle(self, value: Any, encoder: codec.Encoder) -> Any:
+        number = self._next_handle
+        self._next_handle += 1
+        self.handles[number] = value
+        kind, info = describe(value)
+        return {"$handle": encoder.encode({"id": number, "kind": kind, "type": _type_name(value), "info": info})}
+
+
+class _Keep:
+    """A value the grader asked to keep here (``put``): sent back as a handle, not by value."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+# ---- describing what cannot cross ----
+
+
+def describe(value: Any) -> tuple[str, dict[str, Any]]:
+    """(kind, plain-data description) of an object kept as a handle."""
+    try:
+        if _is_instance(value, "matplotlib.figure", "Figure"):
+            return "figure", describe_figure(value)
+        if _is_instance(value, "torch.nn", "Module"):
+            return "model", describe_model(value)
+        if callable(value):
+            return "callable", {"name": str(getattr(value, "__name__", ""))[:200]}
+    except Exception as exc:
+        return "object", {"error": _describe(exc)}
+    return "object", {}
+
+
+def describe_model(model: Any) -> dict[str, Any]:
+    import torch
+
+    try:
+        device = str(next(model.parameters()).device)
+    except StopIteration:
+        device = "none"
+    bridge = sys.modules.get("transformer_lens.model_bridge")
+    cfg = getattr(model, "cfg", None)
+    sizes = {key: getattr(cfg, key) for key in ("n_layers", "n_heads", "d_model", "d_head", "d_mlp", "d_vocab", "n_ctx")
+             if type(getattr(cfg, key, None)) is int}
+    return {
+        "is_bridge": bool(bridge is not None and isinstance(model, bridge.TransformerBridge)),
+        "device": device,
+        "training": bool(torch.nn.Module.__getattribute__(model, "training")),
+        "compatibility_mode": bool(getattr(model, "compatibility_mode", False) is True),
+        "cfg": sizes,
+    }
+
+
+def describe_figure(fig: Any) -> dict[str, Any]:
+    """What a check can grade about a matplotlib Figure, and a PNG of it for the report."""
+    from io import BytesIO
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig.canvas.draw()  # tick labels are only filled in by a draw
+    axes = []
+    for ax in fig.axes:
+        axes.append({
+            "images": [np.asarray(image.get_array(), dtype=float) for image in ax.images],
+            "xticklabels": [t.get_text() for t in ax.get_xticklabels()],
+            "yticklabels": [t.get_text() for t in ax.get_yticklabels()],
+            "xlabel": ax.get_xlabel(),
+            "ylabel": ax.get_ylabel(),
+            "title": ax.get_title(),
+        })
+    png = BytesIO()
+    try:
+        fig.savefig(png, format="png", dpi=80, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return {"axes": axes, "suptitle": fig.get_suptitle(), "png": png.getvalue()}
+
+
+def _is_instance(value: Any, module: str, name: str) -> bool:
+    owner = sys.modules.get(module)
+    cls = getattr(owner, name, None) if owner is not None else None
+    return isinstance(cls, type) and isinstance(value, cls)
+
+
+def _type_name(value: Any) -> str:
+    return str(type(value).__name__)[:200]
+
+
+# ---- errors ----
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    except BaseException:
+        text = type(exc).__name__
+    return text[:MAX_MESSAGE]
+
+
+def _error_of(exc: BaseException) -> dict[str, Any]:
+    """An exception as data: its type's name, the nearest built-in type it derives from, its
+    message, and the traceback cut to the student's own frames."""
+    builtin = next((c.__name__ for c in type(exc).__mro__ if c.__module__ == "builtins"), "BaseException")
+    try:
+        message = str(exc)
+    except BaseException:
+        message = ""
+    return {
+        "type": _type_name(exc),
+        "builtin": builtin,
+        "message": message[:MAX_MESSAGE],
+        "traceback": student_frames(exc)[:MAX_TRACEBACK],
+    }
+
+
+def student_frames(exc: BaseException) -> str:
+    """The traceback without the grader's frames: the student reads only their own code."""
+    import sysconfig
+
+    hidden = (str(Path(__file__).resolve().parent.parent), sysconfig.get_paths()["stdlib"], "<frozen")
+    try:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__)
+                  if not f.filename.startswith(hidden) and "site-packages" not in f.filename]
+        lines = [f'  File "{Path(f.filename).name}", line {f.lineno}, in {f.name}\n    {f.line}' for f in frames]
+    except BaseException:
+        lines = []
+    return "\n".join([*lines, _describe(exc)])
+
+
+class ImportFailed(Exception):
+    """The graded module could not be imported; the message is meant for the student."""
+
+
+def import_file(path: Path, module_name: str, passthrough: tuple[type[BaseException], ...] = ()) -> ModuleType:
+    """Import one file as `module_name`, fresh. Any failure, a BaseException included, is an
+    ImportFailed that costs this module's exercise only."""
+    import importlib.util
+
+    from grader.submission import format_syntax_error
+
+    if not path.is_file():
+        raise ImportFailed(f"{path.name} not found: the graded folder must contain it")
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportFailed(f"{path.name} cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look modules up by name
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        sys.modules.pop(module_name, None)
+        raise ImportFailed(format_syntax_error(exc)) from None
+    except BaseException as exc:
+        sys.modules.pop(module_name, None)
+        if isinstance(exc, passthrough):
+            raise
+        raise ImportFailed(f"importing {path.name} failed:\n{student_frames(exc)}") from None
+    return module
+
+
+def _restore_process(cwd: str, recursion_limit: int) -> None:
+    """Undo process-wide slips that would break the next call: a changed working directory or
+    recursion limit."""
+    try:
+        os.chdir(cwd)
+    except OSError:
+        pass
+    sys.setrecursionlimit(recursion_limit)

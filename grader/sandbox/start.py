@@ -1,0 +1,138 @@
+"""Starting isolated grading: the worker's files, its user, the template process.
+
+What the worker may see: a scratch folder of its own holding a copy of the graded modules (and
+of a local model folder, for exercise 01's ``load_model``). When the grader runs as root, the
+worker runs as an unprivileged user, and the grader first makes the reference solutions, the
+expected values and the result files readable by root only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from grader.sandbox.client import StudentModule
+from grader.sandbox.isolated import IsolatedSandbox, Template, WorkerLimits, WorkerUser
+
+if TYPE_CHECKING:
+    from grader.session import GradingSession
+
+MAX_COPIED_FILE = 20 * 2**20  # a submission's files larger than this are not given to the worker
+SKIPPED = {"__pycache__", ".git", ".ipynb_checkpoints"}
+
+
+class IsolationUnavailable(RuntimeError):
+    """This platform cannot run isolated grading; the message says what can."""
+
+
+def start_isolated_sandbox(grading: GradingSession, needs_model: bool) -> tuple[IsolatedSandbox, Any]:
+    """(the sandbox, the grader's own model or None)."""
+    if not sys.platform.startswith("linux") or not hasattr(socket, "send_fds"):
+        raise IsolationUnavailable("--isolate needs Linux (fork, prctl and file-descriptor passing); "
+                                   "grade without it, or in the course's Linux container")
+    import torch
+
+    options = grading.options
+    user = WorkerUser.choose()
+    device = grading.device if needs_model else "cpu"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a process forked after a multi-threaded op deadlocks in its first one
+    model = None
+    if needs_model:
+        from grader.models import load_model
+
+        model = load_model(grading.choice.spec, "cpu")  # CUDA would not survive the fork
+    scratch = Path(tempfile.mkdtemp(prefix="mechgrade-worker-"))
+    graded_copy = _copy_tree(options.source.root, scratch / "graded")
+    model_source = None
+    if needs_model and grading.choice.spec.local:
+        model_source = str(_copy_tree(Path(grading.choice.spec.source), scratch / "models" / Path(grading.choice.spec.source).name))
+    if user is not None:
+        _hand_over(scratch, user)
+        _protect(grading)
+
+    def make_executor() -> Any:  # runs in the template, once
+        from grader.model_guard import ModelGuard
+        from grader.sandbox.executor import Executor, preload
+
+        preload()
+
+        guard = ModelGuard(model) if model is not None and device == "cpu" else None
+        return Executor(model=lambda: model, guard=guard)
+
+    template = Template.fork(make_executor)
+    torch.set_num_threads(threads)
+    if model is not None and device != "cpu":
+        model.to(device)
+    limits = WorkerLimits(memory_mib=options.worker_memory_mib, output_bytes=max(options.max_output * 4, 20_000))
+    sandbox = ScratchSandbox(lambda: model, template, scratch, limits, options.timeout or 3600.0, device, user,
+                             model_source, original_root=options.source.root, graded_copy=graded_copy)
+    return sandbox, model
+
+
+class ScratchSandbox(IsolatedSandbox):
+    """An isolated sandbox whose worker imports the copies in its scratch folder."""
+
+    def __init__(self, *args: Any, original_root: Path, graded_copy: Path, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.original_root = original_root
+        self.graded_copy = graded_copy
+
+    def module(self, key: str, path: Any) -> StudentModule:
+        try:
+            relative = Path(path).resolve().relative_to(self.original_root.resolve())
+        except ValueError:
+            relative = Path(Path(path).name)
+        return super().module(key, self.graded_copy / relative)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _copy_tree(source: Path, target: Path) -> Path:
+    """Copy the files a worker may read: no caches, nothing huge, no links out of the folder."""
+    target.mkdir(parents=True, exist_ok=True)
+    if not source.is_dir():
+        return target
+    for path in sorted(source.rglob("*")):
+        if SKIPPED & set(path.relative_to(source).parts) or path.is_symlink() or not path.is_file():
+            continue
+        if path.stat().st_size > MAX_COPIED_FILE:
+            continue
+        destination = target / path.relative_to(source)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, destination)
+    return target
+
+
+def _hand_over(scratch: Path, user: WorkerUser) -> None:
+    """The scratch folder belongs to the worker's user, and to nobody else."""
+    for folder, dirs, files in os.walk(scratch):
+        for name in [folder, *(os.path.join(folder, n) for n in dirs + files)]:
+            os.chown(name, user.uid, user.gid)
+    os.chmod(scratch, 0o700)
+
+
+def _protect(grading: GradingSession) -> None:
+    """Root only: the reference solutions, the expected values (not the model folders, which
+    exercise 01 loads) and the folders results are written to."""
+    options = grading.options
+    folders = [options.root / "solutions"]
+    if options.fixtures_dir.is_dir():
+        folders += [p for p in options.fixtures_dir.iterdir() if p.is_dir() and p.name != "models"]
+    for result in (options.report_html, options.gradescope_json):
+        if result is not None:
+            result.parent.mkdir(parents=True, exist_ok=True)
+            folders.append(result.parent)
+    shared = {Path("/"), Path.home(), Path.cwd().resolve(), options.root.resolve()}  # never lock these away
+    for folder in folders:
+        if folder.is_dir() and folder.resolve() not in shared:
+            os.chmod(folder, 0o700)
