@@ -8,7 +8,11 @@ here from GPT-2 small's config: the same compute as the real model, no download)
   reports;
 - the floor: a plain script in a fresh process that imports, loads the model once and makes the
   calls the reference solutions make (their forward passes included), with no grader at all;
-- the ratio grading / floor (target: at most 1.5), and the peak memory of each process.
+- the same grading with ``--isolate`` (student code in worker processes forked from a template);
+- the ratios grading / floor (targets: in-process at most 1.5; isolated at most 2 on the toy
+  model and 1.5 on the GPT-2-shaped one), and the peak memory of each run: the largest sum, over
+  the run's whole process tree, of each process's proportional set size (PSS: a page shared by
+  the grader, the template and a worker counts once in all), sampled every 50 ms.
 
     python benchmarks/grading_benchmark.py [--device cpu] [--skip-gpt2-shaped]
 """
@@ -22,6 +26,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -46,25 +51,72 @@ def build_gpt2_shaped(folder: Path) -> Path:
     return folder
 
 
-def run_child(command: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
-    """Run a child process; return its wall time and the finished process."""
+def _tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (from /proc: each process's parent)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents.setdefault(int(stat[stat.rfind(")") + 2:].split()[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(parents.get(current, []))
+    return found
+
+
+def _pss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_child(command: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess, float]:
+    """Run a child process; return its wall time, the finished process and the peak PSS (MiB)
+    of its process tree."""
     started = time.time()
-    completed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0.0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, sum(_pss_mib(p) for p in _tree(process.pid)))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, stderr = process.communicate()
+    done.set()
+    sampler.join()
     wall = time.time() - started
+    completed = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     if completed.returncode != 0:
         sys.stderr.write(completed.stdout[-3000:] + completed.stderr[-3000:])
         raise SystemExit(f"benchmark child failed: {' '.join(command)}")
-    return wall, completed
+    return wall, completed, peak
 
 
-def grade(model: str, device: str, fixtures_dir: Path, work: Path) -> dict[str, float]:
+def grade(model: str, device: str, fixtures_dir: Path, work: Path, isolate: bool = False) -> dict[str, float]:
+    work = work / ("isolated" if isolate else "in-process")
+    work.mkdir(parents=True, exist_ok=True)
     timings = work / "timings.json"
     env = {**os.environ, "MECHGRADE_TIMINGS": str(timings), "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "pytest", "exercises", "-p", "grader.plugin", "-p", "no:cacheprovider", "-q",
                "--solutions", "--model", model, "--device", device, "--fixtures-dir", str(fixtures_dir),
-               "--report-html", str(work / "report.html"), "--gradescope-json", str(work / "results.json")]
+               "--report-html", str(work / "report.html"), "--gradescope-json", str(work / "results.json"),
+               *(["--isolate"] if isolate else [])]
     started = time.time()
-    wall, _ = run_child(command, env)
+    wall, _, peak = run_child(command, env)
     stamps = json.loads(timings.read_text())
     score = json.loads((work / "results.json").read_text())
     total = sum(t["max_score"] for t in score["tests"])
@@ -76,7 +128,7 @@ def grade(model: str, device: str, fixtures_dir: Path, work: Path) -> dict[str, 
         "load": stamps["load_end"] - stamps["load_start"],
         "checks": stamps["checks_end"] - stamps["load_end"],
         "reports": stamps["reports_end"] - stamps["checks_end"],
-        "peak_mib": round(stamps["peak_rss_mib"]),
+        "peak_mib": round(peak),
     }
 
 
@@ -89,11 +141,11 @@ def refresh(model: str, device: str, fixtures_dir: Path) -> None:
 
 def floor(model: str, device: str) -> dict[str, float]:
     started = time.time()
-    wall, completed = run_child([sys.executable, __file__, "--floor-of", model, "--device", device],
+    wall, completed, peak = run_child([sys.executable, __file__, "--floor-of", model, "--device", device],
                                       {**os.environ, "HF_HUB_OFFLINE": "1"})
     stamps = json.loads(completed.stdout.strip().splitlines()[-1])
     return {"wall": wall, "startup": stamps["imported"] - started, "load": stamps["loaded"] - stamps["imported"],
-            "work": stamps["done"] - stamps["loaded"], "peak_mib": round(stamps["peak_rss_mib"])}
+            "work": stamps["done"] - stamps["loaded"], "peak_mib": round(peak)}
 
 
 def floor_script(model: str, device: str) -> None:
@@ -140,15 +192,22 @@ def floor_script(model: str, device: str) -> None:
     print(json.dumps(stamps))
 
 
-def report(name: str, graded: dict[str, float], base: dict[str, float]) -> None:
-    ratio = graded["wall"] / base["wall"]
+def report(name: str, base: dict[str, float], runs: dict[str, tuple[dict[str, float], float, float]]) -> None:
+    """`runs`: mode -> (timings, time target, memory target), both as ratios to the in-process run
+    or the floor."""
     print(f"\n{name}")
-    print(f"  grading, solutions, 4 exercises: {graded['wall']:6.1f} s  = start-up {graded['startup']:.1f} + "
-          f"load {graded['load']:.1f} + checks {graded['checks']:.1f} + reports {graded['reports']:.1f}  "
-          f"(peak {graded['peak_mib']} MiB)")
     print(f"  floor (imports, load, the solutions' calls): {base['wall']:6.1f} s  = start-up {base['startup']:.1f} + "
           f"load {base['load']:.1f} + work {base['work']:.1f}  (peak {base['peak_mib']} MiB)")
-    print(f"  ratio grading / floor: {ratio:.2f}  (target <= 1.5: {'met' if ratio <= 1.5 else 'NOT met'})")
+    in_process_peak = runs["in-process"][0]["peak_mib"]
+    for mode, (graded, time_target, memory_target) in runs.items():
+        ratio = graded["wall"] / base["wall"]
+        memory = graded["peak_mib"] / in_process_peak
+        print(f"  grading {mode:<10}: {graded['wall']:6.1f} s  = start-up {graded['startup']:.1f} + "
+              f"load {graded['load']:.1f} + checks {graded['checks']:.1f} + reports {graded['reports']:.1f}  "
+              f"(peak {graded['peak_mib']} MiB, {memory:.2f} x in-process)")
+        print(f"    time / floor: {ratio:.2f}  (target <= {time_target}: {'met' if ratio <= time_target else 'NOT met'})"
+              + (f"; memory / in-process: {memory:.2f} (target <= {memory_target}: "
+                 f"{'met' if memory <= memory_target else 'NOT met'})" if mode != "in-process" else ""))
 
 
 def main() -> int:
@@ -163,13 +222,19 @@ def main() -> int:
     print(f"device {args.device}; python {sys.version.split()[0]}; cores {os.cpu_count()}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        report("toy-gpt2", grade("toy-gpt2", args.device, REPO / "fixtures", work), floor("toy-gpt2", args.device))
+        toy = "toy-gpt2"
+        report(toy, floor(toy, args.device), {
+            "in-process": (grade(toy, args.device, REPO / "fixtures", work), 1.5, 0),
+            "isolated": (grade(toy, args.device, REPO / "fixtures", work, isolate=True), 2.0, 1.5),
+        })
         if not args.skip_gpt2_shaped:
             shaped = build_gpt2_shaped(work / "gpt2-shaped-random")
             fixtures = work / "fixtures"
             refresh(str(shaped), args.device, fixtures)  # expected values for it, as an instructor would make
-            report("GPT-2-small-shaped, random weights", grade(str(shaped), args.device, fixtures, work),
-                   floor(str(shaped), args.device))
+            report("GPT-2-small-shaped, random weights", floor(str(shaped), args.device), {
+                "in-process": (grade(str(shaped), args.device, fixtures, work), 1.5, 0),
+                "isolated": (grade(str(shaped), args.device, fixtures, work, isolate=True), 1.5, 1.5),
+            })
     return 0
 
 

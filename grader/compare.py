@@ -78,6 +78,9 @@ def _kind(array: np.ndarray) -> str:
 def compare(got: Any, expected: Any, tol: Tolerance = Tolerance()) -> Comparison:
     """Compare any supported value; `expected` decides what kind of comparison is made."""
     __tracebackhide__ = True
+    ungradable = getattr(got, "ungradable_reason", None)  # a handle: an object that stayed in the sandbox
+    if isinstance(ungradable, str):
+        return Comparison(False, ungradable)
     if isinstance(expected, str):
         return _compare_strings(got, expected)
     want = to_numpy(expected)

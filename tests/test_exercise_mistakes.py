@@ -509,7 +509,7 @@ def test_untrusted_code_does_not_break_later_checks(graded) -> None:
     # Zeroed weights: the grader reloads them after the check, and says so.
     for name, entry in run.matching("test_residual_norms_follow_the_stream").items():
         assert _full_points(entry), entry["output"]
-        assert "the model's weights were changed: reloaded them" in entry["output"], entry["output"]
+        assert "the model's weights were changed: copied them back" in entry["output"], entry["output"]
     # Everything graded after those checks is graded on a sound model.
     later = [n for n in run.tests if n.startswith(("test_attention_pattern", "test_plot_attention", "test_token_index",
                                                      "test_heads_attending_to_keeps", "test_logit_diff", "test_patch_hook"))]

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from types import SimpleNamespace
+
 import torch
 from torch import nn
 
@@ -139,16 +141,45 @@ def test_training_mode_is_reset_to_eval(guard: ModelGuard, reload: Reloads) -> N
     assert reload.calls == 0
 
 
-def test_changed_weights_trigger_a_reload(guard: ModelGuard, reload: Reloads) -> None:
+COPIED_BACK = "the model's weights were changed: copied them back"
+
+
+def test_changed_weights_are_copied_back_without_a_reload(guard: ModelGuard, reload: Reloads) -> None:
     old = guard.model
     with torch.no_grad():
         old.blocks[0].weight[0, 0] += 1.0
-    assert guard.repair() == ["the model's weights were changed: reloaded them"]
-    assert reload.calls == 1
-    assert guard.model is not old
+    assert guard.repair() == [COPIED_BACK]
+    assert reload.calls == 0
+    assert guard.model is old
     fresh = Tiny().state_dict()
     assert all(torch.equal(t, fresh[name]) for name, t in guard.model.state_dict().items())
-    assert guard.repair() == []  # the reloaded model is the new baseline
+    assert guard.repair() == []
+
+
+def test_weights_that_cannot_be_copied_back_without_a_reload_mark_the_model_broken() -> None:
+    guard = ModelGuard(Tiny().eval())  # no reload: the worker's case, where a fresh worker is the cure
+    guard.model.blocks[0].bias = nn.Parameter(torch.zeros(7))
+    assert guard.repair() == ["the model's weights were changed and could not be copied back"]
+    assert guard.broken
+
+
+def test_a_changed_config_is_restored() -> None:
+    model = Tiny().eval()
+    model.cfg = SimpleNamespace(default_prepend_bos=True, n_layers=3)
+    guard = ModelGuard(model)
+    model.cfg.default_prepend_bos = False  # a plausible slip that would cost every later check
+    model.cfg.extra = 1
+    assert guard.repair() == ["restored the model's config (default_prepend_bos, extra)"]
+    assert vars(model.cfg) == {"default_prepend_bos": True, "n_layers": 3}
+
+
+def test_a_replaced_config_object_is_put_back() -> None:
+    model = Tiny().eval()
+    model.cfg = original = SimpleNamespace(n_layers=3)
+    guard = ModelGuard(model)
+    model.cfg = SimpleNamespace(n_layers=99)
+    guard.repair()
+    assert model.cfg is original and model.cfg.n_layers == 3
 
 
 def test_a_replaced_parameter_of_another_shape_triggers_a_reload(guard: ModelGuard, reload: Reloads) -> None:
@@ -173,11 +204,11 @@ def test_a_broken_state_dict_triggers_a_reload(guard: ModelGuard, reload: Reload
     assert reload.calls == 1
 
 
-def test_weights_permuted_in_place_trigger_a_reload(guard: ModelGuard, reload: Reloads) -> None:
+def test_weights_permuted_in_place_are_caught_and_copied_back(guard: ModelGuard, reload: Reloads) -> None:
     with torch.no_grad():
         weight = guard.model.blocks[0].weight
         weight.copy_(weight.flip(0))  # swap rows: same sum, different model
-    assert guard.repair() == ["the model's weights were changed: reloaded them"]
+    assert guard.repair() == [COPIED_BACK]
 
 
 def test_torch_grad_mode_and_default_dtype_are_restored(guard: ModelGuard) -> None:
@@ -197,12 +228,12 @@ def test_the_repair_list_names_every_repair_in_order(guard: ModelGuard, reload: 
     assert guard.repair() == [
         "removed 1 hook(s) left on the model",
         "put the model back in eval mode",
-        "the model's weights were changed: reloaded them",
+        COPIED_BACK,
     ]
-    assert reload.calls == 1
+    assert reload.calls == 0
 
 
-def test_a_changed_integer_buffer_triggers_a_reload(guard: ModelGuard, reload: Reloads) -> None:
+def test_a_changed_integer_buffer_is_copied_back(guard: ModelGuard, reload: Reloads) -> None:
     guard.model.counts += 1
-    assert guard.repair() == ["the model's weights were changed: reloaded them"]
-    assert reload.calls == 1
+    assert guard.repair() == [COPIED_BACK]
+    assert reload.calls == 0

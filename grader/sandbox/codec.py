@@ -128,7 +128,7 @@ class Encoder:
     def _tensor(self, tensor: Any) -> dict[str, Any]:
         import torch
 
-        plain = torch.Tensor.detach(tensor)
+        plain = torch.Tensor.detach(tensor).as_subclass(torch.Tensor)  # the data, not a subclass's story
         dtype = str(plain.dtype).removeprefix("torch.")
         if dtype not in DTYPES:
             raise CodecError(f"a tensor of dtype {dtype} cannot cross the boundary")

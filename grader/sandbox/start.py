@@ -50,8 +50,9 @@ def start_isolated_sandbox(grading: GradingSession, needs_model: bool) -> tuple[
     scratch = Path(tempfile.mkdtemp(prefix="mechgrade-worker-"))
     graded_copy = _copy_tree(options.source.root, scratch / "graded")
     model_source = None
-    if needs_model and grading.choice.spec.local:
-        model_source = str(_copy_tree(Path(grading.choice.spec.source), scratch / "models" / Path(grading.choice.spec.source).name))
+    if needs_model and grading.choice.spec.local and user is not None:  # the worker's user may not reach it
+        folder = Path(grading.choice.spec.source)
+        model_source = str(_copy_tree(folder, scratch / "models" / folder.name, link=True))
     if user is not None:
         _hand_over(scratch, user)
         _protect(grading)
@@ -97,27 +98,37 @@ class ScratchSandbox(IsolatedSandbox):
             shutil.rmtree(self.scratch, ignore_errors=True)
 
 
-def _copy_tree(source: Path, target: Path) -> Path:
-    """Copy the files a worker may read: no caches, nothing huge, no links out of the folder."""
+def _copy_tree(source: Path, target: Path, link: bool = False) -> Path:
+    """Copy the files a worker may read: no caches, nothing huge, no links out of the folder.
+    `link`: hard-link where possible (a model's weights: read-only to the worker's user, and a
+    copy of GPT-2's would cost half a gigabyte per run)."""
     target.mkdir(parents=True, exist_ok=True)
     if not source.is_dir():
         return target
     for path in sorted(source.rglob("*")):
         if SKIPPED & set(path.relative_to(source).parts) or path.is_symlink() or not path.is_file():
             continue
-        if path.stat().st_size > MAX_COPIED_FILE:
-            continue
         destination = target / path.relative_to(source)
         destination.parent.mkdir(parents=True, exist_ok=True)
+        if link:
+            try:
+                os.link(path, destination)
+                continue
+            except OSError:
+                pass
+        elif path.stat().st_size > MAX_COPIED_FILE:
+            continue
         shutil.copyfile(path, destination)
     return target
 
 
 def _hand_over(scratch: Path, user: WorkerUser) -> None:
-    """The scratch folder belongs to the worker's user, and to nobody else."""
+    """The scratch folder belongs to the worker's user, and to nobody else (hard-linked model
+    files stay root's, readable and not writable)."""
     for folder, dirs, files in os.walk(scratch):
         for name in [folder, *(os.path.join(folder, n) for n in dirs + files)]:
-            os.chown(name, user.uid, user.gid)
+            if os.stat(name).st_nlink == 1 or os.path.isdir(name):
+                os.chown(name, user.uid, user.gid)
     os.chmod(scratch, 0o700)
 
 
