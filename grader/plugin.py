@@ -170,7 +170,15 @@ class GradingHooks:
                                 f"({choice.reason}), device {device}, student code {mode}")
             if choice.banner():
                 reporter.write_line(choice.banner() or "", yellow=True, bold=True)
-        self._write_gradescope(grading)
+        if grading.options.isolate and grading.options.gradescope_json is not None:
+            # Written for real only once every worker is dead (see pytest_sessionfinish); until then
+            # the file says that grading did not reach its end, which is true if it never does.
+            from grader.lms import write_failure_results
+
+            write_failure_results(grading.options.gradescope_json,
+                                  "grading started but did not reach its end: no grade was recorded")
+        else:
+            self._write_gradescope(grading)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -248,7 +256,7 @@ class GradingHooks:
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
         # Rewritten after every test, so an LMS finds a valid file even if the process dies later.
         grading = self.grading
-        if grading is not None and nodeid in grading.results:
+        if grading is not None and nodeid in grading.results and not grading.options.isolate:
             self._write_gradescope(grading)
 
     def pytest_keyboard_interrupt(self) -> None:

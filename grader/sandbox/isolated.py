@@ -227,7 +227,7 @@ def _reap(pid: int | None, user: WorkerUser | None) -> int | None:
         except ChildProcessError:
             pass
     if user is not None and user.dedicated:
-        _kill_everything_of(user)
+        kill_everything_of(user)
     for _ in range(100):  # descendants that escaped the group (setsid, double fork) are ours now
         strays = _children_of(os.getpid())
         if not strays:
@@ -244,7 +244,7 @@ def _reap(pid: int | None, user: WorkerUser | None) -> int | None:
     return status
 
 
-def _kill_everything_of(user: WorkerUser) -> None:
+def kill_everything_of(user: WorkerUser) -> None:
     """kill(-1) as the worker's user: every process it owns, wherever it went."""
     pid = os.fork()
     if pid == 0:
@@ -460,7 +460,6 @@ class IsolatedSandbox(Sandbox):
         finally:
             worker_end.close()
         self._channel = grader_end
-        self.generation += 1
         for key in self._imported:  # a replaced worker gets the exercise's modules again
             self._import(key)
 
@@ -469,6 +468,7 @@ class IsolatedSandbox(Sandbox):
         if self._pid is not None:
             status = self.template.reap(self._pid)
             self._pid = None
+            self.generation += 1  # its handles are gone with it
         if self._channel is not None:
             self._channel.close()
             self._channel = None

@@ -1,0 +1,200 @@
+"""The grader's view of student code: a proxy module, data back, handles for what cannot cross.
+
+These run the in-process sandbox (the one `pytest exercises/NN` uses) and the isolated one on the
+same small module, and expect the same answers from both.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from grader.compare import compare
+from grader.sandbox.client import Handle, InProcessSandbox, StudentError, WorkerLost
+from grader.sandbox.executor import Executor, HookPointName
+from grader.sandbox.isolated import IsolatedSandbox, Template, WorkerLimits
+from grader.submission import SubmissionImportError
+from grader.timeouts import GradingTimeout
+
+MODULE = """
+    import os, sys, time
+    import torch
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def double(x):
+        return x * 2
+
+    def shout(word):
+        raise ValueError(f"no {word}")
+
+    def stub():
+        raise NotImplementedError("write me")
+
+    def leave(code):
+        sys.exit(code)
+
+    def vanish():
+        os._exit(7)
+
+    def spin():
+        while True:
+            try:
+                time.sleep(0.01)
+            except BaseException:
+                pass
+
+    def figure():
+        fig, ax = plt.subplots()
+        ax.imshow([[0.0, 1.0], [0.5, 0.25]])
+        ax.set_xticks([0, 1], ["a", "b"])
+        ax.set_title("t")
+        return fig
+
+    def an_object():
+        return object()
+
+    def adder(n):
+        return lambda x: x + n
+
+    def write_into(cache, name, hook):
+        cache[name][0] = -1.0
+        return hook.name
+
+    def chatty():
+        print("x" * 1_000_000)
+        return 1
+"""
+
+
+@pytest.fixture(scope="module")
+def module_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("student") / "work.py"
+    path.write_text(textwrap.dedent(MODULE))
+    return path
+
+
+@pytest.fixture(scope="module", params=["in-process", "isolated"])
+def sandbox(request: pytest.FixtureRequest, module_path: Path, tmp_path_factory: pytest.TempPathFactory):
+    if request.param == "in-process":
+        box = InProcessSandbox(model=lambda: None, passthrough=(GradingTimeout,))
+    else:
+        template = Template.fork(lambda: Executor())
+        box = IsolatedSandbox(lambda: None, template, tmp_path_factory.mktemp("scratch"),
+                              WorkerLimits(output_bytes=10_000), timeout=3.0, device="cpu", user=None, model_source=None)
+    box.start_exercise("99")
+    box.student = box.module("99/work", module_path)
+    yield box
+    box.close()
+
+
+def test_a_call_runs_over_there_and_returns_data(sandbox) -> None:
+    got = sandbox.student.double(torch.arange(3))
+    assert type(got) is torch.Tensor and got.tolist() == [0, 2, 4]
+    assert sandbox.student.double("ab") == "abab"
+
+
+def test_a_student_error_comes_back_as_the_builtin_type_with_the_students_message(sandbox) -> None:
+    with pytest.raises(ValueError, match="no Paris") as caught:
+        sandbox.student.shout("Paris")
+    assert isinstance(caught.value, StudentError)
+    assert "work.py" in caught.value.student_traceback and "raise ValueError" in caught.value.student_traceback
+
+
+def test_a_stub_is_a_not_implemented_error(sandbox) -> None:
+    with pytest.raises(NotImplementedError, match="write me"):
+        sandbox.student.stub()
+
+
+def test_sys_exit_is_an_error_of_the_call_not_the_end_of_grading(sandbox) -> None:
+    with pytest.raises(StudentError, match="3") as caught:
+        sandbox.student.leave(3)
+    assert caught.value.type_name == "SystemExit"
+    assert sandbox.student.double(2) == 4
+
+
+def test_an_object_that_cannot_cross_stays_as_a_handle_that_cannot_be_graded(sandbox) -> None:
+    got = sandbox.student.an_object()
+    assert isinstance(got, Handle) and got.kind == "object"
+    result = compare(got, 1.0)
+    assert not result.ok and "returned a object, which cannot be graded" in result.headline
+
+
+def test_a_figure_comes_back_described(sandbox) -> None:
+    fig = sandbox.student.figure().figure
+    assert fig is not None and fig.png.startswith(b"\x89PNG")
+    ax = next(a for a in fig.axes if a.images)
+    assert ax.images[0].tolist() == [[0.0, 1.0], [0.5, 0.25]]
+    assert ax.xticklabels == ["a", "b"] and ax.title == "t"
+
+
+def test_a_returned_function_can_be_called_back(sandbox) -> None:
+    add_two = sandbox.student.adder(2)
+    assert add_two.kind == "callable" and add_two(40) == 42
+
+
+def test_a_value_put_there_shows_what_student_code_did_to_it(sandbox) -> None:
+    kept = sandbox.put({"resid": torch.zeros(2)})
+    assert sandbox.student.write_into(kept, "resid", HookPointName(name="blocks.0.hook_resid_pre")) == "blocks.0.hook_resid_pre"
+    assert kept.fetch()["resid"].tolist() == [-1.0, 0.0]
+
+
+def test_a_missing_function_is_an_attribute_error(sandbox) -> None:
+    with pytest.raises(AttributeError):
+        sandbox.student.nowhere()
+
+
+def test_a_module_that_does_not_import_is_an_import_error(sandbox, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.py"
+    broken.write_text("def f(:\n")
+    with pytest.raises(SubmissionImportError, match="SyntaxError"):
+        sandbox.module("99/broken", broken)
+    sandbox._paths.pop("99/broken")
+    if isinstance(sandbox, IsolatedSandbox):
+        sandbox._imported = [k for k in sandbox._imported if k != "99/broken"]
+
+
+# ---- what only isolation can do ----
+
+
+def isolated_only(sandbox) -> None:
+    if not isinstance(sandbox, IsolatedSandbox):
+        pytest.skip("in-process grading cannot survive this (local self-grading only)")
+
+
+def test_os_exit_costs_the_call_and_a_fresh_worker_takes_over(sandbox) -> None:
+    isolated_only(sandbox)
+    with pytest.raises(WorkerLost, match="exited with status 7"):
+        sandbox.student.vanish()
+    assert sandbox.student.double(5) == 10  # the module was imported again in the new worker
+
+
+def test_a_loop_that_swallows_every_exception_is_killed_at_the_deadline(sandbox) -> None:
+    isolated_only(sandbox)
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(GradingTimeout, match="timed out after 3 s"):
+        sandbox.student.spin()
+    assert time.monotonic() - started < 10
+    assert sandbox.student.double(1) == 2
+
+
+def test_handles_from_a_replaced_worker_are_refused(sandbox) -> None:
+    isolated_only(sandbox)
+    add_two = sandbox.student.adder(2)
+    with pytest.raises(WorkerLost):
+        sandbox.student.vanish()
+    with pytest.raises(StudentError, match="lost when the worker was replaced"):
+        add_two(1)
+
+
+def test_printed_output_is_capped_and_nothing_blocks(sandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    isolated_only(sandbox)
+    assert sandbox.student.chatty() == 1
+    out = capsys.readouterr().out
+    assert len(out) < 20_000 and "more bytes of output dropped" in out
