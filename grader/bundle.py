@@ -49,6 +49,9 @@ set -euo pipefail
 apt-get update -qq && apt-get install -y -qq python3 python3-venv python3-pip >/dev/null
 python3 -m venv /autograder/venv
 . /autograder/venv/bin/activate
+# A Hugging Face cache outside root's home, so the student worker can load GPT-2 small from it too.
+export HF_HOME=/autograder/hf-home
+mkdir -p "$HF_HOME"
 pip install -q --upgrade pip
 # The versions fixtures/{model}/ was made with (the CPU build of torch: small, and enough).
 pip install -q torch=={torch} --index-url https://download.pytorch.org/whl/cpu
@@ -59,6 +62,7 @@ pip install -q -e /autograder/source
 # has imported everything: it never needs to read the grader's files, so only root may.
 id -u {worker} >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin {worker}
 chmod -R go-rwx /autograder/source
+chmod -R a+rX,go-w "$HF_HOME"
 """
 
 PREFETCH_GPT2 = (
@@ -72,6 +76,7 @@ set -u
 root="${{AUTOGRADER_ROOT:-/autograder}}"
 python="${{PYTHON:-$root/venv/bin/python}}"
 mkdir -p "$root/results" && chmod 700 "$root/results"   # out of the student worker's reach
+export HF_HOME="${{HF_HOME:-$root/hf-home}}" HF_HUB_OFFLINE=1   # GPT-2 small was fetched by setup.sh
 cd "$root/source"
 "$python" -m grader grade --isolate --model {model} --submission "$root/submission" \\
     --gradescope-json "$root/results/results.json" --report-html "$root/results/report.html"

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import equal as _tensors_equal  # bound now: student code may replace torch.equal later
 
 _HOOK_DICTS = (
     "_forward_hooks",
@@ -141,7 +142,7 @@ class ModelGuard:
         try:
             now = self.model.state_dict()
             return now.keys() == self._weights.keys() and all(
-                now[name].shape == saved.shape and bool(torch.equal(now[name], saved))
+                now[name].shape == saved.shape and bool(_tensors_equal(now[name], saved))
                 for name, saved in self._weights.items()
             )
         except Exception:  # a state dict the student broke is not intact

@@ -110,7 +110,7 @@ def _copy_tree(source: Path, target: Path, link: bool = False) -> Path:
             continue
         destination = target / path.relative_to(source)
         destination.parent.mkdir(parents=True, exist_ok=True)
-        if link:
+        if link and path.stat().st_mode & 0o004:  # a link to a file others may not read would not help
             try:
                 os.link(path, destination)
                 continue
