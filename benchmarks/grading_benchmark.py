@@ -156,7 +156,15 @@ def floor_script(model: str, device: str) -> None:
     import transformer_lens  # noqa: F401  (its import is part of the floor)
 
     from grader.models import get_spec
-    from grader.prompts import CLEAN_ANSWERS, CLEAN_PROMPT, CORRUPTED_PROMPT, HELD_OUT_ANSWERS, HELD_OUT_CLEAN, HELD_OUT_CORRUPTED, HELD_OUT_PROMPT
+    from grader.prompts import (
+        CLEAN_ANSWERS,
+        CLEAN_PROMPT,
+        CORRUPTED_PROMPT,
+        HELD_OUT_ANSWERS,
+        HELD_OUT_CLEAN,
+        HELD_OUT_CORRUPTED,
+        HELD_OUT_PROMPT,
+    )
 
     def solution(exercise: str, topic: str):
         spec = importlib.util.spec_from_file_location(topic, REPO / "solutions" / exercise / f"{topic}.py")

@@ -17,7 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import equal as _tensors_equal  # bound now: student code may replace torch.equal later
+from torch import (
+    equal as _tensors_equal,  # bound now: student code may replace torch.equal later
+)
 
 _HOOK_DICTS = (
     "_forward_hooks",

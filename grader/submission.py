@@ -3,8 +3,6 @@ submitted folder; and show errors with the student's frames only."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,25 +50,15 @@ class GradedSource:
 
 
 def import_file(path: Path, module_name: str) -> ModuleType:
-    """Import one file as `module_name`, fresh; errors become SubmissionImportError."""
-    if not path.is_file():
-        raise SubmissionImportError(f"{path} not found: the graded folder must contain it")
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise SubmissionImportError(f"{path} cannot be imported as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # dataclasses and pickling look modules up by name
+    """Import one trusted file (a reference solution) as `module_name`, fresh; errors become
+    SubmissionImportError. Student modules are imported by grader.sandbox.executor instead."""
+    from grader.sandbox.executor import ImportFailed
+    from grader.sandbox.executor import import_file as import_in_this_process
+
     try:
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        sys.modules.pop(module_name, None)
-        raise SubmissionImportError(format_syntax_error(exc)) from None
-    except (Exception, SystemExit) as exc:
-        sys.modules.pop(module_name, None)
-        raise SubmissionImportError(
-            f"importing {path.name} failed:\n{student_traceback(exc, [path.parent])}"
-        ) from None
-    return module
+        return import_in_this_process(path, module_name)
+    except ImportFailed as exc:
+        raise SubmissionImportError(str(exc)) from None
 
 
 def format_syntax_error(exc: SyntaxError) -> str:

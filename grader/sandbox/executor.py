@@ -32,14 +32,14 @@ def preload() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot  # noqa: F401  (reads its style files now)
+    import matplotlib.pyplot
     import numpy  # noqa: F401
     import torch  # noqa: F401
     import transformer_lens  # noqa: F401
     from transformer_lens import ActivationCache  # noqa: F401
     from transformer_lens.model_bridge import TransformerBridge  # noqa: F401
 
-    import grader.model_guard  # noqa: F401
+    import grader.model_guard
     import grader.submission  # noqa: F401
 
 

@@ -496,10 +496,10 @@ class IsolatedSandbox(Sandbox):
             codec.write_frame(self._channel, request)
             prefix = self._receive(8, deadline)
             return self._receive(codec.frame_length(prefix, self.limits.reply_mib * 2**20), deadline)
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             self._lose_worker()
             raise GradingTimeout(f"this check timed out after {self.timeout:g} s ({what})") from None
-        except (ConnectionError, EOFError, OSError) as exc:
+        except (ConnectionError, EOFError, OSError):
             status = self._lose_worker()
             raise WorkerLost(f"your code ended the worker process during {what}: {describe_status(status)}") from None
         except codec.CodecError as exc:
