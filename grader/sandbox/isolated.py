@@ -271,10 +271,23 @@ def _worker_main(channel_fd: int, output_fd: int, settings: dict[str, Any], exec
         os.close(output_fd)
         sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
         sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+        _close_inherited_files(keep={channel_fd})
         _enter_sandbox(settings, executor)
         _serve(socket.socket(fileno=channel_fd), executor, settings["reply_mib"] * 2**20)
     finally:
         os._exit(0)
+
+
+def _close_inherited_files(keep: set[int]) -> None:
+    """Whatever the grader had open when the template was forked (pytest's capture files, say)
+    is none of the worker's business."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def _enter_sandbox(settings: dict[str, Any], executor: Any) -> None:
