@@ -80,6 +80,9 @@ export HF_HOME="${{HF_HOME:-$root/hf-home}}" HF_HUB_OFFLINE=1   # GPT-2 small wa
 cd "$root/source"
 "$python" -m grader grade --isolate --model {model} --submission "$root/submission" \\
     --gradescope-json "$root/results/results.json" --report-html "$root/results/report.html"
+# Nothing the submission started may outlive grading (the grader kills what it can see; this is
+# the last word, safe here since one submission is graded per container).
+pkill -KILL -u {worker} 2>/dev/null || true
 # The grade is in results.json, written even when the submission crashed or hung; a non-zero exit
 # here would make Gradescope discard it and report an autograder failure instead.
 exit 0
@@ -114,7 +117,7 @@ def build_bundle(out: Path, model: str = "gpt2-small", root: Path = REPO_ROOT, c
             _check_drift(tree, model)
         scripts = {
             "setup.sh": _setup_sh(model, commit, versions),
-            "run_autograder": RUN_AUTOGRADER.format(model=model),
+            "run_autograder": RUN_AUTOGRADER.format(model=model, worker=WORKER_USER),
         }
         _write_zip(out, tree, [f for f in files if not _is_solution(f.name)], scripts)
     return out

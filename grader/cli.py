@@ -163,25 +163,11 @@ def grade(args: argparse.Namespace) -> int:
         reason = f"the grading process ended abnormally (exit status {code})" if died else None
     except subprocess.TimeoutExpired:
         code, reason = 124, f"grading was stopped after {args.total_timeout:g} s"
-    if args.isolate:
-        _stop_worker_processes()  # whatever a worker left running, even if grading died before its own clean-up
     if results is not None and reason is not None:
         record_abnormal_end(results, reason, time.monotonic() - started)
     if reason:
         print(f"mechgrade: {reason}", file=sys.stderr)
     return code
-
-
-def _stop_worker_processes() -> None:
-    """As root with the worker's own user: kill every process of that user."""
-    from grader.sandbox.isolated import WorkerUser, kill_everything_of
-
-    try:
-        user = WorkerUser.choose()
-    except RuntimeError:
-        return
-    if user is not None and user.dedicated:
-        kill_everything_of(user)
 
 
 def open_report(path: Path) -> int:

@@ -115,7 +115,7 @@ def write_html(run: RunResult, path: Path) -> Path:
     """Render `run` to `path` (parent folders created); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(run), encoding="utf-8")
+    path.write_text(render_html(run), encoding="utf-8", errors="replace")
     return path
 
 

@@ -38,7 +38,10 @@ class StudentError(Exception):
     Rebuilt from data: `type_name`, `message` and `student_traceback` are all the grader knows."""
 
     type_name: str = "Exception"
-    student_traceback: str = ""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+        self.student_traceback = message  # replaced by the student's frames where there are any
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""

@@ -168,7 +168,9 @@ class Decoder:
     def decode(self, tree: Any, depth: int = 0) -> Any:
         if depth > MAX_DEPTH:
             raise CodecError(f"nested more than {MAX_DEPTH} levels deep")
-        if tree is None or type(tree) in (bool, int, float, str):
+        if type(tree) is str:
+            return _valid_text(tree)
+        if tree is None or type(tree) in (bool, int, float):
             return tree
         if type(tree) is not dict or len(tree) != 1:
             raise CodecError(f"not a valid encoding: {type(tree).__name__}")
@@ -233,6 +235,15 @@ class Decoder:
         if self.device is not None and self.device != "cpu":
             tensor = tensor.to(self.device)
         return tensor
+
+
+def _valid_text(text: str) -> str:
+    """`text` as valid Unicode: JSON can carry lone surrogates, which no file or page can hold."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", errors="replace").decode("utf-8")
 
 
 def _list(payload: Any) -> list[Any]:

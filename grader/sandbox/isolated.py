@@ -62,7 +62,7 @@ class WorkerUser:
     name: str
     uid: int
     gid: int
-    dedicated: bool  # nothing else runs as this user: all of its processes may be killed
+    dedicated: bool  # nothing else runs as this user: a process-count limit for it is ours to set
 
     @classmethod
     def choose(cls) -> WorkerUser | None:
@@ -218,7 +218,9 @@ def _template_main(control: socket.socket, make_executor: Callable[[], Any]) -> 
 
 
 def _reap(pid: int | None, user: WorkerUser | None) -> int | None:
-    """Kill the worker `pid`, its group, and every other process left behind; wait for all."""
+    """Kill the worker `pid`, its group, and every other process left behind (they are this
+    subreaper's children by now); wait for all. Killing everything of the worker's user would
+    also end other grading runs' workers: the autograder does that once, at the very end."""
     status = None
     if pid is not None:
         _kill_group(pid)
@@ -226,8 +228,6 @@ def _reap(pid: int | None, user: WorkerUser | None) -> int | None:
             status = os.waitpid(pid, 0)[1]
         except ChildProcessError:
             pass
-    if user is not None and user.dedicated:
-        kill_everything_of(user)
     for _ in range(100):  # descendants that escaped the group (setsid, double fork) are ours now
         strays = _children_of(os.getpid())
         if not strays:
@@ -242,19 +242,6 @@ def _reap(pid: int | None, user: WorkerUser | None) -> int | None:
                 break
         time.sleep(0.01)
     return status
-
-
-def kill_everything_of(user: WorkerUser) -> None:
-    """kill(-1) as the worker's user: every process it owns, wherever it went."""
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setgid(user.gid)
-            os.setuid(user.uid)
-            os.kill(-1, signal.SIGKILL)
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
 
 
 # ---- a worker ----

@@ -134,9 +134,9 @@ def _hand_over(scratch: Path, user: WorkerUser) -> None:
 
 def _protect(grading: GradingSession) -> None:
     """Root only: the reference solutions, the expected values (not the model folders, which
-    exercise 01 loads) and the folders results are written to."""
+    exercise 01 loads), the git history that holds both, and the folders results go to."""
     options = grading.options
-    folders = [options.root / "solutions"]
+    folders = [options.root / "solutions", options.root / ".git"]  # git's history holds both too
     if options.fixtures_dir.is_dir():
         folders += [p for p in options.fixtures_dir.iterdir() if p.is_dir() and p.name != "models"]
     for result in (options.report_html, options.gradescope_json):
