@@ -116,7 +116,7 @@ def _copy_tree(source: Path, target: Path, link: bool = False) -> Path:
                 continue
             except OSError:
                 pass
-        elif path.stat().st_size > MAX_COPIED_FILE:
+        if not link and path.stat().st_size > MAX_COPIED_FILE:
             continue
         shutil.copyfile(path, destination)
     return target
