@@ -12,7 +12,7 @@ here from GPT-2 small's config: the same compute as the real model, no download)
 - the ratios grading / floor (targets: in-process at most 1.5; isolated at most 2 on the toy
   model and 1.5 on the GPT-2-shaped one), and the peak memory of each run: the largest sum, over
   the run's whole process tree, of each process's proportional set size (PSS: a page shared by
-  the grader, the template and a worker counts once in all), sampled every 50 ms.
+  the grader, the template and a worker counts once in all), sampled every 0.5 s.
 
     python benchmarks/grading_benchmark.py [--device cpu] [--skip-gpt2-shaped]
 """
@@ -91,7 +91,7 @@ def run_child(command: list[str], env: dict[str, str]) -> tuple[float, subproces
         nonlocal peak
         while not done.is_set():
             peak = max(peak, sum(_pss_mib(p) for p in _tree(process.pid)))
-            time.sleep(0.05)
+            time.sleep(0.5)  # reading smaps of a multi-GB process is not free: sample gently
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
