@@ -8,9 +8,13 @@ GPT-2's tokenizer and the toy model's.
 CLEAN_PROMPT = "The capital of France is"
 CORRUPTED_PROMPT = "The capital of Italy is"
 CLEAN_ANSWERS = (" Paris", " Rome")  # (correct, incorrect) for the clean/corrupted pair
+# Exercise 03's content_heads: in CLEAN_PROMPT " France" is the token right before the last one, so a
+# head that always looks one token back attends to it; here it is four tokens back.
+APART_PROMPT = "In France, the capital is"
 
 # Held out: never shown in the exercise text or the stubs.
 HELD_OUT_PROMPT = "The capital of Spain is"
 HELD_OUT_WORD = "Spain"
 HELD_OUT_CLEAN, HELD_OUT_CORRUPTED = "The capital of Germany is", "The capital of Spain is"
 HELD_OUT_ANSWERS = (" Berlin", " Madrid")
+HELD_OUT_ADJACENT, HELD_OUT_APART = "The capital city of Spain is", "Spain's capital is"  # content_heads

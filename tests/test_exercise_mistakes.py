@@ -49,6 +49,7 @@ FUNCTION_TESTS: dict[str, tuple[str, ...]] = {
     "plot_attention": ("test_plot_attention",),
     "token_index": ("test_token_index",),
     "heads_attending_to": ("test_heads_attending_to",),
+    "content_heads": ("test_content_heads",),
     "logit_diff": ("test_logit_diff",),
     "patch_hook": ("test_patch_hook",),
     "patch_residual_stream": ("test_patch_residual_stream",),
@@ -97,6 +98,7 @@ def _patching_with(hook_point: str = "hook_resid_pre",
 
 P = "test_patch_residual_stream_measures_every_layer_and_position"
 H = "test_heads_attending_to_finds_every_head_above_the_threshold"
+C = "test_content_heads_tells_content_from_position"  # cases France>0.3, Spain>0.5, France>0.03
 
 MISTAKES = [
     # ---------------------------------------------------------------- batch A
@@ -156,7 +158,11 @@ MISTAKES = [
         also={f"{H}[France>0.3]": "GPT-2's token is ' France' with a leading space",
               f"{H}[Spain>0.2]": "GPT-2's token is ' Spain' with a leading space",
               f"{H}[France>0.01]": "GPT-2's token is ' France' with a leading space",
-              "test_heads_attending_to_keeps_only_weights_strictly_above": None}),
+              "test_heads_attending_to_keeps_only_weights_strictly_above": None,
+              # content_heads calls heads_attending_to, which calls token_index
+              f"{C}[France>0.3]": "GPT-2's token is ' France' with a leading space",
+              f"{C}[Spain>0.5]": "GPT-2's token is ' Spain' with a leading space",
+              f"{C}[France>0.03]": "GPT-2's token is ' France' with a leading space"}),
     Mistake("04-hook-writes-into-clean-cache", "A", "04", "patch_hook", _fn('''
         def patch_hook(clean_cache, position):
             def hook(activation, hook):
@@ -228,6 +234,17 @@ MISTAKES = [
             plt.show()
             return ax
         '''), "test_plot_attention_draws_a_labelled_heatmap", "don't return the Axes"),
+    # The course module's question, "which heads pay attention to France?", answered on the adjacent
+    # prompt alone: the previous-token head L0H0 comes out as a France head.
+    Mistake("03-previous-token-head-counted-as-content", "B", "03", "content_heads", _fn('''
+        def content_heads(cache_adjacent, str_tokens_adjacent, cache_apart, str_tokens_apart, word="France", threshold=0.3):
+            adjacent = heads_attending_to(cache_adjacent, str_tokens_adjacent, word, threshold)
+            apart = {(layer, head) for layer, head, _ in heads_attending_to(cache_apart, str_tokens_apart, word, threshold)}
+            return {"content": [(layer, head) for layer, head, _ in adjacent],  # every head attending to the word
+                    "position": [(layer, head) for layer, head, _ in adjacent if (layer, head) not in apart]}
+        '''), f"{C}[France>0.3]", "L0H0 attends to 'France' above the threshold only where it is the token before the last one",
+        also={f"{C}[Spain>0.5]": "L0H0 attends to 'Spain' above the threshold only where it is the token before the last one",
+              f"{C}[France>0.03]": "L0H2 attends to 'France' above the threshold only where it is the token before the last one"}),
     # The reference patch_residual_stream calls patch_hook, so it patches every position too.
     Mistake("04-hook-patches-every-position", "B", "04", "patch_hook", _fn('''
         def patch_hook(clean_cache, position):
@@ -255,6 +272,12 @@ MISTAKES = [
             return sorted(found, key=lambda item: item[2])  # forgot reverse=True
         '''), f"{H}[France>0.3]", "sort by weight, in descending order",
         keeps=("test_heads_attending_to_keeps_only_weights_strictly_above",)),
+    Mistake("03-content-heads-adjacent-prompt-only", "C", "03", "content_heads", _fn('''
+        def content_heads(cache_adjacent, str_tokens_adjacent, cache_apart, str_tokens_apart, word="France", threshold=0.3):
+            adjacent = heads_attending_to(cache_adjacent, str_tokens_adjacent, word, threshold)
+            return {"content": [(layer, head) for layer, head, _ in adjacent], "position": []}
+        '''), f"{C}[France>0.3]", "only the adjacent prompt was used",
+        also={f"{C}[Spain>0.5]": "only the adjacent prompt was used", f"{C}[France>0.03]": "only the adjacent prompt was used"}),
     Mistake("04-hooks-left-attached", "C", "04", "patch_residual_stream", _fn('''
         def patch_residual_stream(model, clean_tokens, corrupted_tokens, clean_cache, correct, incorrect):
             with torch.no_grad():
@@ -282,13 +305,18 @@ MISTAKES = [
             return sorted(found, key=lambda item: item[2], reverse=True)
         '''), f"{H}[Spain>0.2]", "raised ValueError",
         keeps=(f"{H}[France>0.3]", "test_heads_attending_to_keeps_only_weights_strictly_above")),
+    Mistake("03-content-heads-hard-coded", "D", "03", "content_heads", _fn('''
+        def content_heads(cache_adjacent, str_tokens_adjacent, cache_apart, str_tokens_apart, word="France", threshold=0.3):
+            return {"content": [(0, 1)], "position": [(0, 0)]}  # read off the report once, for France at 0.3
+        '''), f"{C}[France>0.03]", "missing heads: L0H0, L0H3",
+        keeps=(f"{C}[France>0.3]", f"{C}[Spain>0.5]")),
     Mistake("03-heads-hard-coded-list", "E", "03", "heads_attending_to", _fn('''
         def heads_attending_to(cache, str_tokens, word="France", threshold=0.3, query=-1):
             key = token_index(str_tokens, word)
             # the heads found for France, read off the report once and kept
             return [(layer, head, cache["pattern", layer][0, head, -1, key].item()) for layer, head in [(0, 0), (0, 1)]]
         '''), f"{H}[Spain>0.2]", "missing heads",
-        keeps=(f"{H}[France>0.3]",)),
+        keeps=(f"{H}[France>0.3]",), also={C: None}),  # content_heads calls heads_attending_to
     Mistake("04-normalisation-upside-down", "D", "04", "patch_residual_stream", _patching_with(normalised="(clean_diff - patched_diff) / (clean_diff - corrupted_diff)"), f"{P}[France-Italy]", "the normalisation is upside down",
         also={f"{P}[Germany-Spain]": "the normalisation is upside down"}),
     # ---------------------------------------------------------------- batch U: untrusted code
@@ -308,6 +336,16 @@ MISTAKES = [
                         found.append((layer, head, weight))
             return found  # in loop order
         '''), f"{H}[France>0.01]", "sort by weight, in descending order"),
+    Mistake("03-content-and-position-swapped", "U", "03", "content_heads", _fn('''
+        def content_heads(cache_adjacent, str_tokens_adjacent, cache_apart, str_tokens_apart, word="France", threshold=0.3):
+            adjacent = heads_attending_to(cache_adjacent, str_tokens_adjacent, word, threshold)
+            apart = {(layer, head) for layer, head, _ in heads_attending_to(cache_apart, str_tokens_apart, word, threshold)}
+            found = {"content": [], "position": []}
+            for layer, head, _ in adjacent:
+                found["position" if (layer, head) in apart else "content"].append((layer, head))
+            return found
+        '''), f"{C}[France>0.3]", "content and position are swapped",
+        also={f"{C}[Spain>0.5]": "content and position are swapped", f"{C}[France>0.03]": "content and position are swapped"}),
     Mistake("04-patches-resid-post", "U", "04", "patch_residual_stream", _patching_with(hook_point="hook_resid_post"), f"{P}[France-Italy]", "that patches resid_post",
         also={f"{P}[Germany-Spain]": "that patches resid_post"}),
 ]

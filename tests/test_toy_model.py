@@ -10,21 +10,27 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers loads: the toy model is local
 
+import dataclasses
 import json
 
 import pytest
 
 from grader.models import MODELS, TOY_MODEL_DIR, check_local_files
 from grader.toy import corpus
+from grader.toy.build import MEASURED_HEADING, main, measured_section, refresh_card, write_card
 from grader.toy.tokenizer import check_single_tokens, load_tokenizer
+from grader.toy.train import TrainConfig
 from grader.toy.verify import (
     CAPITAL_MIN,
     COUNTRY_ATTN_MIN,
+    HEAD_SCORES,
     INDUCTION_MIN,
     IOI_MIN,
     MAX_BYTES,
+    ROLE_MIN,
     VerifyReport,
     load,
+    roles_of,
     sha256_file,
     verify,
 )
@@ -113,6 +119,56 @@ def test_model_card_states_the_shipped_figures() -> None:
     assert f"{WEIGHTS.stat().st_size:,}" in card
     assert f"{shipped.n_params:,}" in card
     assert "Reproducibility" in card
+    # Every measured figure, the per-head roles among them, is rendered from verify.json.
+    assert measured_section(shipped) in card
+    assert "| L0H0 | 0.972 |" in card and "previous-token |" in card
+    assert "country head" not in card  # L0H0's 0.98 on the adjacent country is its previous-token habit
+
+
+def test_verify_only_rewrites_the_card_as_a_build_writes_it(tmp_path) -> None:
+    """`--verify-only` splices the measured section into the card; the result is what a build would
+    write from the same report, and a card written from an old verify.json (no head scores) still renders."""
+    shipped = VerifyReport.from_json((TOY_MODEL_DIR / "verify.json").read_text())
+    (tmp_path / "config.json").write_text((TOY_MODEL_DIR / "config.json").read_text())
+    built, spliced = tmp_path / "built.md", tmp_path / "spliced.md"
+    write_card(built, shipped, TrainConfig(), None, machine="test machine")
+    old = dataclasses.replace(shipped, head_scores=None, head_roles=None, role_threshold=None, repeat_loss=None)
+    write_card(spliced, old, TrainConfig(), None, machine="test machine")
+    assert "What each head does" not in spliced.read_text()
+    refresh_card(spliced, shipped)
+    assert spliced.read_text() == built.read_text()
+
+
+def test_verify_only_measures_a_copy_without_touching_its_weights(tmp_path) -> None:
+    """`python -m grader.toy.build --verify-only --out DIR`: no training; verify.json and the card's
+    measured section are rewritten, the weights, the training time and the rest of the card kept."""
+    import shutil
+
+    folder = tmp_path / "toy"
+    shutil.copytree(TOY_MODEL_DIR, folder)
+    weights = (folder / "model.safetensors").read_bytes()
+    card = (folder / "README.md").read_text()
+    raw = json.loads((folder / "verify.json").read_text())
+    for key in ("head_scores", "head_roles", "role_threshold", "repeat_loss"):  # as verify.json was before them
+        raw.pop(key)
+    (folder / "verify.json").write_text(json.dumps(raw))
+    assert main(["--verify-only", "--out", str(folder)]) == 0
+    assert (folder / "model.safetensors").read_bytes() == weights
+    fresh = VerifyReport.from_json((folder / "verify.json").read_text())
+    assert fresh.head_roles is not None and fresh.train_seconds == raw["train_seconds"]
+    new_card = (folder / "README.md").read_text()
+    assert measured_section(fresh) in new_card
+    assert new_card.split(MEASURED_HEADING)[0] == card.split(MEASURED_HEADING)[0]
+    assert new_card.split("## Reproducibility")[1] == card.split("## Reproducibility")[1]
+
+
+def test_an_old_verify_json_without_head_scores_still_reads() -> None:
+    raw = json.loads((TOY_MODEL_DIR / "verify.json").read_text())
+    for key in ("head_scores", "head_roles", "role_threshold", "repeat_loss", "train_seconds", "train_cpu_seconds"):
+        raw.pop(key)
+    old = VerifyReport.from_json(json.dumps(raw))
+    assert old.head_scores is None and old.content_head is None
+    assert "country attention, not adjacent" not in old.checks and old.passed
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +207,51 @@ def test_verify_json_matches_a_fresh_measurement(report: VerifyReport) -> None:
     assert (shipped.country_attn_head, shipped.induction_head) == (report.country_attn_head, report.induction_head)
     for name in ("capital_accuracy", "country_attn", "induction_score", "ioi_accuracy", "ioi_mean_logit_diff"):
         assert getattr(shipped, name) == pytest.approx(getattr(report, name), abs=1e-4), name
+    assert shipped.head_scores is not None and report.head_scores is not None
+    assert shipped.head_scores.keys() == report.head_scores.keys()
+    for head, scores in report.head_scores.items():
+        assert list(shipped.head_scores[head]) == list(HEAD_SCORES)
+        for name, value in scores.items():
+            assert shipped.head_scores[head][name] == pytest.approx(value, abs=1e-4), (head, name)
+    assert shipped.head_roles == report.head_roles
+    assert shipped.role_threshold == ROLE_MIN
+    assert shipped.repeat_loss == pytest.approx(report.repeat_loss, abs=1e-3)
+
+
+# The roles exercise 03 relies on (issue 12), as measured on the shipped weights (verify.json):
+#   L0H0 previous-token 0.972; 0.982 on the country where it is the previous token, 0.267 where not
+#   L0H1 country by content 0.924 where the country is not adjacent (0.868 where it is)
+#   L1H0..L1H3 induction 0.962 / 0.973 / 0.976 / 0.977 (and on BOS when there is nothing to copy)
+
+
+def test_l0h0_is_the_previous_token_head_not_a_country_head(report: VerifyReport) -> None:
+    l0h0 = report.head_scores["L0H0"]
+    assert report.head_roles["L0H0"] == ["previous-token"]
+    assert l0h0["previous_token"] > 0.9
+    assert report.country_attn_head == (0, 0) and l0h0["country_adjacent"] > 0.9  # the trap: high, by position
+    assert l0h0["country_apart"] < ROLE_MIN  # ... and low where the country is not the previous token
+
+
+def test_l0h1_finds_the_country_by_content(report: VerifyReport) -> None:
+    l0h1 = report.head_scores["L0H1"]
+    assert report.head_roles["L0H1"] == ["country by content"]
+    assert report.content_head == ((0, 1), pytest.approx(l0h1["country_apart"]))
+    assert l0h1["country_apart"] > 0.8 and l0h1["country_adjacent"] > 0.8  # both: it finds the country wherever it is
+    assert l0h1["previous_token"] < 0.3
+
+
+def test_every_layer_1_head_is_an_induction_head(report: VerifyReport) -> None:
+    for head in range(4):
+        assert "induction" in report.head_roles[f"L1H{head}"], report.head_scores[f"L1H{head}"]
+        assert report.head_scores[f"L1H{head}"]["induction"] > 0.9
+    first, second = report.repeat_loss
+    assert first > 10 and second < 0.5  # copying works: the second copy is almost free
+
+
+def test_roles_follow_the_threshold() -> None:
+    scores = dict.fromkeys(HEAD_SCORES, 0.0) | {"previous_token": ROLE_MIN, "country_adjacent": 0.99, "first_token": 0.6}
+    assert roles_of(scores) == ["previous-token", "first-token"]  # country_adjacent names no role
+    assert roles_of(scores, threshold=0.7) == []
 
 
 def test_figures_are_visible_through_the_student_api(model) -> None:

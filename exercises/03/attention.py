@@ -4,6 +4,11 @@ Every attention head turns each position (the *query*) into a weighted average o
 positions before it (the *keys*). ``cache["pattern", layer]`` holds those weights for all heads
 of a layer, shape ``[batch, head, query_pos, key_pos]``; each row sums to 1.
 
+A head can attend to a word for what it is, or only for where it is: a *previous-token head*
+sends each position's attention to the position before it, so from " is" in "The capital of
+France is" it lands on " France" without knowing anything about France. ``content_heads`` tells
+the two apart.
+
 Run ``pytest exercises/03`` to grade this file; the HTML report shows your heatmap beside the
 reference one.
 """
@@ -90,3 +95,49 @@ def heads_attending_to(
         gives all heads of a layer at once.
     """
     raise NotImplementedError("exercise 03: write heads_attending_to")
+
+
+def content_heads(
+    cache_adjacent: ActivationCache,
+    str_tokens_adjacent: list[str],
+    cache_apart: ActivationCache,
+    str_tokens_apart: list[str],
+    word: str = "France",
+    threshold: float = 0.3,
+) -> dict[str, list[tuple[int, int]]]:
+    """Split the heads that attend to `word` into those that find it by content and those that
+    only look one token back.
+
+    In "The capital of France is", " France" is the token right before the last one, so a
+    *previous-token head* (a head that always attends to the position before its own) puts its
+    attention on " France" from " is" without knowing anything about France. To tell the two
+    apart, look at a second prompt where `word` is NOT next to the last position, such as
+    "In France, the capital is".
+
+    Take the heads whose attention from the last position to `word` is above `threshold` on the
+    adjacent prompt (what ``heads_attending_to`` gives), and sort each into one list:
+
+    - ``"content"``: the head is above `threshold` on the apart prompt too: it finds the word
+      wherever it is;
+    - ``"position"``: it is not above `threshold` on the apart prompt: it attended to the word
+      only because the word was the previous token.
+
+    A head above the threshold on the apart prompt alone goes in neither list.
+
+    Returns:
+        ``{"content": [(layer, head), ...], "position": [(layer, head), ...]}``: ``(layer, head)``
+        pairs of ints, without the weights, each list in any order.
+
+    Example:
+        >>> content_heads(cache_adjacent, model.to_str_tokens("The capital of France is"),
+        ...               cache_apart, model.to_str_tokens("In France, the capital is"), "France")
+        {'content': [(5, 1)], 'position': [(2, 7)]}      # illustrative: compute, don't copy
+
+    Raises:
+        ValueError: when `word` is not one of the tokens of either prompt (as ``token_index``).
+
+    Hint:
+        Call ``heads_attending_to`` once for each prompt and keep ``(layer, head)`` for each
+        result; then a head of the adjacent prompt is "content" if it is also in the apart set.
+    """
+    raise NotImplementedError("exercise 03: write content_heads")

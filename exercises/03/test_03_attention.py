@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from grader.prompts import CLEAN_PROMPT, HELD_OUT_PROMPT, HELD_OUT_WORD
+from grader.prompts import (
+    APART_PROMPT,
+    CLEAN_PROMPT,
+    HELD_OUT_ADJACENT,
+    HELD_OUT_APART,
+    HELD_OUT_PROMPT,
+    HELD_OUT_WORD,
+)
 from grader.report_html import heatmap_artifact, png_artifact
 
 TOPIC = "attention"
@@ -176,3 +183,114 @@ def test_heads_attending_to_keeps_only_weights_strictly_above(student, model, ru
     grade.check("weight == threshold is left out", (top[0], top[1]) not in found,
                 f"layer {top[0]}, head {top[1]} has weight exactly {top[2]!r} and was kept",
                 hint="'above the threshold' means weight > threshold, not >=")
+
+
+# content_heads: the same word where it is the token before the last one ("adjacent") and where it
+# is not ("apart"). A head above the threshold only on the adjacent prompt looks one token back
+# (position); one above it on both finds the word (content). The held-out case changes the country,
+# both templates and the threshold. The low threshold lets in heads with small weights on both
+# sides, so an answer hard-coded from the first case fails.
+CONTENT_CASES = [
+    ("France", CLEAN_PROMPT, APART_PROMPT, 0.3),
+    (HELD_OUT_WORD, HELD_OUT_ADJACENT, HELD_OUT_APART, 0.5),
+    ("France", CLEAN_PROMPT, APART_PROMPT, 0.03),
+]
+
+
+def _head_names(heads) -> str:
+    return ", ".join(f"L{layer}H{head}" for layer, head in sorted(heads)) or "none"
+
+
+def _heads_verb(heads, verb: str) -> str:
+    """'L0H0 attends' or 'L0H0, L0H2 attend' (verb in its singular form)."""
+    plural = {"attends": "attend", "is": "are"}[verb]
+    return f"{_head_names(heads)} {verb if len(heads) == 1 else plural}"
+
+
+def _pairs(value) -> set[tuple[int, int]] | None:
+    """A list of (layer, head) pairs as a set, or None when it is not one."""
+    if not isinstance(value, (list, tuple)):
+        return None
+    try:
+        return {(int(layer), int(head)) for layer, head in value}
+    except (TypeError, ValueError):
+        return None
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("word,adjacent,apart,threshold", CONTENT_CASES, ids=[f"{c[0]}>{c[3]}" for c in CONTENT_CASES])
+def test_content_heads_tells_content_from_position(
+    word, adjacent, apart, threshold, student, reference, model, run_cached, expected, grade
+):
+    """content_heads tells the heads that find the word from those that only look one token back"""
+    _, cache_adjacent = run_cached(adjacent)
+    _, cache_apart = run_cached(apart)
+    tokens_adjacent, tokens_apart = model.to_str_tokens(adjacent), model.to_str_tokens(apart)
+    weights = {}
+    for prompt, cache, tokens in ((adjacent, cache_adjacent, tokens_adjacent), (apart, cache_apart, tokens_apart)):
+        every = expected(f"weights_to[{word}]@{prompt}",
+                         lambda cache=cache, tokens=tokens: reference.heads_attending_to(cache, tokens, word, -1.0, -1),
+                         **ATTENTION_TOL)
+        weights[prompt] = {(int(l), int(h)): float(w) for l, h, w in every.value}
+    margin = every.tol.atol
+    # As in heads_attending_to's check: a head within the tolerance of the threshold on a prompt is
+    # neither required nor forbidden where that prompt decides.
+    above = {p: {lh for lh, w in weights[p].items() if w > threshold + margin} for p in (adjacent, apart)}
+    below = {p: {lh for lh, w in weights[p].items() if w <= threshold - margin} for p in (adjacent, apart)}
+    want = {
+        "content": (above[adjacent] & above[apart], below[adjacent] | below[apart]),
+        "position": (above[adjacent] & below[apart], below[adjacent] | above[apart]),
+    }  # list -> (required, forbidden)
+    try:
+        got = student.content_heads(cache_adjacent, list(tokens_adjacent), cache_apart, list(tokens_apart), word, threshold)
+    except ValueError as exc:
+        grade.check("finds the word", False, f"raised ValueError: {exc}",
+                    hint=f"GPT-2's token is ' {word}' with a leading space: match tokens with token_index")
+        return
+    lists = {key: _pairs(got.get(key)) for key in want} if isinstance(got, dict) else {}
+    if not grade.check("returns {'content': [...], 'position': [...]}",
+                       isinstance(got, dict) and set(got) == set(want) and None not in lists.values(),
+                       f"expected a dict with the keys 'content' and 'position', each a list of (layer, head) "
+                       f"pairs, got {got!r:.200}",
+                       hint="return {'content': [(layer, head), ...], 'position': [(layer, head), ...]}: "
+                            "pairs, without the weights"):
+        return
+
+    def fits(key: str, found: set[tuple[int, int]]) -> bool:
+        required, forbidden = want[key]
+        return required <= found and not (found & forbidden)
+
+    content, position = lists["content"], lists["position"]
+    position_required, content_required = want["position"][0], want["content"][0]
+    only_apart = above[apart] & below[adjacent]
+    # The likely mistake, most specific first.
+    if fits("content", position) and fits("position", content) and not fits("content", content):
+        likely = "content and position are swapped: a content head still attends to the word where it is not adjacent"
+    elif not position and above[adjacent] <= content and content & position_required:
+        likely = ("only the adjacent prompt was used: there a head that only looks one token back attends to the "
+                  "word too; keep as content only the heads that still attend where the word is not adjacent")
+    elif content & position_required:
+        likely = (f"{_heads_verb(content & position_required, 'attends')} to '{word}' above the threshold only "
+                  f"where it is the token before the last one: that is position, not content (it may only look one "
+                  f"token back); don't count it as a '{word}' head")
+    elif position & content_required:
+        likely = (f"{_heads_verb(position & content_required, 'attends')} to '{word}' above the threshold on both "
+                  f"prompts: that is content; list it under 'content' only")
+    elif (content | position) & only_apart:
+        likely = (f"{_heads_verb((content | position) & only_apart, 'is')} above the threshold only where the word "
+                  f"is not adjacent: split only the heads that attend to it on the adjacent prompt")
+    else:
+        likely = None
+    for key, found, advice in (
+        ("content", content, "a content head is above the threshold on both prompts"),
+        ("position", position, "a position head is above the threshold on the adjacent prompt only"),
+    ):
+        required, forbidden = want[key]
+        problems = []
+        if required - found:
+            problems.append(f"missing heads: {_head_names(required - found)}")
+        if found & forbidden:
+            problems.append(f"heads that do not belong: {_head_names(found & forbidden)}")
+        grade.check(f"{key} heads", fits(key, found), "; ".join(problems),
+                    hint=likely or f"{advice}: call heads_attending_to on each prompt and compare the (layer, head) sets",
+                    expected=_head_names(required), got=_head_names(found))

@@ -3,6 +3,7 @@
     python -m grader.toy.build                    # rebuild fixtures/models/toy-gpt2
     python -m grader.toy.build --check-repro      # ... and rebuild again in a temp dir, compare sha256
     python -m grader.toy.build --out /tmp/toy --steps 300   # a quick experiment elsewhere
+    python -m grader.toy.build --verify-only      # measure the saved weights again, no training
 
 Exits non-zero when a threshold in grader/toy/verify.py is missed.
 """
@@ -26,11 +27,15 @@ from grader.toy import corpus  # noqa: E402
 from grader.toy.tokenizer import train_tokenizer  # noqa: E402
 from grader.toy.train import TrainConfig, train  # noqa: E402
 from grader.toy.verify import (  # noqa: E402
+    APART_PROMPTS,
     CAPITAL_PROMPT,
+    HEAD_SCORES,
     INDUCTION_BATCH,
     INDUCTION_LEN,
     IOI_PROMPT,
+    ROLE_MIN,
     VerifyReport,
+    head_name,
     sha256_file,
     verify,
 )
@@ -138,12 +143,6 @@ def write_card(path: Path, report: VerifyReport, cfg: TrainConfig, repro: Reprod
         seconds = f"{report.train_seconds:.0f} s wall-clock"
         if report.train_cpu_seconds is not None:
             seconds += f" ({report.train_cpu_seconds:.0f} s of CPU time over {cfg.threads} threads)"
-    rows = "\n".join(
-        f"| {name} | {value:.3f} | {threshold:.3f} | {'pass' if ok else 'FAIL'} |"
-        for name, (value, threshold, ok) in report.checks.items()
-    )
-    layer_c, head_c = report.country_attn_head
-    layer_i, head_i = report.induction_head
     text = f"""# toy-gpt2
 
 A tiny GPT-2-architecture model that mechgrade trains itself, so the exercises can run with no
@@ -190,7 +189,52 @@ decay to lr/10), weight decay {cfg.weight_decay:g}, grad clip {cfg.grad_clip:g},
 Training took **{seconds}** (optimisation loop only) on this machine: {machine}.
 Wall-clock time grows when other jobs share the cores; the CPU time is the steadier figure.
 
-## Measured on the saved folder through TransformerLens
+{measured_section(report)}
+## Reproducibility
+
+{repro_text}
+Bitwise reproducibility is only expected with the same torch build, thread count and CPU type.
+
+{REBUILD_SECTION}"""
+    path.write_text(text)
+
+
+MEASURED_HEADING = "## Measured on the saved folder through TransformerLens"
+REBUILD_HEADING = "## Rebuild"
+REBUILD_SECTION = f"""{REBUILD_HEADING}
+
+```
+mechgrade toy build                      # or: python -m grader.toy.build
+python -m grader.toy.build --check-repro # also rebuild in a temp dir and compare sha256
+python -m grader.toy.build --verify-only # measure the shipped weights again, no training
+```
+
+The build rewrites this folder (weights, tokenizer, `model.safetensors.sha256`, `verify.json`,
+this card) and exits non-zero if any threshold above is missed. Commit the folder only then.
+`--verify-only` leaves the weights alone: it rewrites `verify.json` and this card's measured
+section (and this one), keeping the training time and the reproducibility note.
+"""
+
+SCORE_COLUMNS = {
+    "previous_token": "previous-token",
+    "current_token": "current-token",
+    "first_token": "first-token",
+    "induction": "induction",
+    "country_adjacent": "country, adjacent",
+    "country_apart": "country, not adjacent",
+}
+
+
+def measured_section(report: VerifyReport) -> str:
+    """The card's section of measured figures, from `report` alone (verify.json holds all of it)."""
+    rows = "\n".join(
+        f"| {name} | {value:.3f} | {threshold:.3f} | {'pass' if ok else 'FAIL'} |"
+        for name, (value, threshold, ok) in report.checks.items()
+    )
+    adjacent_head = head_name(*report.country_attn_head)
+    country_x = CAPITAL_PROMPT.format(country="X")
+    apart_x = " and ".join(f'`"{t.format(country="X")}"`' for t in APART_PROMPTS)
+    text = f"""{MEASURED_HEADING}
 
 All figures come from `grader/toy/verify.py`, which boots this folder with
 `TransformerBridge.boot_transformers` + `enable_compatibility_mode()`, as students get it, and are
@@ -200,33 +244,99 @@ stored in `verify.json`. `tests/test_toy_model.py` asserts each threshold on the
 |---|---|---|---|
 {rows}
 
-- **Capitals**: `"{CAPITAL_PROMPT.format(country="X")}"` -> top next token is `" <capital>"` for {report.capital_accuracy:.1%} of
+- **Capitals**: `"{country_x}"` -> top next token is `" <capital>"` for {report.capital_accuracy:.1%} of
   {len(corpus.CAPITALS)} countries{(" (misses: " + ", ".join(report.capital_misses) + ")") if report.capital_misses else ""}.
-- **Attention to the country**: head L{layer_c}H{head_c} puts {report.country_attn:.3f} of the last position's
+"""
+    scores = report.head_scores
+    if scores and report.content_head is not None:
+        content_name = head_name(*report.content_head[0])
+        adjacent = scores[adjacent_head]
+        content = scores[content_name]
+        adjacent_roles = ", ".join(report.head_roles[adjacent_head]) if report.head_roles else ""
+        text += f"""- **Attention to the country, by position and by content**: in `"{country_x}"` the country is
+  the token right before the last one, so a head that always looks one token back attends to it
+  without knowing anything about countries. Head {adjacent_head} puts {report.country_attn:.3f} of the last
+  position's attention on the country there (`country_attn` in `verify.json`, mean over
+  countries), but it is {"the previous-token head" if "previous-token" in adjacent_roles else "a head with roles: " + (adjacent_roles or "none")} ({adjacent["previous_token"]:.3f} of each position's attention
+  on the position before it, on random tokens) and puts only {adjacent["country_apart"]:.3f} on the country when the
+  country is not adjacent ({apart_x}). The head that finds the country by content
+  is {content_name}: {content["country_apart"]:.3f} on the country from the last position of those prompts,
+  {content["country_adjacent"]:.3f} on `"{country_x}"`. Exercise 03's `content_heads` asks students to tell
+  the two kinds apart.
+"""
+    else:
+        text += f"""- **Attention to the country**: head {adjacent_head} puts {report.country_attn:.3f} of the last position's
   attention on the country token, mean over countries.
-- **Induction**: head L{layer_i}H{head_i} scores {report.induction_score:.3f} on `[BOS, r_1..r_{INDUCTION_LEN}, r_1..r_{INDUCTION_LEN}]`
+"""
+    text += f"""- **Induction**: head {head_name(*report.induction_head)} scores {report.induction_score:.3f} on `[BOS, r_1..r_{INDUCTION_LEN}, r_1..r_{INDUCTION_LEN}]`
   (r uniform over the vocabulary except BOS, batch {INDUCTION_BATCH}, fixed seed): the mean attention
-  from each second-copy token to the token after its first occurrence.
+  from each second-copy token to the token after its first occurrence."""
+    if report.repeat_loss is not None:
+        text += f""" The loss falls from
+  {report.repeat_loss[0]:.2f} on the first copy to {report.repeat_loss[1]:.2f} on the second (mean over r_2..r_{INDUCTION_LEN} of each copy)."""
+    text += f"""
 - **IOI**: `"{IOI_PROMPT.format(a="A", b="B")}"` -> logit(" A") > logit(" B") in
   {report.ioi_accuracy:.1%} of {report.ioi_prompts} prompts (every ordered pair of distinct names); mean logit
   difference {report.ioi_mean_logit_diff:.2f}.
-
-## Reproducibility
-
-{repro_text}
-Bitwise reproducibility is only expected with the same torch build, thread count and CPU type.
-
-## Rebuild
-
-```
-mechgrade toy build                      # or: python -m grader.toy.build
-python -m grader.toy.build --check-repro # also rebuild in a temp dir and compare sha256
-```
-
-The build rewrites this folder (weights, tokenizer, `model.safetensors.sha256`, `verify.json`,
-this card) and exits non-zero if any threshold above is missed. Commit the folder only then.
 """
-    path.write_text(text)
+    if scores and report.head_roles is not None:
+        threshold = report.role_threshold if report.role_threshold is not None else ROLE_MIN
+        header = " | ".join(SCORE_COLUMNS[k] for k in HEAD_SCORES)
+        table = "\n".join(
+            f"| {name} | " + " | ".join(f"{scores[name][k]:.3f}" for k in HEAD_SCORES)
+            + f" | {', '.join(report.head_roles[name]) or 'none'} |"
+            for name in scores
+        )
+        text += f"""
+### What each head does
+
+Each head's score for each role (`head_scores` in `verify.json`); a head takes every role whose
+score is at least {threshold:g} (`head_roles`). "country, adjacent" names no role: it cannot tell a head
+that finds the country from one that looks one token back.
+
+| head | {header} | roles |
+|---|{"---|" * len(HEAD_SCORES)}---|
+{table}
+
+- previous-token, current-token: mean attention from each position q >= 2 to q - 1, and to q itself,
+  on the induction batch above (random tokens: nothing to find but positions);
+- first-token: mean attention to position 0 (BOS) from positions 2 on of `"{country_x}"` over
+  every country, text with nothing to copy, where a head with no job rests on BOS;
+- induction: as above;
+- country, adjacent: from the last position of `"{country_x}"` to the country, which is the
+  token before it; country, not adjacent: from the last position of {apart_x}
+  to the country, mean over both and over every country.
+"""
+    return text
+
+
+def refresh_card(path: Path, report: VerifyReport) -> None:
+    """Rewrite the measured and rebuild sections of an existing card from `report`; keep the rest."""
+    text = path.read_text()
+    for heading in (MEASURED_HEADING, "## Reproducibility", REBUILD_HEADING):
+        if text.count(heading + "\n") != 1:
+            raise ValueError(f"{path} does not have exactly one {heading!r} section; rebuild the model to rewrite the card")
+    head, rest = text.split(MEASURED_HEADING + "\n")
+    _, repro = rest.split("## Reproducibility\n")
+    repro, _ = repro.split(REBUILD_HEADING + "\n")
+    path.write_text(f"{head}{measured_section(report)}\n## Reproducibility\n{repro}{REBUILD_SECTION}")
+
+
+def reverify(out_dir: Path = TOY_MODEL_DIR) -> VerifyReport:
+    """Measure a built folder again without training: rewrite verify.json (keeping the training
+    times) and the card's measured section. The weights are only read."""
+    out_dir = Path(out_dir)
+    weights = out_dir / "model.safetensors"
+    old = VerifyReport.from_json((out_dir / "verify.json").read_text()) if (out_dir / "verify.json").is_file() else None
+    report = verify(out_dir, train_seconds=old.train_seconds if old else None,
+                    train_cpu_seconds=old.train_cpu_seconds if old else None)
+    recorded = (out_dir / "model.safetensors.sha256").read_text().split()[0]
+    if recorded != report.sha256:
+        raise ValueError(f"{weights} has sha256 {report.sha256}, not the recorded {recorded}: rebuild instead")
+    (out_dir / "verify.json").write_text(report.to_json())
+    refresh_card(out_dir / "README.md", report)
+    print(report.table())
+    return report
 
 
 def _machine() -> str:
@@ -256,7 +366,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=defaults.steps, help="optimizer steps (default: %(default)s)")
     parser.add_argument("--check-repro", action="store_true", help="train twice and compare the weights' sha256")
     parser.add_argument("--force", action="store_true", help="overwrite a non-empty --out that holds no model")
+    parser.add_argument("--verify-only", action="store_true",
+                        help="no training: measure the model in --out again, rewrite verify.json and the card's figures")
     args = parser.parse_args(argv)
+    if args.verify_only:
+        if args.check_repro:
+            parser.error("--verify-only trains nothing, so there is nothing to --check-repro")
+        try:
+            report = reverify(args.out)
+        except (ValueError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if not report.passed:
+            print("FAILED: the model misses a threshold above.", file=sys.stderr)
+            return 1
+        return 0
     if args.steps < 1:
         parser.error(f"--steps must be at least 1; got {args.steps}")
     out: Path = args.out

@@ -23,16 +23,41 @@ if TYPE_CHECKING:
 
 # Thresholds the shipped model must meet (tests/test_toy_model.py asserts the same ones).
 CAPITAL_MIN = 0.95  # share of countries whose capital is the top next token
-COUNTRY_ATTN_MIN = 0.5  # best head's mean attention from " is" to the country
+COUNTRY_ATTN_MIN = 0.5  # best head's mean attention from " is" to the country (adjacent, and not)
 INDUCTION_MIN = 0.5  # best head's induction score on repeated random tokens
 IOI_MIN = 0.90  # share of IOI prompts with logit(IO) > logit(S)
 MAX_BYTES = 10_000_000  # model.safetensors size limit
 
-CAPITAL_PROMPT = "The capital of {country} is"
+CAPITAL_PROMPT = "The capital of {country} is"  # the country is the token right before " is"
+# The country is NOT the token before the last one: only a head that finds it by content attends to it.
+APART_PROMPTS = ("In {country}, the capital is", "{country}'s capital is")
+ROLE_MIN = 0.5  # a head takes a role when its score for it is at least this
 IOI_PROMPT = "When {a} and {b} went to the store, {b} gave a drink to"
 INDUCTION_LEN = 20  # n: tokens [BOS, r_1..r_n, r_1..r_n]
 INDUCTION_BATCH = 10
 INDUCTION_SEED = 0
+
+
+# The per-head scores verify.json stores (`head_scores`), and the role each one names. A head's
+# roles are the scores >= ROLE_MIN, in this order. "country_adjacent" names no role: a
+# previous-token head scores high on it without knowing anything about countries.
+ROLES: dict[str, str] = {
+    "induction": "induction",
+    "previous_token": "previous-token",
+    "country_apart": "country by content",
+    "current_token": "current-token",
+    "first_token": "first-token",
+}
+HEAD_SCORES = ("previous_token", "current_token", "first_token", "induction", "country_adjacent", "country_apart")
+
+
+def head_name(layer: int, head: int) -> str:
+    return f"L{layer}H{head}"
+
+
+def roles_of(scores: dict[str, float], threshold: float = ROLE_MIN) -> list[str]:
+    """The roles whose score is at least `threshold`, in the order of ROLES."""
+    return [role for key, role in ROLES.items() if scores[key] >= threshold]
 
 
 @dataclass(frozen=True)
@@ -51,6 +76,21 @@ class VerifyReport:
     sha256: str  # of model.safetensors
     train_seconds: float | None = None  # wall-clock training time, filled in by the build
     train_cpu_seconds: float | None = None  # CPU time of the training loop, filled in by the build
+    # What each head does (absent from a verify.json written before they were measured):
+    # "L0H0" -> {score name (HEAD_SCORES) -> score}, and "L0H0" -> its roles (ROLES, >= role_threshold).
+    head_scores: dict[str, dict[str, float]] | None = None
+    head_roles: dict[str, list[str]] | None = None
+    role_threshold: float | None = None
+    repeat_loss: tuple[float, float] | None = None  # mean loss on the first and on the second copy
+
+    @property
+    def content_head(self) -> tuple[tuple[int, int], float] | None:
+        """The head attending most to the country where it is not adjacent, and that attention."""
+        if not self.head_scores:
+            return None
+        name = max(self.head_scores, key=lambda n: self.head_scores[n]["country_apart"])  # type: ignore[index]
+        layer, head = (int(x) for x in name[1:].split("H"))
+        return (layer, head), self.head_scores[name]["country_apart"]
 
     @property
     def checks(self) -> dict[str, tuple[float, float, bool]]:
@@ -58,6 +98,10 @@ class VerifyReport:
         rows = {
             "capital top-1 accuracy": (self.capital_accuracy, CAPITAL_MIN),
             "country attention (best head)": (self.country_attn, COUNTRY_ATTN_MIN),
+        }
+        if self.content_head is not None:
+            rows["country attention, not adjacent"] = (self.content_head[1], COUNTRY_ATTN_MIN)
+        rows |= {
             "induction score (best head)": (self.induction_score, INDUCTION_MIN),
             "IOI accuracy": (self.ioi_accuracy, IOI_MIN),
         }
@@ -73,9 +117,16 @@ class VerifyReport:
         lines = [f"{'check':<32}{'measured':>10}{'needed':>10}  result"]
         for name, (value, threshold, ok) in self.checks.items():
             lines.append(f"{name:<32}{value:>10.3f}{threshold:>10.3f}  {'PASS' if ok else 'FAIL'}")
-        lines.append(f"country head L{self.country_attn_head[0]}H{self.country_attn_head[1]}, "
-                     f"induction head L{self.induction_head[0]}H{self.induction_head[1]}, "
+        content = self.content_head
+        lines.append(f"most attention to the adjacent country {head_name(*self.country_attn_head)}"
+                     + (f", to the country by content {head_name(*content[0])}" if content else "")
+                     + f", induction head {head_name(*self.induction_head)}, "
                      f"IOI mean logit diff {self.ioi_mean_logit_diff:.2f} over {self.ioi_prompts} prompts")
+        if self.head_scores and self.head_roles:
+            lines.append(f"{'head':<6}" + "".join(f"{k:>18}" for k in HEAD_SCORES) + "  roles")
+            for name, scores in self.head_scores.items():
+                lines.append(f"{name:<6}" + "".join(f"{scores[k]:>18.3f}" for k in HEAD_SCORES)
+                             + "  " + (", ".join(self.head_roles[name]) or "-"))
         if self.capital_misses:
             shown = ", ".join(self.capital_misses[:10])
             more = f" ... ({len(self.capital_misses)} in all)" if len(self.capital_misses) > 10 else ""
@@ -90,11 +141,13 @@ class VerifyReport:
     def from_json(cls, text: str) -> VerifyReport:
         raw: dict[str, Any] = json.loads(text)
         names = {f.name for f in fields(cls)}
-        if missing := names - raw.keys() - {"train_seconds", "train_cpu_seconds"}:
+        optional = {f.name for f in fields(cls) if f.default is None}
+        if missing := names - raw.keys() - optional:
             raise ValueError(f"verify.json lacks {sorted(missing)}")
         kept = {k: v for k, v in raw.items() if k in names}
-        for key in ("capital_misses", "country_attn_head", "induction_head"):
-            kept[key] = tuple(kept[key])
+        for key in ("capital_misses", "country_attn_head", "induction_head", "repeat_loss"):
+            if kept.get(key) is not None:
+                kept[key] = tuple(kept[key])
         return cls(**kept)
 
 
@@ -135,22 +188,85 @@ def measure_capitals(model: TransformerBridge) -> tuple[float, tuple[str, ...], 
     return 1 - len(misses) / len(countries), misses, (layer, head), float(attn[layer, head])
 
 
-@torch.no_grad()
-def measure_induction(model: TransformerBridge) -> tuple[tuple[int, int], float]:
-    """Best head's mean attention from each second-copy token to the token after its first copy."""
+def repeated_random_tokens(model: TransformerBridge) -> torch.Tensor:
+    """[INDUCTION_BATCH, 1 + 2n]: BOS, then n uniformly random token ids (never BOS) twice."""
     n = INDUCTION_LEN
     gen = torch.Generator().manual_seed(INDUCTION_SEED)
     bos = model.tokenizer.bos_token_id
     rand = torch.randint(1, model.cfg.d_vocab, (INDUCTION_BATCH, n), generator=gen)  # never BOS
-    tokens = torch.cat([torch.full((INDUCTION_BATCH, 1), bos), rand, rand], dim=1)
-    _, cache = model.run_with_cache(tokens)
+    return torch.cat([torch.full((INDUCTION_BATCH, 1), bos), rand, rand], dim=1)
+
+
+def _induction_scores(cache: Any, n_layers: int) -> torch.Tensor:
+    """[layer, head]: mean attention from each second-copy token to the token after its first copy."""
+    n = INDUCTION_LEN
     # With BOS at 0, r_j sits at j and again at n + j; query q = n + j should look at q - n + 1.
     queries = torch.arange(n + 1, 2 * n + 1)
-    scores = torch.stack(
-        [cache["pattern", layer][:, :, queries, queries - n + 1].mean((0, 2)) for layer in range(model.cfg.n_layers)]
-    )
+    return torch.stack([cache["pattern", layer][:, :, queries, queries - n + 1].mean((0, 2)) for layer in range(n_layers)])
+
+
+@torch.no_grad()
+def measure_induction(model: TransformerBridge) -> tuple[tuple[int, int], float]:
+    """Best head's mean attention from each second-copy token to the token after its first copy."""
+    _, cache = model.run_with_cache(repeated_random_tokens(model))
+    scores = _induction_scores(cache, model.cfg.n_layers)
     layer, head = divmod(int(scores.argmax()), scores.shape[1])
     return (layer, head), float(scores[layer, head])
+
+
+def _country_attention(model: TransformerBridge, template: str) -> torch.Tensor:
+    """[layer, head]: attention from the last position to the country, mean over every country."""
+    countries = list(CAPITALS)
+    prompts = [template.format(country=c) for c in countries]
+    tokens = model.to_tokens(prompts)
+    words = [[t.strip() for t in model.to_str_tokens(p)] for p in prompts]
+    positions = {w.index(c) if c in w else -1 for w, c in zip(words, countries)}
+    if len(positions) != 1 or -1 in positions or len({len(w) for w in words}) != 1:
+        raise ValueError(f"{template!r}: every country must be one token, at the same position")
+    _, cache = model.run_with_cache(tokens)
+    key = positions.pop()
+    return torch.stack([cache["pattern", layer][:, :, -1, key].mean(0) for layer in range(model.cfg.n_layers)])
+
+
+@torch.no_grad()
+def measure_heads(model: TransformerBridge) -> tuple[dict[str, dict[str, float]], tuple[float, float]]:
+    """Every head's score for each of HEAD_SCORES, and the loss on the two copies of random tokens.
+
+    - previous_token / current_token: mean attention from each position q >= 2 to q - 1 / to q, on
+      the repeated random tokens of the induction score (no content to find, only positions);
+    - first_token: mean attention to position 0 (BOS) from positions 2 on of the capital prompts
+      (text with nothing to copy, where a head with no job rests on BOS);
+    - induction: as in measure_induction;
+    - country_adjacent: from the last position of CAPITAL_PROMPT to the country, the token before it;
+    - country_apart: the same on APART_PROMPTS, where the country is not adjacent (mean over both).
+    """
+    n_layers = model.cfg.n_layers
+    tokens = repeated_random_tokens(model)
+    logits, cache = model.run_with_cache(tokens)
+    queries = torch.arange(2, tokens.shape[1])
+    previous = torch.stack([cache["pattern", layer][:, :, queries, queries - 1].mean((0, 2)) for layer in range(n_layers)])
+    current = torch.stack([cache["pattern", layer][:, :, queries, queries].mean((0, 2)) for layer in range(n_layers)])
+    induction = _induction_scores(cache, n_layers)
+    # Loss of each next token; the first copy's r_2..r_n are unpredictable, the second copy's
+    # r_2..r_n are copies (its r_1 follows r_n and is left out of both).
+    n = INDUCTION_LEN
+    losses = -logits.log_softmax(-1)[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]
+    repeat_loss = (float(losses[:, 1:n].mean()), float(losses[:, n + 1 :].mean()))
+
+    prompts = model.to_tokens([CAPITAL_PROMPT.format(country=c) for c in CAPITALS])
+    _, text_cache = model.run_with_cache(prompts)
+    first = torch.stack([text_cache["pattern", layer][:, :, 2:, 0].mean((0, 2)) for layer in range(n_layers)])
+    adjacent = _country_attention(model, CAPITAL_PROMPT)
+    apart = torch.stack([_country_attention(model, t) for t in APART_PROMPTS]).mean(0)
+
+    by_name = {"previous_token": previous, "current_token": current, "first_token": first,
+               "induction": induction, "country_adjacent": adjacent, "country_apart": apart}
+    scores = {
+        head_name(layer, head): {k: float(by_name[k][layer, head]) for k in HEAD_SCORES}
+        for layer in range(n_layers)
+        for head in range(model.cfg.n_heads)
+    }
+    return scores, repeat_loss
 
 
 @torch.no_grad()
@@ -185,6 +301,7 @@ def verify(
     accuracy, misses, c_head, c_attn = measure_capitals(model)
     i_head, i_score = measure_induction(model)
     ioi_acc, ioi_diff, ioi_n = measure_ioi(model)
+    head_scores, repeat_loss = measure_heads(model)
     from safetensors import safe_open
 
     with safe_open(str(weights), "pt") as fh:  # count the stored weights (tied lm_head stored once)
@@ -204,6 +321,10 @@ def verify(
         sha256=sha256_file(weights),
         train_seconds=train_seconds,
         train_cpu_seconds=train_cpu_seconds,
+        head_scores=head_scores,
+        head_roles={name: roles_of(scores) for name, scores in head_scores.items()},
+        role_threshold=ROLE_MIN,
+        repeat_loss=repeat_loss,
     )
 
 

@@ -51,3 +51,20 @@ def heads_attending_to(
             if weight > threshold:
                 found.append((layer, head, weight))
     return sorted(found, key=lambda item: item[2], reverse=True)
+
+
+def content_heads(
+    cache_adjacent: ActivationCache,
+    str_tokens_adjacent: list[str],
+    cache_apart: ActivationCache,
+    str_tokens_apart: list[str],
+    word: str = "France",
+    threshold: float = 0.3,
+) -> dict[str, list[tuple[int, int]]]:
+    adjacent = heads_attending_to(cache_adjacent, str_tokens_adjacent, word, threshold)
+    apart = {(layer, head) for layer, head, _ in heads_attending_to(cache_apart, str_tokens_apart, word, threshold)}
+    found: dict[str, list[tuple[int, int]]] = {"content": [], "position": []}
+    for layer, head, _ in adjacent:  # highest weight on the adjacent prompt first
+        # Above the threshold where the word is not the previous token: the head finds it by content.
+        found["content" if (layer, head) in apart else "position"].append((layer, head))
+    return found
