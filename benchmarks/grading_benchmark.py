@@ -157,6 +157,10 @@ def floor_script(model: str, device: str) -> None:
 
     from grader.models import get_spec
     from grader.prompts import (
+        APART_PROMPT,
+        HELD_OUT_ADJACENT,
+        HELD_OUT_APART,
+        HELD_OUT_WORD,
         CLEAN_ANSWERS,
         CLEAN_PROMPT,
         CORRUPTED_PROMPT,
@@ -189,6 +193,10 @@ def floor_script(model: str, device: str) -> None:
             attention.attention_pattern(cache, 0, 0)
             attention.heads_attending_to(cache, tokens, tokens[-2].strip())
         figure = attention.plot_attention(cache["pattern", 0][0, 0], tokens)
+        for adjacent, apart, word in ((CLEAN_PROMPT, APART_PROMPT, "France"), (HELD_OUT_ADJACENT, HELD_OUT_APART, HELD_OUT_WORD)):
+            _, near = cache_ex.run_with_cache(model_, adjacent)
+            _, far = cache_ex.run_with_cache(model_, apart)
+            attention.content_heads(near, model_.to_str_tokens(adjacent), far, model_.to_str_tokens(apart), word)
         for clean, corrupted, answers in ((CLEAN_PROMPT, CORRUPTED_PROMPT, CLEAN_ANSWERS),
                                           (HELD_OUT_CLEAN, HELD_OUT_CORRUPTED, HELD_OUT_ANSWERS)):
             _, clean_cache = cache_ex.run_with_cache(model_, clean)
