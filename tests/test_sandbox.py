@@ -61,6 +61,11 @@ MODULE = """
     def adder(n):
         return lambda x: x + n
 
+    def shift_hook(n):
+        def hook(activation, hook):
+            return activation + n
+        return hook
+
     def write_into(cache, name, hook):
         cache[name][0] = -1.0
         return hook.name
@@ -78,13 +83,23 @@ def module_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+class Model(torch.nn.Module):
+    """Stands for the graded model: a forward pass that runs a hook on its activation."""
+
+    def run_with_hook(self, x: torch.Tensor, hook) -> torch.Tensor:
+        return hook(x * 2, HookPointName(name="blocks.0.hook_resid_pre")) + 1
+
+
+MODEL = Model()
+
+
 @pytest.fixture(scope="module", params=["in-process", "isolated"])
 def sandbox(request: pytest.FixtureRequest, module_path: Path, tmp_path_factory: pytest.TempPathFactory):
     if request.param == "in-process":
-        box = InProcessSandbox(model=lambda: None, passthrough=(GradingTimeout,))
+        box = InProcessSandbox(model=lambda: MODEL, passthrough=(GradingTimeout,))
     else:
-        template = Template.fork(lambda: Executor())
-        box = IsolatedSandbox(lambda: None, template, tmp_path_factory.mktemp("scratch"),
+        template = Template.fork(lambda: Executor(model=lambda: MODEL))
+        box = IsolatedSandbox(lambda: MODEL, template, tmp_path_factory.mktemp("scratch"),
                               WorkerLimits(output_bytes=10_000), timeout=3.0, device="cpu", user=None, model_source=None)
     box.start_exercise("99")
     box.student = box.module("99/work", module_path)
@@ -135,6 +150,11 @@ def test_a_figure_comes_back_described(sandbox) -> None:
 def test_a_returned_function_can_be_called_back(sandbox) -> None:
     add_two = sandbox.student.adder(2)
     assert add_two.kind == "callable" and add_two(40) == 42
+
+
+def test_a_returned_hook_runs_in_a_forward_pass_of_the_model_over_there(sandbox) -> None:
+    hook = sandbox.student.shift_hook(10)  # stands for a student's patch_hook: a function kept there
+    assert sandbox.call_model("run_with_hook", torch.ones(2), hook).tolist() == [13.0, 13.0]
 
 
 def test_a_value_put_there_shows_what_student_code_did_to_it(sandbox) -> None:

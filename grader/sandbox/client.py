@@ -228,6 +228,15 @@ class Sandbox:
             message["name"] = name
         return self._value(self._request(message, f"calling the {handle.type_name}"))
 
+    def call_model(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a method of the sandbox's own model, where handles can be arguments:
+        ``sandbox.call_model("run_with_hooks", tokens, fwd_hooks=[(name, student_hook)])``."""
+        model = self._model()
+        if model is None:
+            raise RuntimeError("these checks loaded no model")
+        message = {"op": "call", "handle": model, "name": name, "args": args, "kwargs": kwargs}
+        return self._value(self._request(message, f"model.{name}()"))
+
     def put(self, value: Any) -> Handle:
         """Keep `value` on the other side (a cache a student's hook may write into) as a handle."""
         handle = self._value(self._request({"op": "put", "value": value}, "sending a value"))
