@@ -1,6 +1,6 @@
 """The shipped exercises, end to end: the reference solutions score 100%, the untouched stubs score
 0 as "not attempted", stored expected values agree with the solutions, and the stubs and solutions
-keep the student-facing contract of ../shared/EXERCISES.md (names, signatures, docstrings, hints).
+keep the student-facing contract of exercises/CONTRACT.md (names, signatures, docstrings, hints).
 
 The grading runs go through the ``mechgrade`` command (``python -m grader``), in a child process,
 on the practice model, as a course's autograder would run them.
@@ -24,50 +24,31 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "toy-gpt2"
-CONTRACT = REPO.parent / "shared" / "EXERCISES.md"
+CONTRACT = REPO / "exercises" / "CONTRACT.md"
 TOPICS = {"01": "load_model", "02": "cache", "03": "attention", "04": "patching"}
 
-# The signatures of ../shared/EXERCISES.md, verbatim (a long one joined onto one line).
-CONTRACT_SIGNATURES: dict[str, list[str]] = {
-    "01": [
-        "def load_model(name: str = \"gpt2\", device: str | None = None) -> TransformerBridge",
-        "def model_summary(model) -> dict[str, int]",
-    ],
-    "02": [
-        "def run_with_cache(model, prompt: str) -> tuple[Tensor, ActivationCache]",
-        "def count_cached(cache) -> int",
-        "def top_prediction(model, logits) -> str",
-        "def top_k(model, logits, k: int = 5) -> list[tuple[str, float]]",
-        "def residual_norms(cache, position: int = -1) -> Tensor",
-    ],
-    "03": [
-        "def attention_pattern(cache, layer: int, head: int) -> Tensor",
-        "def plot_attention(pattern: Tensor, str_tokens: list[str], title: str | None = None) -> Figure",
-        "def token_index(str_tokens: list[str], word: str) -> int",
-        "def heads_attending_to(cache, str_tokens: list[str], word: str = \"France\", "
-        "threshold: float = 0.3, query: int = -1) -> list[tuple[int, int, float]]",
-    ],
-    "04": [
-        "def logit_diff(logits: Tensor, correct: int, incorrect: int) -> Tensor",
-        "def patch_hook(clean_cache, position: int) -> Callable",
-        "def patch_residual_stream(model, clean_tokens, corrupted_tokens, clean_cache, "
-        "correct: int, incorrect: int) -> Tensor",
-    ],
-}
+
+def _contract_signatures(text: str) -> dict[str, list[str]]:
+    """exercise -> every `def ...` signature in the python blocks of its "## NN" section, one line each."""
+    found: dict[str, list[str]] = {}
+    for exercise, section in re.findall(r"^## (\d\d)\b(.*?)(?=^## |\Z)", text, flags=re.S | re.M):
+        for block in re.findall(r"```python\n(.*?)```", section, flags=re.S):
+            lines = block.splitlines()
+            for index, line in enumerate(lines):
+                if line.startswith("def "):
+                    signature = line
+                    while signature.count("(") > signature.count(")"):
+                        index += 1
+                        signature += " " + lines[index].strip()
+                    found.setdefault(exercise, []).append(re.sub(r"\s+", " ", signature.split("  #")[0]).strip())
+    return found
 
 
-# Functions the repository added after the contract (which says "add helpers freely"); the stubs
-# list them after the contract's own, and the same checks hold for them.
-ADDED_SIGNATURES: dict[str, list[str]] = {
-    "03": [  # issue 12: the heads that find the country by content, and the previous-token head
-        "def content_heads(cache_adjacent, str_tokens_adjacent: list[str], cache_apart, str_tokens_apart: list[str], "
-        "word: str = \"France\", threshold: float = 0.3) -> dict[str, list[tuple[int, int]]]",
-    ],
-}
+CONTRACT_SIGNATURES = _contract_signatures(CONTRACT.read_text())
 
 
 def _signatures(exercise: str) -> list[str]:
-    return CONTRACT_SIGNATURES[exercise] + ADDED_SIGNATURES.get(exercise, [])
+    return CONTRACT_SIGNATURES[exercise]
 
 
 def mechgrade(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -264,24 +245,6 @@ def test_stub_and_solution_signatures_are_identical_and_match_the_contract(exerc
         assert not problems, f"{name}: {_signature(stub[name])} breaks the contract: {problems}"
 
 
-def _contract_text_signatures(text: str) -> list[str]:
-    """Every `def ...` signature in the python code blocks of EXERCISES.md, on one line each."""
-    found = []
-    for block in re.findall(r"```python\n(.*?)```", text, flags=re.S):
-        lines = block.splitlines()
-        for index, line in enumerate(lines):
-            if line.startswith("def "):
-                signature = line
-                while signature.count("(") > signature.count(")"):
-                    index += 1
-                    signature += " " + lines[index].strip()
-                found.append(re.sub(r"\s+", " ", signature.split("  #")[0]).strip())
-    return found
-
-
-def test_the_hard_coded_signatures_are_still_those_of_the_contract() -> None:
-    if not CONTRACT.is_file():
-        pytest.skip(f"{CONTRACT} is not next to this checkout")
-    documented = _contract_text_signatures(CONTRACT.read_text())
-    expected = [s for signatures in CONTRACT_SIGNATURES.values() for s in signatures]
-    assert documented == expected
+def test_the_contract_names_every_exercise_and_its_functions() -> None:
+    assert sorted(CONTRACT_SIGNATURES) == sorted(TOPICS)
+    assert all(CONTRACT_SIGNATURES[exercise] for exercise in TOPICS)
