@@ -17,7 +17,6 @@ from grader.fixtures import Expected
 from grader.sandbox.client import Sandbox, StudentModule
 from grader.scoring import Grade
 from grader.session import GRADE_KEY, GradingSession, exercise_of, session_of
-from grader.timeouts import time_limit
 
 
 def _require_session(request: pytest.FixtureRequest) -> GradingSession:
@@ -43,9 +42,7 @@ def student(request: pytest.FixtureRequest) -> StudentModule:
     --submission, as a proxy: ``student.fn(...)`` runs fn in the sandbox and returns data."""
     grading = _require_session(request)
     exercise, topic = _exercise_and_topic(request)
-    if grading.options.isolate:
-        return grading.graded_module(exercise, topic)
-    with time_limit(grading.options.timeout, f"importing {topic}.py"):
+    with grading.check_time_limit(f"importing {topic}.py"):
         return grading.graded_module(exercise, topic)
 
 

@@ -42,7 +42,7 @@ from grader.session import (
     session_of,
 )
 from grader.submission import SubmissionImportError, student_traceback
-from grader.timeouts import GradingTimeout, time_limit
+from grader.timeouts import GradingTimeout
 
 # The fixtures checks receive live in their own module, registered with this plugin.
 pytest_plugins = ["grader.check_fixtures"]
@@ -194,11 +194,7 @@ class GradingHooks:
             return
         if "model" in item.fixturenames:
             grading.model  # load the model first: its load is the grader's time, not the check's
-        if grading.options.isolate:  # the worker is killed at the deadline; nothing to interrupt here
-            grading.sandbox.deadline = _deadline(grading.options.timeout)
-            yield
-            return
-        with time_limit(grading.options.timeout, "preparing this check"):
+        with grading.check_time_limit("preparing this check"):
             yield
 
     @pytest.hookimpl(hookwrapper=True)
@@ -207,11 +203,7 @@ class GradingHooks:
         if grading is None or item.nodeid not in grading.results:
             yield
             return
-        if grading.options.isolate:
-            grading.sandbox.deadline = _deadline(grading.options.timeout)
-            yield
-            return
-        with time_limit(grading.options.timeout, "this check"):
+        with grading.check_time_limit("this check"):
             yield
 
     @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -361,7 +353,3 @@ def _classify(exception: BaseException | None, grade: Grade | None, grading: Gra
     if isinstance(exception, AssertionError):
         return "failed", f"check failed: {exception}".strip()
     return "error", "your code raised an error:\n" + student_traceback(exception, [grading.options.source.root])
-
-
-def _deadline(timeout: float) -> float | None:
-    return time.monotonic() + timeout if timeout > 0 else None

@@ -8,6 +8,8 @@ import re
 import shlex
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -29,7 +31,7 @@ from grader.results import ExerciseResult, RunResult, TestResult
 from grader.sandbox.client import InProcessSandbox, Sandbox, StudentModule
 from grader.scoring import Grade
 from grader.submission import GradedSource, SubmissionImportError, import_file
-from grader.timeouts import GradingTimeout
+from grader.timeouts import GradingTimeout, time_limit
 
 SESSION_KEY = pytest.StashKey["GradingSession | None"]()  # on the pytest Config
 GRADE_KEY = pytest.StashKey[Grade]()  # on each test item: its soft checks
@@ -101,7 +103,7 @@ class GradingSession:
         self._grader_model: Any = None  # isolated grading: the grader's model, with no guard
         self._store: FixtureStore | None = None
         self.grader_runs: dict[str, tuple[Any, dict[str, Any]]] = {}  # prompt -> the grader's own run
-        self._modules: dict[tuple[str, str, str], ModuleType | SubmissionImportError] = {}
+        self._references: dict[tuple[str, str], ModuleType | SubmissionImportError] = {}
         self._sandbox: Sandbox | None = None
         self._students: dict[str, StudentModule | SubmissionImportError] = {}
 
@@ -158,13 +160,21 @@ class GradingSession:
         solution, since a forked process sees all of its parent's memory."""
         from grader.sandbox.start import start_isolated_sandbox
 
-        model = None
-        if needs_model:
-            self.timings["load_start"] = time.time()
-        self._sandbox, model = start_isolated_sandbox(self, needs_model)
-        if needs_model:
-            self.timings["load_end"] = time.time()
-        self._grader_model = model
+        self.timings["load_start"] = time.time()
+        self._sandbox, self._grader_model = start_isolated_sandbox(self, needs_model)
+        self.timings["load_end"] = time.time()
+
+    @contextmanager
+    def check_time_limit(self, what: str) -> Iterator[None]:
+        """The per-check time limit. In-process, a SIGALRM interrupts the student's code; isolated,
+        the worker is killed at the deadline, so the grader's side has nothing to interrupt."""
+        if self.options.isolate:
+            timeout = self.options.timeout
+            self.sandbox.deadline = time.monotonic() + timeout if timeout > 0 else None
+            yield
+            return
+        with time_limit(self.options.timeout, what):
+            yield
 
     def close_sandbox(self) -> None:
         """End every process that ran student code (before the final reports are written)."""
@@ -213,25 +223,21 @@ class GradingSession:
         return found
 
     def reference_module(self, exercise: str, topic: str) -> ModuleType | None:
-        """The reference solution, or None where solutions/ is not shipped (students' copies)."""
+        """The reference solution, or None where solutions/ is not shipped (students' copies).
+        Trusted code: imported here, in the grader's process."""
         source = GradedSource.choose(solutions=True, submission=None, repo_root=self.options.root)
-        if not source.module_path(exercise, topic).exists():
+        path = source.module_path(exercise, topic)
+        if not path.exists():
             return None
-        return self._import(source, exercise, topic, "reference")
-
-    def _import(self, source: GradedSource, exercise: str, topic: str, role: str) -> ModuleType:
-        key = (role, exercise, topic)
-        if key not in self._modules:
-            path = source.module_path(exercise, topic)
+        key = (exercise, topic)
+        if key not in self._references:
             try:
-                self._modules[key] = import_file(path, f"mechgrade_{role}_{exercise}_{topic}")
+                self._references[key] = import_file(path, f"mechgrade_reference_{exercise}_{topic}")
             except SubmissionImportError as exc:
-                self._modules[key] = exc
-        found = self._modules[key]
-        if isinstance(found, SubmissionImportError):
-            if role == "reference":  # the instructor's code is broken: say so, not the student's fault
-                raise RuntimeError(f"reference solution solutions/{exercise}/{topic}.py does not import: {found}")
-            raise found
+                self._references[key] = exc
+        found = self._references[key]
+        if isinstance(found, SubmissionImportError):  # the instructor's code is broken, not the student's
+            raise RuntimeError(f"reference solution solutions/{exercise}/{topic}.py does not import: {found}")
         return found
 
     # ---- results ----

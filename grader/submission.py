@@ -79,9 +79,13 @@ def student_traceback(exc: BaseException, student_dirs: list[Path]) -> str:
         for frame in traceback.extract_tb(exc.__traceback__)
         if any(_is_within(Path(frame.filename), root) for root in roots) and not Path(frame.filename).name.startswith("test_")
     ]
-    lines = [f'  File "{Path(f.filename).name}", line {f.lineno}, in {f.name}\n    {f.line}' for f in frames]
     error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    return "\n".join([*lines, error]) if lines else error
+    return "\n".join([*format_frames(frames), error])
+
+
+def format_frames(frames: list[traceback.FrameSummary]) -> list[str]:
+    """Frames as a student reads them: file name, line, function, the line of code."""
+    return [f'  File "{Path(f.filename).name}", line {f.lineno}, in {f.name}\n    {f.line}' for f in frames]
 
 
 def _is_within(path: Path, root: Path) -> bool:

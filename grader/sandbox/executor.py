@@ -330,11 +330,13 @@ def student_frames(exc: BaseException) -> str:
     """The traceback without the grader's frames: the student reads only their own code."""
     import sysconfig
 
+    from grader.submission import format_frames
+
     hidden = (str(Path(__file__).resolve().parent.parent), sysconfig.get_paths()["stdlib"], "<frozen")
     try:
         frames = [f for f in traceback.extract_tb(exc.__traceback__)
                   if not f.filename.startswith(hidden) and "site-packages" not in f.filename]
-        lines = [f'  File "{Path(f.filename).name}", line {f.lineno}, in {f.name}\n    {f.line}' for f in frames]
+        lines = format_frames(frames)
     except BaseException:
         lines = []
     return "\n".join([*lines, _describe(exc)])

@@ -116,7 +116,10 @@ def describe_status(status: int | None) -> str:
         return "it ended"
     if os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
-        name = signal.Signals(number).name if number in signal.Signals.__members__.values() else str(number)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = str(number)
         why = {"SIGSEGV": " (a crash in native code, or a stack overflow)", "SIGKILL": " (killed: out of memory?)",
                "SIGXFSZ": " (a file over the size limit)"}.get(name, "")
         return f"it was killed by {name}{why}"
@@ -422,7 +425,7 @@ class IsolatedSandbox(Sandbox):
     isolated = True
 
     def __init__(self, model: Callable[[], Any], template: Template, scratch: Path, limits: WorkerLimits,
-                 timeout: float, device: str, user: WorkerUser | None, model_source: str | None, **_: Any) -> None:
+                 timeout: float, device: str, user: WorkerUser | None, model_source: str | None) -> None:
         super().__init__(model)
         self.template = template
         self.scratch = scratch
