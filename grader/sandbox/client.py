@@ -10,7 +10,6 @@ student wrote.
 from __future__ import annotations
 
 import builtins
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from grader.sandbox import codec
-from grader.sandbox.executor import HookPointName
+from grader.sandbox.executor import HookPointName, decode_cache, encode_cache
 from grader.submission import SubmissionImportError
 
 # Built-in exception types a student error is rebuilt as, so that a check can ``except ValueError``
@@ -283,31 +282,16 @@ class Sandbox:
             return {"$handleref": value.number}
         if isinstance(value, HookPointName):
             return {"$hookpoint": value.name}
-        if type(value).__name__ == "ActivationCache" and hasattr(value, "cache_dict"):
-            return {"$cache": encoder.encode(dict(value.cache_dict))}
-        return None
+        return encode_cache(value, encoder)
 
     def _decode_hooks(self) -> dict[str, Callable[[Any], Any]]:
-        return {"$handle": self._handle, "$cache": self._cache}
+        return {"$handle": self._handle, "$cache": lambda tensors: decode_cache(tensors, self._model())}
 
     def _handle(self, data: Any) -> Handle:
         if type(data) is not dict or type(data.get("id")) is not int:
             raise codec.CodecError("a handle must have a number")
         return Handle(self, data["id"], self.generation, str(data.get("kind", "object")),
                       str(data.get("type", "object"))[:200], data.get("info"))
-
-    def _cache(self, tensors: Any) -> Any:
-        from transformer_lens import ActivationCache
-
-        if type(tensors) is not dict or not all(type(k) is str and _is_tensor(v) for k, v in tensors.items()):
-            raise codec.CodecError("a cache must map names to tensors")
-        return ActivationCache(tensors, self._model())
-
-
-def _is_tensor(value: Any) -> bool:
-    import torch
-
-    return type(value) is torch.Tensor
 
 
 class InProcessSandbox(Sandbox):
@@ -325,7 +309,3 @@ class InProcessSandbox(Sandbox):
     def _exchange(self, request: bytes, what: str) -> bytes:
         self.executor.guard = self._guard() if self._guard is not None else None
         return self.executor.serve(request)
-
-
-def seconds_left(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())

@@ -43,6 +43,26 @@ def preload() -> None:
     import grader.submission  # noqa: F401
 
 
+# ---- an ActivationCache crosses as its tensors, on either side ----
+
+
+def encode_cache(value: Any, encoder: codec.Encoder) -> Any:
+    """The extension tree of an ActivationCache, or None for anything else."""
+    if type(value).__name__ == "ActivationCache" and hasattr(value, "cache_dict"):
+        return {"$cache": encoder.encode(dict(value.cache_dict))}
+    return None
+
+
+def decode_cache(tensors: Any, model: Any) -> Any:
+    """An ActivationCache over `model` from decoded data, which must map names to tensors."""
+    import torch
+    from transformer_lens import ActivationCache
+
+    if type(tensors) is not dict or not all(type(k) is str and type(v) is torch.Tensor for k, v in tensors.items()):
+        raise codec.CodecError("a cache must map names to tensors")
+    return ActivationCache(tensors, model)
+
+
 class HookPointName(SimpleNamespace):
     """What a hook function reads from TransformerLens's HookPoint: its name (``hook.name``)."""
 
@@ -190,7 +210,7 @@ class Executor:
         return {
             "$model": lambda _: self._model(),
             "$handleref": self._lookup,
-            "$cache": self._cache,
+            "$cache": lambda tensors: decode_cache(tensors, self._model()),
             "$hookpoint": lambda name: HookPointName(name=str(name)),
         }
 
@@ -199,17 +219,10 @@ class Executor:
             raise codec.CodecError("that value was lost: the worker holding it was replaced")
         return self.handles[number]
 
-    def _cache(self, tensors: Any) -> Any:
-        from transformer_lens import ActivationCache
-
-        return ActivationCache(tensors, self._model())
-
     def _encode_hook(self, value: Any, encoder: codec.Encoder) -> Any:
         if isinstance(value, _Keep):
             return self._keep_as_handle(value.value, encoder)
-        if type(value).__name__ == "ActivationCache" and hasattr(value, "cache_dict"):
-            return {"$cache": encoder.encode(dict(value.cache_dict))}
-        return None
+        return encode_cache(value, encoder)
 
     def _keep_as_handle(self, value: Any, encoder: codec.Encoder) -> Any:
         number = self._next_handle
