@@ -17,6 +17,7 @@ from grader.fixtures import Expected
 from grader.results import CheckResult, FigureArtifact
 
 Mistakes = Mapping[str, Any]  # hint -> the value that mistake produces (or a callable making it)
+NOT_EARNED = "holds, but an answer that does nothing would pass it too: it counts once the answer is right"
 
 
 class Grade:
@@ -50,6 +51,29 @@ class Grade:
         )
         self._record(result)
         return passed
+
+    def guard(
+        self,
+        name: str,
+        passed: bool,
+        message: str = "",
+        hint: str | None = None,
+        weight: float = 1.0,
+        *,
+        given: bool,
+    ) -> bool:
+        """A property that an answer doing nothing also has (no hook left behind, the input left
+        untouched, the right shape): it earns its share only with the answer it guards.
+
+        `given` says whether that answer was right. A guard that holds without it is recorded as
+        not earned (no points, shown once, no second failure message); a guard that fails is a
+        failure either way, since the student has something to fix.
+        """
+        __tracebackhide__ = True
+        if bool(passed) and not given:
+            self.checks.append(CheckResult(name, False, weight, NOT_EARNED, None))
+            return True
+        return self.check(name, passed, message, hint, weight)
 
     def compare(
         self,
