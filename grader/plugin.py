@@ -28,6 +28,7 @@ import pytest
 from grader import DEFAULT_REPORT
 from grader.fixtures import FixtureError, render_drift
 from grader.models import ModelChoiceError, ModelLoadError
+from grader.report_terminal import render_failed_checks
 from grader.results import RunResult, TestResult, cap
 from grader.sandbox.client import StudentError, WorkerLost
 from grader.scoring import Grade, points_for
@@ -230,6 +231,8 @@ class GradingHooks:
         result.status, result.output = _classify(exception, grade, grading)
         if exception is not None and result.status != "failed":
             report.longrepr = result.output  # one readable paragraph instead of a traceback wall
+        elif report.failed and grade is not None and grade.any_failed:
+            report.longrepr = render_failed_checks(result.checks)  # each failure once, with its hint
         if isinstance(exception, SubmissionImportError):
             grading.exercises[result.exercise].import_error = str(exception)
 
@@ -349,7 +352,7 @@ def _classify(exception: BaseException | None, grade: Grade | None, grading: Gra
     if isinstance(exception, WorkerLost):
         return "error", str(exception)
     if isinstance(exception, StudentError):
-        return "error", "your code raised an error:\n" + exception.student_traceback
+        return "error", f"{exception.headline}\n" + exception.student_traceback
     if isinstance(exception, AssertionError):
         return "failed", f"check failed: {exception}".strip()
     return "error", "your code raised an error:\n" + student_traceback(exception, [grading.options.source.root])

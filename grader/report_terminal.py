@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import textwrap
 
-from grader.results import ExerciseResult, RunResult
+from grader.results import CheckResult, ExerciseResult, RunResult
 
 WIDTH = 100
 
@@ -109,3 +109,24 @@ def render_terminal(run: RunResult, report_path: str | None) -> str:
         line = f"HTML report: {report_path}"
         lines.extend([line] if len(line) <= WIDTH else ["HTML report:", f"  {report_path}"])
     return "\n".join(lines) + "\n"
+
+
+def render_failed_checks(checks: list[CheckResult]) -> str:
+    """A failed test's checks, for pytest's failure section: each failure once, its details
+    indented under it, then its hint; checks that were not earned in one line at the end."""
+    blocks, unearned = [], []
+    for check in checks:
+        if check.passed:
+            continue
+        if check.not_earned:
+            unearned.append(check.name)
+            continue
+        headline, _, details = check.message.partition("\n")
+        lines = [f"{check.name}: {headline}" if headline else check.name]
+        lines.extend(f"    {line}" for line in details.splitlines())
+        if check.hint:
+            lines.append(f"    hint: {check.hint}")
+        blocks.append("\n".join(lines))
+    if unearned:
+        blocks.append("not earned until the answer is right: " + ", ".join(unearned))
+    return "\n\n".join(blocks)

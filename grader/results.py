@@ -30,6 +30,9 @@ class CheckResult:
     hint: str | None = None  # the likely mistake, named
     expected: str | None = None  # short text forms, for tables
     got: str | None = None
+    # It held, but an answer that does nothing would pass it too, and the answer was not right:
+    # it counts as failed, with nothing for the student to fix in it (see Grade.guard).
+    not_earned: bool = False
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ stopping at the first. Points follow the share of check weight that passed.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pytest_check import check as soft
@@ -15,6 +16,35 @@ from pytest_check import check as soft
 from grader.compare import Tolerance, compare, diagnose, short
 from grader.fixtures import Expected
 from grader.results import CheckResult, FigureArtifact
+from grader.sandbox.client import StudentError, WorkerLost
+
+@dataclass(frozen=True)
+class Raised:
+    """What a student function raised, kept as its answer so that a check can grade it (and fail
+    it) like any other answer: a comparison reads "your token_index raised ValueError: ...", not a
+    comparison with a string."""
+
+    error: StudentError
+
+    @property
+    def ungradable_reason(self) -> str:  # what grader.compare reports for an answer it cannot grade
+        return self.error.headline
+
+    def __repr__(self) -> str:
+        return self.error.headline
+
+
+def attempt(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`function(*args, **kwargs)`, or `Raised` when the student's code raised an ordinary error.
+    A stub's NotImplementedError and a lost worker still end the check (not attempted / error)."""
+    __tracebackhide__ = True
+    try:
+        return function(*args, **kwargs)
+    except (NotImplementedError, WorkerLost):
+        raise
+    except StudentError as error:
+        return Raised(error)
+
 
 Mistakes = Mapping[str, Any]  # hint -> the value that mistake produces (or a callable making it)
 NOT_EARNED = "holds, but an answer that does nothing would pass it too: it counts once the answer is right"
@@ -59,6 +89,8 @@ class Grade:
         message: str = "",
         hint: str | None = None,
         weight: float = 1.0,
+        expected: Any = None,
+        got: Any = None,
         *,
         given: bool,
     ) -> bool:
@@ -71,9 +103,23 @@ class Grade:
         """
         __tracebackhide__ = True
         if bool(passed) and not given:
-            self.checks.append(CheckResult(name, False, weight, NOT_EARNED, None))
+            self.checks.append(CheckResult(name, False, weight, NOT_EARNED, None, not_earned=True))
             return True
-        return self.check(name, passed, message, hint, weight)
+        return self.check(name, passed, message, hint, weight, expected, got)
+
+    def wrong_kind(self, name: str, got: Any, wanted: str, hint: str) -> bool:
+        """An answer of the wrong kind (None, an error, a dict for a list): a failure that says
+        what came back, in the student's terms. Returns False."""
+        __tracebackhide__ = True
+        reason = getattr(got, "ungradable_reason", None)  # an error, or an object that stayed in the sandbox
+        message = reason if isinstance(reason, str) else f"expected {wanted}, got {type(got).__name__}: {short(got)}"
+        return self.check(name, False, message, hint)
+
+    def note(self, name: str, message: str, hint: str) -> None:
+        """Something the student should fix that this check does not grade (a broken function this
+        one depends on, graded in its own check): shown as a failure, worth no points."""
+        __tracebackhide__ = True
+        self._record(CheckResult(name, False, 0.0, message, hint))
 
     def compare(
         self,

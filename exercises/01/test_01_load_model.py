@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from grader.compare import Tolerance
+from grader.scoring import attempt
 
 TOPIC = "load_model"
 PROMPT = "The capital of Spain is"  # held out: the exercise text never shows it
@@ -92,26 +93,25 @@ SUMMARY_KEYS = ("n_layers", "n_heads", "d_model", "d_head", "d_mlp", "d_vocab", 
 @pytest.mark.points(2)
 def test_model_summary_reports_the_shape(student, reference, model, expected, grade):
     """model_summary gives the seven sizes of the model"""
-    got = student.model_summary(model)
+    got = attempt(student.model_summary, model)
     want = expected("summary", lambda: reference.model_summary(model), atol=0, rtol=0)
-    if not grade.check("returns a dict", isinstance(got, dict), f"expected a dict, got {type(got).__name__}"):
+    if not isinstance(got, dict):
+        grade.wrong_kind("returns a dict of sizes", got, "a dict", hint="return {'n_layers': model.cfg.n_layers, ...}")
         return
-    missing = [k for k in SUMMARY_KEYS if k not in got]
-    grade.check(
-        "has every key",
-        not missing,
-        f"missing keys: {missing}",
-        hint=f"the keys are exactly {', '.join(SUMMARY_KEYS)}",
-    )
-    for key in SUMMARY_KEYS:
-        if key in got:
-            grade.compare(
-                key,
-                got[key],
-                want.value[key],
-                tol=want.tol,
-                mistakes={"d_mlp is the MLP's hidden width, 4 * d_model in GPT-2, not d_model": want.value["d_model"]}
-                if key == "d_mlp"
-                else None,
-                hint=f"read it from model.cfg.{key}",
-            )
+    right = [
+        grade.compare(
+            key,
+            got.get(key),
+            want.value[key],
+            tol=want.tol,
+            mistakes={"d_mlp is the MLP's hidden width, 4 * d_model in GPT-2, not d_model": want.value["d_model"]}
+            if key == "d_mlp"
+            else None,
+            hint=f"read it from model.cfg.{key}" if key in got else f"the key {key!r} is missing: the keys are "
+                 f"exactly {', '.join(SUMMARY_KEYS)}",
+        )
+        for key in SUMMARY_KEYS
+    ]
+    extra = sorted(set(map(str, got)) - set(SUMMARY_KEYS))
+    grade.guard("no other keys", not extra, f"keys that are not sizes of the model: {extra}",
+                hint=f"the keys are exactly {', '.join(SUMMARY_KEYS)}", given=any(right))

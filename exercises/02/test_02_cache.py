@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from grader.prompts import CLEAN_PROMPT, HELD_OUT_PROMPT
+from grader.scoring import attempt
 
 TOPIC = "cache"
 PROMPTS = [CLEAN_PROMPT, HELD_OUT_PROMPT]
@@ -19,38 +20,46 @@ def test_run_with_cache_returns_logits_and_cache(prompt, student, reference, mod
     from transformer_lens import ActivationCache
 
     n_tokens = model.to_tokens(prompt).shape[1]
-    logits, cache = student.run_with_cache(model, prompt)
-    want_shape = (1, n_tokens, model.cfg.d_vocab)
-    grade.compare(
-        "logits shape",
-        list(logits.shape),
-        list(want_shape),
-        mistakes={
-            "one token short: the BOS token was dropped; keep model.to_tokens' default": [1, n_tokens - 1, model.cfg.d_vocab],
-            "the batch dimension is missing": [n_tokens, model.cfg.d_vocab],
-        },
-    )
+    answer = attempt(student.run_with_cache, model, prompt)
+    if not (isinstance(answer, tuple) and len(answer) == 2):
+        grade.wrong_kind("returns (logits, cache)", answer, "a pair (logits, cache)",
+                         hint="return the pair that model.run_with_cache gives: logits, cache")
+        return
+    logits, cache = answer
+    want_shape = [1, n_tokens, model.cfg.d_vocab]
+    shape = list(logits.shape) if isinstance(logits, torch.Tensor) else None
+    if shape != want_shape:
+        grade.compare(
+            "logits shape",
+            shape if shape is not None else logits,
+            want_shape,
+            mistakes={
+                "one token short: the BOS token was dropped; keep model.to_tokens' default": [1, n_tokens - 1, model.cfg.d_vocab],
+                "the batch dimension is missing": [n_tokens, model.cfg.d_vocab],
+            },
+            hint="return the logits of model.run_with_cache(model.to_tokens(prompt)) unchanged",
+        )
+    else:
+        top = expected(
+            f"top_logits[{prompt}]",
+            lambda: _top_logits(reference.run_with_cache(model, prompt)[0]),
+            atol=1e-3,
+            rtol=1e-3,
+        )
+        ids, values = top.value
+        right = grade.compare(
+            "logits of the most likely next tokens",
+            logits[0, -1, torch.as_tensor(ids)].detach().cpu(),
+            values,
+            tol=top.tol,
+            hint="run the model on model.to_tokens(prompt), in compatibility mode, and return its logits unchanged",
+        )
+        grade.guard("logits shape", True, given=right)
     grade.check(
         "returns an ActivationCache",
         isinstance(cache, ActivationCache),
         f"expected an ActivationCache, got {type(cache).__name__}",
         hint="return the cache that model.run_with_cache gives",
-    )
-    if tuple(logits.shape) != want_shape:
-        return
-    top = expected(
-        f"top_logits[{prompt}]",
-        lambda: _top_logits(reference.run_with_cache(model, prompt)[0]),
-        atol=1e-3,
-        rtol=1e-3,
-    )
-    ids, values = top.value
-    grade.compare(
-        "logits of the most likely next tokens",
-        logits[0, -1, torch.as_tensor(ids)].detach().cpu(),
-        values,
-        tol=top.tol,
-        hint="run the model on model.to_tokens(prompt), in compatibility mode, and return its logits unchanged",
     )
 
 
@@ -100,9 +109,10 @@ def test_top_k_gives_probabilities_most_probable_first(k, student, reference, mo
     """top_k gives k (token, probability) pairs, most probable first"""
     logits, _ = run_cached(HELD_OUT_PROMPT)
     want = expected(f"top_k[{k}]", lambda: reference.top_k(model, logits, k=k), atol=1e-4, rtol=1e-3)
-    got = student.top_k(model, logits, k=k)
-    if not grade.check("returns a list of k pairs", isinstance(got, list) and len(got) == k,
-                       f"expected a list of {k} (token, probability) pairs, got {got!r:.200}"):
+    got = attempt(student.top_k, model, logits, k=k)
+    if not (isinstance(got, list) and len(got) == k and all(isinstance(p, (tuple, list)) and len(p) == 2 for p in got)):
+        grade.wrong_kind("returns a list of k (token, probability) pairs", got, f"a list of {k} pairs",
+                         hint=f"return [(token string, probability), ...] with exactly k = {k} pairs")
         return
     grade.compare("tokens", [t for t, _ in got], [t for t, _ in want.value],
                   hint="most probable first: topk sorts from the largest")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
 
+from grader.compare import compare
 from grader.prompts import (
     APART_PROMPT,
     CLEAN_PROMPT,
@@ -15,6 +18,7 @@ from grader.prompts import (
     HELD_OUT_WORD,
 )
 from grader.report_html import heatmap_artifact, png_artifact
+from grader.scoring import Raised, attempt
 
 TOPIC = "attention"
 ATTENTION_TOL = dict(atol=1e-4, rtol=1e-3)  # attention weights are in [0, 1]
@@ -69,12 +73,9 @@ def test_plot_attention_draws_a_labelled_heatmap(student, model, run_cached, gra
                                          xlabel="Key (attends to)", ylabel="Query (from)")
     # The Figure stays where it was drawn; what comes back is its description and a PNG.
     fig = getattr(answer, "figure", None)
-    if not grade.check(
-        "returns the Figure",
-        fig is not None,
-        f"expected a matplotlib Figure, got {getattr(answer, 'type_name', type(answer).__name__)}",
-        hint="return fig (from fig, ax = plt.subplots()); don't call plt.show() and don't return the Axes",
-    ):
+    if fig is None:
+        grade.wrong_kind("returns the Figure", getattr(answer, "type_name", answer), "a matplotlib Figure",
+                         hint="return fig (from fig, ax = plt.subplots()); don't call plt.show() and don't return the Axes")
         grade.figure(reference_picture)
         return
     if fig.png:
@@ -86,8 +87,10 @@ def test_plot_attention_draws_a_labelled_heatmap(student, model, run_cached, gra
         return
     ax = image_axes[0]
     data = torch.as_tensor(np.asarray(ax.images[0], dtype=float))
-    grade.compare("image data", data.float(), pattern.float(), mistakes={"the image is transposed: rows must be queries": pattern.T.float()},
-                  hint="imshow(pattern) puts queries on rows and keys on columns, as wanted")
+    drawn = grade.compare("image data", data.float(), pattern.float(),
+                          mistakes={"the image is transposed: rows must be queries": pattern.T.float()},
+                          hint="imshow(pattern) puts queries on rows and keys on columns, as wanted")
+    grade.guard("returns the Figure", True, given=drawn)
     grade.compare("x tick labels (keys)", ax.xticklabels, list(str_tokens), hint="ax.set_xticks(range(len(str_tokens)), str_tokens)")
     grade.compare("y tick labels (queries)", ax.yticklabels, list(str_tokens), hint="ax.set_yticks(range(len(str_tokens)), str_tokens)")
     grade.compare("axis labels", [ax.xlabel, ax.ylabel], ["Key (attends to)", "Query (from)"],
@@ -103,22 +106,63 @@ def test_token_index_ignores_the_leading_space(student, grade):
     tokens = ["<|endoftext|>", "When", " Mary", " and", " John", " met", ",", " John", " left"]
     cases = [("John", 4), (" Mary", 2), ("met ", 5), (",", 6)]
     for word, want in cases:
-        try:
-            got = student.token_index(tokens, word)
-        except ValueError as exc:
-            got = f"ValueError: {exc}"
+        got = attempt(student.token_index, tokens, word)
         grade.compare(f"token_index(..., {word!r})", got, want,
                       mistakes={"that is the last occurrence: return the first": 7} if word == "John" else None,
                       hint="compare token.strip() with word.strip(): GPT-2's tokens start with a space")
-    try:
-        student.token_index(tokens, "Paris")
-    except ValueError as exc:
-        grade.check("the error lists the tokens", "Mary" in str(exc) and "John" in str(exc),
-                    f"the ValueError says {str(exc)!r:.200}, without the tokens",
+    missing = attempt(student.token_index, tokens, "Paris")
+    if isinstance(missing, Raised) and isinstance(missing.error, ValueError):
+        said = str(missing.error)
+        grade.check("the error lists the tokens", "Mary" in said and "John" in said,
+                    f"the ValueError says {said!r:.200}, without the tokens",
                     hint="raise ValueError(f'{word!r} is not one of the tokens {str_tokens}')")
     else:
-        grade.check("raises ValueError for a missing word", False, "no ValueError for a word that is not there",
+        what = missing.error.headline if isinstance(missing, Raised) else f"it returned {missing!r:.100}"
+        grade.check("raises ValueError for a missing word", False, f"no ValueError for a word that is not there: {what}",
                     hint="raise ValueError when no token matches; don't return -1 or None")
+
+
+TOKEN_INDEX_CHECK = "token_index finds a word whatever its surrounding whitespace"
+FIX_TOKEN_INDEX = (f"fix token_index first (its own check: '{TOKEN_INDEX_CHECK}'): compare token.strip() "
+                   "with word.strip(), since GPT-2's tokens start with a space")
+
+
+def _word_the_student_finds(student, str_tokens: list[str], word: str, grade) -> str:
+    """The word to hand the student's heads_attending_to / content_heads.
+
+    They call the student's own token_index, which is graded in its own check. When it does not
+    find `word`, these checks pass the exact token instead (" France", leading space included),
+    which the usual bug (`str_tokens.index(word)`) does find, so the heads are graded on their own
+    merits and the bug costs points once; a note names the root cause.
+    """
+    position = [t.strip() for t in str_tokens].index(word.strip())
+    try:
+        found = attempt(student.token_index, list(str_tokens), word)
+    except NotImplementedError:
+        return word  # not written yet: heads_attending_to may not need it
+    if type(found) is int and found == position:
+        return word
+    what = (found.error.headline if isinstance(found, Raised)
+            else f"your token_index gives {found!r:.60} for {word!r}; the word is at position {position}")
+    exact = str_tokens[position]
+    try:
+        exact_found = attempt(student.token_index, list(str_tokens), exact)
+    except NotImplementedError:
+        exact_found = None
+    if exact != word and type(exact_found) is int and exact_found == position:
+        grade.note("token_index finds the word",
+                   f"{what}. This check passed the exact token {exact!r} instead, so that bug costs points only "
+                   f"in token_index's own check", hint=FIX_TOKEN_INDEX)
+        return exact
+    grade.note("token_index finds the word", f"{what}, so the answers below that depend on it are wrong too",
+               hint=FIX_TOKEN_INDEX)
+    return word
+
+
+def _raised_hint(got, word: str) -> str | None:
+    if isinstance(got, Raised) and isinstance(got.error, ValueError):
+        return f"GPT-2's token is ' {word}' with a leading space: find it with your token_index"
+    return None
 
 
 # The held-out case asks about another country from another query position (the country token
@@ -142,29 +186,29 @@ def test_heads_attending_to_finds_every_head_above_the_threshold(
     # the same head can sit on either side of it on another device.
     required = {lh for lh, w in weights.items() if w > threshold + margin}
     forbidden = {lh for lh, w in weights.items() if w <= threshold - margin}
-    try:
-        got = student.heads_attending_to(cache, list(str_tokens), word, threshold, query)
-    except ValueError as exc:
-        grade.check("finds the word", False, f"raised ValueError: {exc}",
-                    hint=f"GPT-2's token is ' {word}' with a leading space: match tokens with token_index")
-        return
-    if not grade.check("returns (layer, head, weight) triples",
-                       isinstance(got, list) and all(isinstance(t, (tuple, list)) and len(t) == 3 for t in got),
-                       f"expected a list of (layer, head, weight), got {got!r:.200}"):
+    asked = _word_the_student_finds(student, str_tokens, word, grade)
+    got = attempt(student.heads_attending_to, cache, list(str_tokens), asked, threshold, query)
+    if not (isinstance(got, list) and all(isinstance(t, (tuple, list)) and len(t) == 3 for t in got)):
+        grade.wrong_kind("returns (layer, head, weight) triples", got, "a list of (layer, head, weight)",
+                         hint=_raised_hint(got, word) or "return [(layer, head, weight), ...], highest weight first")
         return
     found = {(int(l), int(h)) for l, h, _ in got}
     grade.check("every head above the threshold", required <= found,
                 f"missing heads: {sorted(required - found)}", expected=sorted(required), got=sorted(found),
                 hint="loop over every layer and every head")
-    grade.check("no head at or below the threshold", not (found & forbidden),
+    # An empty list has no head below the threshold, no wrong weight and no wrong order: these
+    # count once the answer finds a head it should.
+    found_some = bool(found & required)
+    grade.guard("no head at or below the threshold", not (found & forbidden),
                 f"heads at or below {threshold}: {sorted(found & forbidden)}",
-                hint="keep a head only when weight > threshold")
-    grade.compare("weights", [float(w) for l, h, w in got if (int(l), int(h)) in weights],
-                  [weights[(int(l), int(h))] for l, h, _ in got if (int(l), int(h)) in weights], tol=every.tol,
-                  hint=f"the weight is cache['pattern', layer][0, head, query, key of '{word}']")
+                hint="keep a head only when weight > threshold", given=found_some)
+    weights_match = compare([float(w) for l, h, w in got if (int(l), int(h)) in weights],
+                            [weights[(int(l), int(h))] for l, h, _ in got if (int(l), int(h)) in weights], every.tol)
+    grade.guard("weights", weights_match.ok, weights_match.message,
+                hint=f"the weight is cache['pattern', layer][0, head, query, key of '{word}']", given=found_some)
     values = [float(w) for _, _, w in got]
-    grade.check("highest weight first", values == sorted(values, reverse=True), f"the weights come in the order {values}",
-                hint="sort by weight, in descending order")
+    grade.guard("highest weight first", values == sorted(values, reverse=True), f"the weights come in the order {values}",
+                hint="sort by weight, in descending order", given=found_some)
 
 
 @pytest.mark.points(1)
@@ -173,16 +217,23 @@ def test_heads_attending_to_keeps_only_weights_strictly_above(student, model, ru
     _, cache = run_cached(CLEAN_PROMPT)
     str_tokens = model.to_str_tokens(CLEAN_PROMPT)
     key = [t.strip() for t in str_tokens].index("France")
-    top = max(
-        ((layer, head, float(cache["pattern", layer][0, head, -1, key])) for layer in range(model.cfg.n_layers)
-         for head in range(model.cfg.n_heads)),
-        key=lambda item: item[2],
-    )
-    got = student.heads_attending_to(cache, list(str_tokens), "France", top[2], -1)  # the exact weight, same cache
+    ranked = sorted(((float(cache["pattern", layer][0, head, -1, key]), layer, head)
+                     for layer in range(model.cfg.n_layers) for head in range(model.cfg.n_heads)), reverse=True)
+    # The threshold is the exact weight of the second head: only the first is above it.
+    (top_weight, *top), (threshold, *at) = ranked[0], next(r for r in ranked if r[0] < ranked[0][0])
+    asked = _word_the_student_finds(student, list(str_tokens), "France", grade)
+    got = attempt(student.heads_attending_to, cache, list(str_tokens), asked, threshold, -1)
+    if not (isinstance(got, list) and all(isinstance(t, (tuple, list)) and len(t) == 3 for t in got)):
+        grade.wrong_kind("returns (layer, head, weight) triples", got, "a list of (layer, head, weight)",
+                         hint=_raised_hint(got, "France") or "return [(layer, head, weight), ...]")
+        return
     found = {(int(l), int(h)) for l, h, _ in got}
-    grade.check("weight == threshold is left out", (top[0], top[1]) not in found,
-                f"layer {top[0]}, head {top[1]} has weight exactly {top[2]!r} and was kept",
-                hint="'above the threshold' means weight > threshold, not >=")
+    kept = grade.check("the head above the threshold is kept", tuple(top) in found,
+                       f"layer {top[0]}, head {top[1]} (weight {top_weight:.4f}) is above {threshold!r} and is missing",
+                       hint="loop over every layer and every head")
+    grade.guard("weight == threshold is left out", tuple(at) not in found,
+                f"layer {at[0]}, head {at[1]} has weight exactly {threshold!r} and was kept",
+                hint="'above the threshold' means weight > threshold, not >=", given=kept)
 
 
 # content_heads: the same word where it is the token before the last one ("adjacent") and where it
@@ -241,19 +292,15 @@ def test_content_heads_tells_content_from_position(
         "content": (above[adjacent] & above[apart], below[adjacent] | below[apart]),
         "position": (above[adjacent] & below[apart], below[adjacent] | above[apart]),
     }  # list -> (required, forbidden)
-    try:
-        got = student.content_heads(cache_adjacent, list(tokens_adjacent), cache_apart, list(tokens_apart), word, threshold)
-    except ValueError as exc:
-        grade.check("finds the word", False, f"raised ValueError: {exc}",
-                    hint=f"GPT-2's token is ' {word}' with a leading space: match tokens with token_index")
-        return
+    asked = _word_the_student_finds(student, list(tokens_adjacent), word, grade)
+    got = attempt(student.content_heads, cache_adjacent, list(tokens_adjacent), cache_apart, list(tokens_apart),
+                  asked, threshold)
     lists = {key: _pairs(got.get(key)) for key in want} if isinstance(got, dict) else {}
-    if not grade.check("returns {'content': [...], 'position': [...]}",
-                       isinstance(got, dict) and set(got) == set(want) and None not in lists.values(),
-                       f"expected a dict with the keys 'content' and 'position', each a list of (layer, head) "
-                       f"pairs, got {got!r:.200}",
-                       hint="return {'content': [(layer, head), ...], 'position': [(layer, head), ...]}: "
-                            "pairs, without the weights"):
+    if not (isinstance(got, dict) and set(got) == set(want) and None not in lists.values()):
+        grade.wrong_kind("returns {'content': [...], 'position': [...]}", got,
+                         "a dict with the keys 'content' and 'position', each a list of (layer, head) pairs",
+                         hint=_raised_hint(got, word) or "return {'content': [(layer, head), ...], 'position': "
+                                                         "[(layer, head), ...]}: pairs, without the weights")
         return
 
     def fits(key: str, found: set[tuple[int, int]]) -> bool:
@@ -281,6 +328,9 @@ def test_content_heads_tells_content_from_position(
                   f"is not adjacent: split only the heads that attend to it on the adjacent prompt")
     else:
         likely = None
+    # A list that should be empty is right when left empty: it counts once the answer puts a head
+    # where it belongs.
+    placed_some = bool(content & content_required or position & position_required)
     for key, found, advice in (
         ("content", content, "a content head is above the threshold on both prompts"),
         ("position", position, "a position head is above the threshold on the adjacent prompt only"),
@@ -291,6 +341,7 @@ def test_content_heads_tells_content_from_position(
             problems.append(f"missing heads: {_head_names(required - found)}")
         if found & forbidden:
             problems.append(f"heads that do not belong: {_head_names(found & forbidden)}")
-        grade.check(f"{key} heads", fits(key, found), "; ".join(problems),
-                    hint=likely or f"{advice}: call heads_attending_to on each prompt and compare the (layer, head) sets",
-                    expected=_head_names(required), got=_head_names(found))
+        record = grade.check if required else functools.partial(grade.guard, given=placed_some)
+        record(f"{key} heads", fits(key, found), "; ".join(problems),
+               hint=likely or f"{advice}: call heads_attending_to on each prompt and compare the (layer, head) sets",
+               expected=_head_names(required), got=_head_names(found))

@@ -16,6 +16,7 @@ from grader.prompts import (
 )
 from grader.report_html import heatmap_artifact
 from grader.sandbox.executor import HookPointName
+from grader.scoring import attempt
 
 TOPIC = "patching"
 PAIRS = {
@@ -37,7 +38,7 @@ def test_logit_diff_compares_two_tokens_at_the_last_position(student, reference,
     correct, incorrect = _ids(model, HELD_OUT_ANSWERS)
     want = expected("logit_diff[one]", lambda: reference.logit_diff(clean_logits, correct, incorrect), **LOGIT_TOL)
     got = student.logit_diff(clean_logits, correct, incorrect)
-    grade.compare(
+    right = grade.compare(
         "one prompt",
         got,
         want,
@@ -47,9 +48,9 @@ def test_logit_diff_compares_two_tokens_at_the_last_position(student, reference,
                 lambda: clean_logits[0, 0, correct] - clean_logits[0, 0, incorrect],
         },
     )
-    grade.check("a 0-dimensional tensor", isinstance(got, torch.Tensor) and got.dim() == 0,
+    grade.guard("a 0-dimensional tensor", isinstance(got, torch.Tensor) and got.dim() == 0,
                 f"expected a 0-dimensional tensor, got {type(got).__name__} {tuple(getattr(got, 'shape', ()))}",
-                hint="average over the batch with .mean()")
+                hint="average over the batch with .mean()", given=right)
     batch = torch.cat([clean_logits, other_logits])  # [2, seq, d_vocab]: both prompts have as many tokens
     want_batch = expected("logit_diff[batch]", lambda: reference.logit_diff(batch, correct, incorrect), **LOGIT_TOL)
     grade.compare("two prompts: the mean over the batch", student.logit_diff(batch, correct, incorrect), want_batch,
@@ -65,25 +66,27 @@ def test_patch_hook_pastes_one_position_and_leaves_the_clean_cache_alone(student
     clean_before = clean_cache[name].clone()
     corrupted = corrupted_cache[name].clone()
     clean_there = sandbox.put(clean_cache)  # where the student's hook runs, so we can see if it writes into it
-    hook = student.patch_hook(clean_there, position)
-    if not grade.check("returns a hook function", getattr(hook, "kind", None) == "callable",
-                       f"patch_hook returned {getattr(hook, 'type_name', type(hook).__name__)}, not a function",
-                       hint="define a function hook(activation, hook) inside patch_hook and return it"):
+    hook = attempt(student.patch_hook, clean_there, position)
+    if getattr(hook, "kind", None) != "callable":
+        grade.wrong_kind("returns a hook function", getattr(hook, "type_name", hook), "a function",
+                         hint="define a function hook(activation, hook) inside patch_hook and return it")
         return
-    out = hook(corrupted.clone(), HookPointName(name=name))
-    if not grade.check("the hook returns the activation", isinstance(out, torch.Tensor),
-                       f"the hook returned {type(out).__name__}", hint="return activation at the end of the hook"):
+    out = attempt(hook, corrupted.clone(), HookPointName(name=name))
+    if not isinstance(out, torch.Tensor):
+        grade.wrong_kind("the hook returns the activation", out, "a tensor",
+                         hint="return activation at the end of the hook")
         return
     want = corrupted.clone()
     want[:, position] = clean_before[:, position]
-    grade.compare("patched activation", out, want, tol=None,
-                  mistakes={"every position was patched: replace only [:, position]": clean_before,
-                            "nothing was patched": corrupted},
-                  hint="activation[:, position] = clean_cache[hook.name][:, position]")
-    grade.check("the clean cache is unchanged", torch.equal(clean_there.fetch()[name], clean_before),
+    patched = grade.compare("patched activation", out, want, tol=None,
+                            mistakes={"every position was patched: replace only [:, position]": clean_before,
+                                      "nothing was patched: the hook must paste the clean activation at `position`":
+                                          corrupted},
+                            hint="activation[:, position] = clean_cache[hook.name][:, position]")
+    grade.guard("the clean cache is unchanged", torch.equal(clean_there.fetch()[name], clean_before),
                 "the hook changed the clean cache in place",
                 hint="write into the corrupted activation, never into clean_cache[hook.name] (it is read again "
-                     "for the next position); use .clone() if you build a new tensor from it")
+                     "for the next position); use .clone() if you build a new tensor from it", given=patched)
 
 
 @pytest.mark.points(6)
@@ -104,9 +107,6 @@ def test_patch_residual_stream_measures_every_layer_and_position(pair, student, 
     clean_there = sandbox.put(clean_cache)
     got = student.patch_residual_stream(model, clean_tokens, corrupted_tokens, clean_there, correct, incorrect)
     left = sandbox.hooks_on_model()
-    grade.check("no hook left on the model", not left,
-                f"hooks still attached after the call: {left[:5]}",
-                hint="use model.run_with_hooks (it removes its hooks), or call model.reset_hooks() afterwards")
     model.reset_hooks()  # so the mistake checks below measure the model, not a leftover hook
     seq_tokens = model.to_str_tokens(corrupted_prompt)
     if isinstance(got, torch.Tensor) and got.dim() == 2 and bool(torch.isfinite(got).all()):
@@ -114,7 +114,7 @@ def test_patch_residual_stream_measures_every_layer_and_position(pair, student, 
                                       f"your patching result ({pair})", group=pair, xlabel="position", ylabel="layer"))
     grade.figure(heatmap_artifact(want.value.float(), seq_tokens, [f"L{l}" for l in range(want.value.shape[0])],
                                   f"reference ({pair})", group=pair, xlabel="position", ylabel="layer"))
-    grade.compare(
+    right = grade.compare(
         "normalised logit differences",
         got,
         want,
@@ -131,11 +131,15 @@ def test_patch_residual_stream_measures_every_layer_and_position(pair, student, 
         hint="for each layer and position: run_with_hooks on the corrupted tokens with patch_hook at "
              "blocks.{layer}.hook_resid_pre, then normalise the logit difference",
     )
+    # Doing nothing leaves no hook and an untouched cache: these count with a right answer.
+    grade.guard("no hook left on the model", not left, f"hooks still attached after the call: {left[:5]}",
+                hint="use model.run_with_hooks (it removes its hooks), or call model.reset_hooks() afterwards",
+                given=right)
     clean_after = clean_there.fetch()
-    grade.check("the clean cache is unchanged",
+    grade.guard("the clean cache is unchanged",
                 all(torch.equal(clean_after[k], v) for k, v in clean_before.items()),
                 "the clean cache was modified during patching",
-                hint="the hook must write into the corrupted activation, not into the clean cache")
+                hint="the hook must write into the corrupted activation, not into the clean cache", given=right)
 
 
 def _is_reciprocal_of(got, want: torch.Tensor, tol) -> bool:

@@ -37,10 +37,18 @@ class StudentError(Exception):
     Rebuilt from data: `type_name`, `message` and `student_traceback` are all the grader knows."""
 
     type_name: str = "Exception"
+    function: str | None = None  # the graded function that raised, when a check called one
 
     def __init__(self, message: str = "") -> None:
         super().__init__(message)
         self.student_traceback = message  # replaced by the student's frames where there are any
+
+    @property
+    def headline(self) -> str:
+        """'your token_index raised ValueError: 'John' is not in list', in one line."""
+        who = f"your {self.function}" if self.function else "your code"
+        message = " ".join(str(self).split())
+        return f"{who} raised {self.type_name}" + (f": {message[:300]}" if message else "")
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
@@ -218,8 +226,12 @@ class Sandbox:
         self._value(reply)
 
     def call_function(self, key: str, name: str, args: tuple, kwargs: dict) -> Any:
-        return self._value(self._request({"op": "call", "module": key, "name": name, "args": args, "kwargs": kwargs},
-                                         f"{name}()"))
+        try:
+            return self._value(self._request({"op": "call", "module": key, "name": name, "args": args,
+                                              "kwargs": kwargs}, f"{name}()"))
+        except StudentError as error:
+            error.function = error.function or name
+            raise
 
     def call_handle(self, handle: Handle, name: str | None, args: tuple, kwargs: dict) -> Any:
         message: dict[str, Any] = {"op": "call", "handle": handle, "args": args, "kwargs": kwargs}
