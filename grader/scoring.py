@@ -150,7 +150,7 @@ class Grade:
                 name,
                 False,
                 weight,
-                f"{result.message}\ntolerance: {tolerance}",
+                result.message,  # numeric headlines name the tolerance
                 likely or hint,
                 short(value, 80),
                 short(got, 80),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 import pytest
@@ -127,40 +128,46 @@ FIX_TOKEN_INDEX = (f"fix token_index first (its own check: '{TOKEN_INDEX_CHECK}'
                    "with word.strip(), since GPT-2's tokens start with a space")
 
 
-def _word_the_student_finds(student, str_tokens: list[str], word: str, grade) -> str:
-    """The word to hand the student's heads_attending_to / content_heads.
+def _word_the_student_finds(student, token_lists: list[list[str]], word: str, grade) -> tuple[str, bool]:
+    """The word to hand the student's heads_attending_to / content_heads, and whether the
+    student's token_index is broken for it.
 
-    They call the student's own token_index, which is graded in its own check. When it does not
-    find `word`, these checks pass the exact token instead (" France", leading space included),
-    which the usual bug (`str_tokens.index(word)`) does find, so the heads are graded on their own
-    merits and the bug costs points once; a note names the root cause.
+    Those functions call the student's own token_index, which is graded in its own check. When it
+    does not find `word`, these checks pass the exact token instead (" France", leading space
+    included), which the usual bug (`str_tokens.index(word)`) does find, so the heads are graded on
+    their own merits and the bug costs points once. A note names the root cause either way.
     """
-    position = [t.strip() for t in str_tokens].index(word.strip())
-    try:
-        found = attempt(student.token_index, list(str_tokens), word)
-    except NotImplementedError:
-        return word  # not written yet: heads_attending_to may not need it
-    if type(found) is int and found == position:
-        return word
-    what = (found.error.headline if isinstance(found, Raised)
-            else f"your token_index gives {found!r:.60} for {word!r}; the word is at position {position}")
-    exact = str_tokens[position]
-    try:
-        exact_found = attempt(student.token_index, list(str_tokens), exact)
-    except NotImplementedError:
-        exact_found = None
-    if exact != word and type(exact_found) is int and exact_found == position:
+    positions = [[t.strip() for t in tokens].index(word.strip()) for tokens in token_lists]
+
+    def finds(candidate: str) -> Any:
+        """The first of the student's answers that is wrong, or None when all are right."""
+        for tokens, position in zip(token_lists, positions):
+            try:
+                found = attempt(student.token_index, list(tokens), candidate)
+            except NotImplementedError:
+                return None  # not written yet: the function graded here may not need it
+            if not (type(found) is int and found == position):
+                return found if isinstance(found, Raised) else f"your token_index gives {found!r:.60} for {candidate!r}"
+        return None
+
+    wrong = finds(word)
+    if wrong is None:
+        return word, False
+    what = wrong.error.headline if isinstance(wrong, Raised) else wrong
+    exact = {tokens[position] for tokens, position in zip(token_lists, positions)}
+    if len(exact) == 1 and (token := exact.pop()) != word and finds(token) is None:
         grade.note("token_index finds the word",
-                   f"{what}. This check passed the exact token {exact!r} instead, so that bug costs points only "
+                   f"{what}. This check passed the exact token {token!r} instead, so that bug costs points only "
                    f"in token_index's own check", hint=FIX_TOKEN_INDEX)
-        return exact
-    grade.note("token_index finds the word", f"{what}, so the answers below that depend on it are wrong too",
-               hint=FIX_TOKEN_INDEX)
-    return word
+        return token, True
+    grade.note("token_index finds the word", f"{what}, so what depends on it below goes wrong too", hint=FIX_TOKEN_INDEX)
+    return word, True
 
 
-def _raised_hint(got, word: str) -> str | None:
+def _raised_hint(got, word: str, token_index_broken: bool) -> str | None:
     if isinstance(got, Raised) and isinstance(got.error, ValueError):
+        if token_index_broken:
+            return FIX_TOKEN_INDEX
         return f"GPT-2's token is ' {word}' with a leading space: find it with your token_index"
     return None
 
@@ -186,11 +193,11 @@ def test_heads_attending_to_finds_every_head_above_the_threshold(
     # the same head can sit on either side of it on another device.
     required = {lh for lh, w in weights.items() if w > threshold + margin}
     forbidden = {lh for lh, w in weights.items() if w <= threshold - margin}
-    asked = _word_the_student_finds(student, str_tokens, word, grade)
+    asked, broken = _word_the_student_finds(student, [list(str_tokens)], word, grade)
     got = attempt(student.heads_attending_to, cache, list(str_tokens), asked, threshold, query)
     if not (isinstance(got, list) and all(isinstance(t, (tuple, list)) and len(t) == 3 for t in got)):
         grade.wrong_kind("returns (layer, head, weight) triples", got, "a list of (layer, head, weight)",
-                         hint=_raised_hint(got, word) or "return [(layer, head, weight), ...], highest weight first")
+                         hint=_raised_hint(got, word, broken) or "return [(layer, head, weight), ...], highest weight first")
         return
     found = {(int(l), int(h)) for l, h, _ in got}
     grade.check("every head above the threshold", required <= found,
@@ -221,11 +228,11 @@ def test_heads_attending_to_keeps_only_weights_strictly_above(student, model, ru
                      for layer in range(model.cfg.n_layers) for head in range(model.cfg.n_heads)), reverse=True)
     # The threshold is the exact weight of the second head: only the first is above it.
     (top_weight, *top), (threshold, *at) = ranked[0], next(r for r in ranked if r[0] < ranked[0][0])
-    asked = _word_the_student_finds(student, list(str_tokens), "France", grade)
+    asked, broken = _word_the_student_finds(student, [list(str_tokens)], "France", grade)
     got = attempt(student.heads_attending_to, cache, list(str_tokens), asked, threshold, -1)
     if not (isinstance(got, list) and all(isinstance(t, (tuple, list)) and len(t) == 3 for t in got)):
         grade.wrong_kind("returns (layer, head, weight) triples", got, "a list of (layer, head, weight)",
-                         hint=_raised_hint(got, "France") or "return [(layer, head, weight), ...]")
+                         hint=_raised_hint(got, "France", broken) or "return [(layer, head, weight), ...]")
         return
     found = {(int(l), int(h)) for l, h, _ in got}
     kept = grade.check("the head above the threshold is kept", tuple(top) in found,
@@ -292,14 +299,14 @@ def test_content_heads_tells_content_from_position(
         "content": (above[adjacent] & above[apart], below[adjacent] | below[apart]),
         "position": (above[adjacent] & below[apart], below[adjacent] | above[apart]),
     }  # list -> (required, forbidden)
-    asked = _word_the_student_finds(student, list(tokens_adjacent), word, grade)
+    asked, broken = _word_the_student_finds(student, [list(tokens_adjacent), list(tokens_apart)], word, grade)
     got = attempt(student.content_heads, cache_adjacent, list(tokens_adjacent), cache_apart, list(tokens_apart),
                   asked, threshold)
     lists = {key: _pairs(got.get(key)) for key in want} if isinstance(got, dict) else {}
     if not (isinstance(got, dict) and set(got) == set(want) and None not in lists.values()):
         grade.wrong_kind("returns {'content': [...], 'position': [...]}", got,
                          "a dict with the keys 'content' and 'position', each a list of (layer, head) pairs",
-                         hint=_raised_hint(got, word) or "return {'content': [(layer, head), ...], 'position': "
+                         hint=_raised_hint(got, word, broken) or "return {'content': [(layer, head), ...], 'position': "
                                                          "[(layer, head), ...]}: pairs, without the weights")
         return
 
