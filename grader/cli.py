@@ -1,11 +1,14 @@
-"""``mechgrade``: what is not a plain ``pytest`` run.
+"""mechgrade: what is not a plain pytest run.
 
-    mechgrade grade [--submission DIR | --solutions] [--exercise NN ...]   grade, write reports
-    mechgrade fixtures refresh --model M [--device D] [--exercise NN]      recompute expected values
-    mechgrade fixtures check [--model M] [--exercise NN]                   compare, write nothing
-    mechgrade toy build [...]                                              train the practice model
-    mechgrade report open                                                  open the last HTML report
-    mechgrade bundle [--model M] [--out autograder.zip]                   a Gradescope autograder zip
+  mechgrade grade [--submission DIR | --solutions] [--exercise NN ...]   grade, write reports
+  mechgrade fixtures refresh --model M [--device D] [--exercise NN]      recompute expected values
+  mechgrade fixtures check [--model M] [--exercise NN]                   compare, write nothing
+  mechgrade toy build [...]                                              train the practice model
+  mechgrade report open                                                  open the last HTML report
+  mechgrade bundle [--model M] [--out autograder.zip]                    a Gradescope autograder zip
+
+`mechgrade grade OPTIONS` grades as `pytest exercises OPTIONS` does, with the same options, in a
+child process, so that a submission that kills or hangs it still leaves a results.json.
 """
 
 from __future__ import annotations
@@ -58,7 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
 
     def model_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", choices=sorted(MODELS), help="default: $MECHGRADE_MODEL, else gpt2-small when reachable, else toy-gpt2")
+        p.add_argument("--model", metavar="MODEL",
+                       help=f"{' or '.join(sorted(MODELS))}, or a local Hugging Face GPT-2 folder (default: "
+                            "$MECHGRADE_MODEL, else gpt2-small when reachable, else toy-gpt2)")
         p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: CUDA when available, else CPU)")
         p.add_argument("--exercise", action="append", metavar="NN", help="only this exercise (repeatable)")
 
@@ -67,9 +72,14 @@ def _parser() -> argparse.ArgumentParser:
     source = g.add_mutually_exclusive_group()
     source.add_argument("--submission", metavar="DIR", help="grade the modules in DIR (laid out like exercises/, or flat)")
     source.add_argument("--solutions", action="store_true", help="grade the reference solutions")
-    g.add_argument("--report-html", default=str(DEFAULT_REPORT), metavar="PATH")
+    g.add_argument("--report-html", default=None, metavar="PATH",
+                   help=f"where to write the HTML report (default: {DEFAULT_REPORT} in the project); '' for none")
     g.add_argument("--gradescope-json", metavar="PATH", help="write a Gradescope results.json here")
-    g.add_argument("--check-timeout", type=float, default=60.0, help="seconds per check (default 60)")
+    g.add_argument("--junitxml", metavar="PATH", help="also write pytest's JUnit XML here")
+    g.add_argument("--check-timeout", type=float, default=60.0, help="seconds per check (default 60; 0: none)")
+    g.add_argument("--max-output", type=int, metavar="N",
+                   help="characters of a check's printed output kept in the reports (default 2000)")
+    g.add_argument("--fixtures-dir", metavar="DIR", help="where the expected values live (default: fixtures/)")
     g.add_argument("--isolate", action="store_true",
                    help="run student code in worker processes, as an unprivileged user when run as root (Linux)")
     g.add_argument("--worker-memory", type=int, default=4096, metavar="MIB",
@@ -81,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("action", choices=["refresh", "check"])
     model_options(f)
 
-    commands.add_parser("toy", help="the practice model: `mechgrade toy build --help`", add_help=False).add_argument(
+    commands.add_parser("toy", help="the practice model: see mechgrade toy build --help", add_help=False).add_argument(
         "toy_command", choices=["build"])
 
     b = commands.add_parser("bundle", help="write a Gradescope autograder zip from git HEAD (setup.sh, run_autograder, the project less solutions/)")
@@ -90,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
 
     r = commands.add_parser("report", help="open the last HTML report in a browser")
     r.add_argument("action", choices=["open"])
-    r.add_argument("--path", default=str(DEFAULT_REPORT))
+    r.add_argument("--path", default=str(REPO_ROOT / DEFAULT_REPORT))
     return parser
 
 
@@ -110,7 +120,9 @@ def _targets(exercises: list[str] | None) -> list[str]:
 def _model_args(args: argparse.Namespace) -> list[str]:
     out = []
     if args.model:
-        out += ["--model", args.model]
+        # A folder is named relative to where mechgrade was started; pytest runs from the project.
+        folder = Path(args.model)
+        out += ["--model", str(folder.resolve()) if args.model not in MODELS and folder.exists() else args.model]
     if args.device:
         out += ["--device", args.device]
     return out
@@ -143,8 +155,15 @@ def grade(args: argparse.Namespace) -> int:
         sys.executable, "-m", "pytest", *_targets(args.exercise),
         "-p", "grader.plugin", "--rootdir", str(REPO_ROOT), "-p", "no:cacheprovider",
         "-rN",  # no short test summary: the score table that follows says it all
-        "--report-html", str(Path(args.report_html).resolve()) if args.report_html else "", "--check-timeout", str(args.check_timeout), *_model_args(args),
+        "--check-timeout", str(args.check_timeout), *_model_args(args),
     ]
+    if args.report_html is not None:  # else the plugin's default: reports/ in the project
+        pytest_args += ["--report-html", str(Path(args.report_html).resolve()) if args.report_html else ""]
+    for option, value in (("--junitxml", args.junitxml), ("--fixtures-dir", args.fixtures_dir)):
+        if value:
+            pytest_args += [option, str(Path(value).resolve())]
+    if args.max_output is not None:
+        pytest_args += ["--max-output", str(args.max_output)]
     if args.submission:
         pytest_args += ["--submission", str(Path(args.submission).resolve())]
     if args.solutions:

@@ -69,15 +69,16 @@ class ModelChoice:
         return self.reason.startswith("fallback")
 
     def banner(self) -> str | None:
-        """A loud line for runs that silently did not grade on the course's real model."""
+        """A loud notice for runs that silently did not grade on the course's real model: plain
+        paragraphs, one per line; each report draws its own box around them."""
         if not self.is_fallback:
             return None
-        bar = "!" * 78
+        why = self.reason.removeprefix("fallback: ").strip().rstrip(".")
         return (
-            f"{bar}\n  GRADED ON THE PRACTICE MODEL '{self.spec.id}', not GPT-2 small.\n"
-            f"  Why: {self.reason.removeprefix('fallback: ')}\n"
-            f"  Scores are valid for the practice model only. Use --model gpt2-small where the\n"
-            f"  Hugging Face hub or a cached copy of GPT-2 is available.\n{bar}"
+            f"GRADED ON THE PRACTICE MODEL '{self.spec.id}', not GPT-2 small.\n"
+            f"Why: {why}.\n"
+            "Scores are valid for the practice model only. Use --model gpt2-small where the Hugging Face "
+            "hub or a cached copy of GPT-2 is available."
         )
 
 

@@ -28,9 +28,10 @@ import pytest
 from grader import DEFAULT_REPORT
 from grader.fixtures import FixtureError, render_drift
 from grader.models import ModelChoiceError, ModelLoadError
-from grader.report_terminal import render_failed_checks
+from grader.report_terminal import render_banner, render_failed_checks
 from grader.results import RunResult, TestResult, cap
 from grader.sandbox.client import StudentError, WorkerLost
+from grader.sandbox.executor import TENSOR_ARRAY_WARNING
 from grader.scoring import Grade, points_for
 from grader.session import (
     DEFAULT_MAX_OUTPUT,
@@ -62,8 +63,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="grade the reference solutions in solutions/ instead of exercises/")
     group.addoption("--submission", dest="mechgrade_submission", default=None, metavar="DIR",
                     help="grade the modules in DIR (laid out like exercises/, or flat)")
-    group.addoption("--report-html", dest="mechgrade_report_html", default=str(DEFAULT_REPORT), metavar="PATH",
-                    help=f"where to write the HTML feedback report (default {DEFAULT_REPORT}); '' for none")
+    group.addoption("--report-html", dest="mechgrade_report_html", default=None, metavar="PATH",
+                    help=f"where to write the HTML feedback report (default: {DEFAULT_REPORT} in the project "
+                         "root, wherever pytest starts); '' for none")
     group.addoption("--gradescope-json", dest="mechgrade_gradescope_json", default=None, metavar="PATH",
                     help="also write a Gradescope results.json here (rewritten after every test)")
     # Not --timeout: pytest-timeout owns that name, and both plugins may be installed.
@@ -86,6 +88,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "points(n): points a graded check is worth")
+    # Not the student's doing: matplotlib asks a torch tensor for a numpy copy in a way numpy 2
+    # deprecates. A student who draws a tensor as the hint says should see nothing of it.
+    config.addinivalue_line("filterwarnings", f"ignore:{TENSOR_ARRAY_WARNING}:DeprecationWarning")
     config.stash[SESSION_KEY] = None
     config.pluginmanager.register(GradingHooks(config), "mechgrade-grading")
 
@@ -170,7 +175,8 @@ class GradingHooks:
             reporter.write_line(f"mechgrade: grading {grading.options.source.describe()} on {choice.spec.id} "
                                 f"({choice.reason}), device {device}, student code {mode}")
             if choice.banner():
-                reporter.write_line(choice.banner() or "", yellow=True, bold=True)
+                for line in render_banner(choice.banner() or "", _terminal_width(reporter)):
+                    reporter.write_line(line, yellow=True, bold=True)
         if grading.options.isolate and grading.options.gradescope_json is not None:
             # Written for real only once every worker is dead (see pytest_sessionfinish); until then
             # the file says that grading did not reach its end, which is true if it never does.
@@ -330,7 +336,16 @@ class GradingHooks:
             terminalreporter.write_line(self.drift_text)
         path = grading.options.report_html
         shown = os.path.relpath(path) if path is not None else None
-        terminalreporter.write_line(render_terminal(self.final_run or grading.run_result(), shown))
+        terminalreporter.write_line(render_terminal(self.final_run or grading.run_result(), shown,
+                                                    _terminal_width(terminalreporter)))
+
+
+def _terminal_width(reporter: Any) -> int:
+    """Columns of the terminal pytest writes to (80 when it cannot tell, as in a CI log)."""
+    try:
+        return int(reporter._tw.fullwidth)  # pytest's TerminalWriter: the width it wraps at itself
+    except (AttributeError, TypeError, ValueError):
+        return 80
 
 
 def _classify(exception: BaseException | None, grade: Grade | None, grading: GradingSession) -> tuple[Any, str]:

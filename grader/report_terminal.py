@@ -46,13 +46,14 @@ def _row(ex: str, title: str, points: str, status: str) -> str:
     ).rstrip()
 
 
-def _banner(text: str) -> list[str]:
-    inner = WIDTH - 6
+def render_banner(text: str, width: int = WIDTH) -> list[str]:
+    """A boxed notice `width` columns wide: every paragraph wrapped inside the box, nothing cut."""
+    inner = width - 4
     lines = []
     for paragraph in text.splitlines() or [""]:
-        lines.extend(textwrap.wrap(paragraph, inner) or [""])
-    edge = "!" * WIDTH
-    return [edge, *(f"!! {line.ljust(inner)} !!" for line in lines), edge]
+        lines.extend(textwrap.wrap(paragraph, inner, break_on_hyphens=False) or [""])
+    edge = "+" + "-" * (width - 2) + "+"
+    return [edge, *(f"| {line.ljust(inner)} |" for line in lines), edge]
 
 
 def _exercise_notes(ex: ExerciseResult, model_id: str) -> list[str]:
@@ -69,20 +70,17 @@ def _exercise_notes(ex: ExerciseResult, model_id: str) -> list[str]:
     return [indent + _clip(note, WIDTH - len(indent)) for note in notes]
 
 
-def render_terminal(run: RunResult, report_path: str | None) -> str:
-    """The end-of-run summary: banner, one row per exercise, the total, where the report is."""
+def render_terminal(run: RunResult, report_path: str | None, width: int = WIDTH) -> str:
+    """The end-of-run summary: banner, one row per exercise, the total, where the report is.
+    The banner and the run's facts fit `width` (the terminal's, up to WIDTH); the table is fixed."""
+    width = max(40, min(width, WIDTH))
     lines: list[str] = []
     title = " mechgrade "
-    lines.append(title.center(WIDTH, "="))
+    lines.append(title.center(width, "="))
     if run.banner:
-        lines.extend(_banner(run.banner))
-    lines.append(
-        _clip(
-            f"model: {run.model_id} ({run.model_reason}) · device: {run.device}"
-            f" · graded: {run.graded}",
-            WIDTH,
-        )
-    )
+        lines.extend(render_banner(run.banner, width))
+    facts = f"model: {run.model_id} ({run.model_reason}) · device: {run.device} · graded: {run.graded}"
+    lines.extend(textwrap.wrap(facts, width, subsequent_indent="  ", break_on_hyphens=False))
     lines.append("")
     lines.append(_row("ex", "title", "points", "status"))
     lines.append("-" * WIDTH)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from grader import DEFAULT_REPORT
 from grader.fixtures import FixtureError, FixtureStore, Mode, refresh_command
 from grader.model_guard import ModelGuard
 from grader.models import (
@@ -66,7 +67,7 @@ class Options:
             source=GradedSource.choose(
                 config.getoption("mechgrade_solutions"), config.getoption("mechgrade_submission"), root
             ),
-            report_html=Path(report_html) if report_html else None,
+            report_html=root / DEFAULT_REPORT if report_html is None else Path(report_html) if report_html else None,
             gradescope_json=Path(gradescope) if gradescope else None,
             timeout=float(config.getoption("mechgrade_timeout")),
             max_output=int(config.getoption("mechgrade_max_output")),

@@ -48,7 +48,7 @@ def plot_attention(pattern: Tensor, str_tokens: list[str], title: str | None = N
 
     Hint:
         ``fig, ax = plt.subplots()``, ``image = ax.imshow(...)``, ``ax.set_xticks(positions, labels)``,
-        ``fig.colorbar(image, ax=ax)``. Tensors may need ``.detach().cpu()`` first.
+        ``fig.colorbar(image, ax=ax)``. Draw ``pattern.detach().cpu().numpy()``.
     """
     raise NotImplementedError("exercise 03: write plot_attention")
 

@@ -13,8 +13,10 @@ included; all it can spoil that way is its own answers.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -22,6 +24,7 @@ from typing import Any
 
 from grader.sandbox import codec
 
+TENSOR_ARRAY_WARNING = "__array__ implementation doesn't accept a copy keyword"
 MAX_MESSAGE = 4000  # characters of an exception message sent back
 MAX_TRACEBACK = 8000
 
@@ -38,6 +41,10 @@ def preload() -> None:
     import transformer_lens  # noqa: F401
     from transformer_lens import ActivationCache  # noqa: F401
     from transformer_lens.model_bridge import TransformerBridge  # noqa: F401
+
+    # Not the student's doing (matplotlib copying a torch tensor the way numpy 2 deprecates): a
+    # worker's warnings reach the student's output, and this one would follow the hint's advice.
+    warnings.filterwarnings("ignore", message=re.escape(TENSOR_ARRAY_WARNING), category=DeprecationWarning)
 
     import grader.model_guard
     import grader.submission  # noqa: F401

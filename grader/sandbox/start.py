@@ -9,6 +9,7 @@ expected values and the result files readable by root only.
 from __future__ import annotations
 
 import os
+import stat
 import shutil
 import socket
 import sys
@@ -145,5 +146,12 @@ def _protect(grading: GradingSession) -> None:
             folders.append(result.parent)
     shared = {Path("/"), Path.home(), Path.cwd().resolve(), options.root.resolve()}  # never lock these away
     for folder in folders:
-        if folder.is_dir() and folder.resolve() not in shared:
+        if folder.is_dir() and folder.resolve() not in shared and not _is_public_scratch(folder):
             os.chmod(folder, 0o700)
+
+
+def _is_public_scratch(folder: Path) -> bool:
+    """A folder like /tmp (world-writable, sticky): locking it would break every other user of the
+    machine. Files root made there stay root's, and the sticky bit keeps the worker from replacing them."""
+    mode = folder.stat().st_mode
+    return bool(mode & stat.S_ISVTX and mode & stat.S_IWOTH)
