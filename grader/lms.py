@@ -124,6 +124,12 @@ def gradescope_results(run: RunResult) -> dict[str, Any]:
 
 
 def write_json_atomic(document: dict[str, Any], path: Path) -> Path:
+    return write_text_atomic(json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n", path)
+
+
+def write_text_atomic(text: str, path: Path) -> Path:
+    """Write `text` to a new file and rename it over `path`: a reader never sees half a file, and
+    a link someone left at `path` is replaced, never followed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # The temp file lives beside the target so os.replace is a rename on one filesystem.
@@ -132,9 +138,8 @@ def write_json_atomic(document: dict[str, Any], path: Path) -> Path:
         # mkstemp makes the file private, but the LMS may read it as another user (POSIX only).
         if hasattr(os, "fchmod"):
             os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2, ensure_ascii=False, allow_nan=False)
-            handle.write("\n")
+        with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as handle:
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -113,10 +113,9 @@ def render_html(run: RunResult) -> str:
 
 def write_html(run: RunResult, path: Path) -> Path:
     """Render `run` to `path` (parent folders created); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(run), encoding="utf-8", errors="replace")
-    return path
+    from grader.lms import write_text_atomic
+
+    return write_text_atomic(render_html(run), path)
 
 
 # --- pictures -------------------------------------------------------------------------------
@@ -211,3 +210,77 @@ def heatmap_artifact(
     ax.set_xlabel(_plain(xlabel))
     ax.set_ylabel(_plain(ylabel))
     return figure_to_artifact(fig, title, caption=caption, group=group)
+
+
+Axis = tuple[str, Sequence[Any] | None]  # (what the axis is, e.g. "query", and its tick labels or None)
+
+
+def difference_artifact(expected: Any, got: Any, title: str, axes: Sequence[Axis] = ()) -> FigureArtifact | None:
+    """Expected, got and got - expected side by side, on one colour scale with one colour bar, for
+    a failed comparison of tensors. 1-D values are drawn as one-row strips; higher ranks show the
+    2-D slice (over the last two axes) where the two differ most. Different shapes: expected and
+    got only. None when there is nothing numeric to draw."""
+    want, have = _finite_array(expected), _finite_array(got)
+    if want is None or have is None or want.ndim == 0 or have.ndim == 0:
+        return None
+    where = ""
+    if want.shape == have.shape and want.ndim > 2:
+        gap = np.abs(have - want).reshape(-1, *want.shape[-2:]).max(axis=(1, 2))
+        index = np.unravel_index(int(gap.argmax()), want.shape[:-2])
+        want, have = want[index], have[index]
+        where = f" (the slice [{', '.join(map(str, index))}, :, :], where they differ most)"
+        axes = tuple(axes)[-2:]
+    elif want.ndim > 2 or have.ndim > 2:
+        return None
+    panels = [("expected", _as_2d(want)), ("got", _as_2d(have))]
+    if want.shape == have.shape:
+        panels.append(("got − expected", _as_2d(have - want)))
+    # One named axis per dimension of the drawn values (rows, then columns); a strip has no rows.
+    named = list(axes)[-want.ndim:] if axes else []
+    (ylabel, yticks), (xlabel, xticks) = ([("", None)] * (2 - len(named)) + named)[-2:]
+    values = np.concatenate([panel.ravel() for _, panel in panels])
+    low, high = float(values.min()), float(values.max())
+    if low == high:
+        low, high = low - 0.5, high + 0.5
+    rows, cols = max(p.shape[0] for _, p in panels), max(p.shape[1] for _, p in panels)
+    width = min(5.5, max(2.2, 0.3 * cols + 1.2))
+    height = min(5.0, max(1.2, 0.28 * rows + 1.4))
+    fig = Figure(figsize=(width * len(panels) + 1.0, height), layout="constrained")
+    image = None
+    for n, (name, panel) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), n + 1)
+        image = ax.imshow(panel, cmap=HEATMAP_CMAP, vmin=low, vmax=high, aspect="auto", interpolation="nearest")
+        ax.set_title(name)
+        _ticks(ax.set_xticks, xticks, panel.shape[1], rotation=90)
+        _ticks(ax.set_yticks, yticks if want.ndim == 2 else None, panel.shape[0], hide=want.ndim == 1)
+        ax.set_xlabel(_plain(xlabel))
+        if n == 0:
+            ax.set_ylabel(_plain(ylabel))
+    fig.colorbar(image, ax=fig.axes, shrink=0.9)
+    fig.suptitle(_plain(title + where), fontsize=10)
+    return figure_to_artifact(fig, title + where, caption="one colour scale for all three pictures")
+
+
+def _finite_array(value: Any) -> np.ndarray | None:
+    from grader.compare import to_numpy
+
+    if isinstance(getattr(value, "ungradable_reason", None), str):
+        return None
+    array = to_numpy(value)
+    if array is None or array.dtype.kind not in "biuf" or array.size == 0:
+        return None
+    array = np.asarray(array, dtype=float)
+    return array if np.isfinite(array).all() else np.nan_to_num(array, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _as_2d(array: np.ndarray) -> np.ndarray:
+    return array.reshape(1, -1) if array.ndim == 1 else array
+
+
+def _ticks(setter: Any, labels: Sequence[Any] | None, count: int, rotation: int = 0, hide: bool = False) -> None:
+    if hide:
+        setter([])
+        return
+    step = _tick_step(count, 30)
+    names = [_plain(x) for x in labels] if labels is not None and len(labels) == count else [str(i) for i in range(count)]
+    setter(range(0, count, step), names[::step], rotation=rotation, fontsize=7)

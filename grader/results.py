@@ -20,6 +20,16 @@ ExpectedSource = Literal["fixtures", "local reference", "none"]
 
 
 @dataclass(frozen=True)
+class FigureArtifact:
+    """A picture for the HTML report, already rendered to PNG."""
+
+    title: str
+    png_base64: str
+    caption: str = ""
+    group: str = ""  # figures with the same group are shown side by side (student | reference)
+
+
+@dataclass(frozen=True)
 class CheckResult:
     """One soft check inside a test: a comparison or a condition, worth `weight` shares."""
 
@@ -33,16 +43,7 @@ class CheckResult:
     # It held, but an answer that does nothing would pass it too, and the answer was not right:
     # it counts as failed, with nothing for the student to fix in it (see Grade.guard).
     not_earned: bool = False
-
-
-@dataclass(frozen=True)
-class FigureArtifact:
-    """A picture for the HTML report, already rendered to PNG."""
-
-    title: str
-    png_base64: str
-    caption: str = ""
-    group: str = ""  # figures with the same group are shown side by side (student | reference)
+    picture: FigureArtifact | None = None  # a failed comparison of tensors: expected, got, difference
 
 
 @dataclass

@@ -7,9 +7,9 @@ stopping at the first. Points follow the share of check weight that passed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_check import check as soft
 
@@ -45,6 +45,9 @@ def attempt(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     except StudentError as error:
         return Raised(error)
 
+
+if TYPE_CHECKING:
+    from grader.report_html import Axis
 
 Mistakes = Mapping[str, Any]  # hint -> the value that mistake produces (or a callable making it)
 NOT_EARNED = "holds, but an answer that does nothing would pass it too: it counts once the answer is right"
@@ -130,11 +133,14 @@ class Grade:
         mistakes: Mistakes | Callable[[Any], Mistakes] | None = None,
         hint: str | None = None,
         weight: float = 1.0,
+        axes: Sequence[Axis] = (),
     ) -> bool:
         """`got` against an expected value; on failure, name a known mistake `got` reproduces.
 
         `mistakes` maps hints to the values those mistakes give; it may be a function of the
         expected value (``lambda want: {"transposed": want.T}``). `hint` is the fallback advice.
+        `axes` names the value's dimensions for the picture a failed tensor comparison gets,
+        ``(("query", str_tokens), ("key", str_tokens))``: a name and tick labels (or None) each.
         """
         __tracebackhide__ = True
         value = want.value if isinstance(want, Expected) else want
@@ -154,6 +160,7 @@ class Grade:
                 likely or hint,
                 short(value, 80),
                 short(got, 80),
+                picture=_difference_picture(value, got, name, axes),
             )
         )
         return False
@@ -181,6 +188,17 @@ class Grade:
         if total == 0:
             return 1.0
         return sum(c.weight for c in self.checks if c.passed) / total
+
+
+def _difference_picture(expected: Any, got: Any, name: str, axes: Sequence[Axis]) -> FigureArtifact | None:
+    """The picture of a failed tensor comparison; a picture that cannot be drawn is left out,
+    it never costs the grade."""
+    from grader.report_html import difference_artifact  # late: matplotlib only when a picture is drawn
+
+    try:
+        return difference_artifact(expected, got, name, axes)
+    except Exception:
+        return None
 
 
 def points_for(max_points: float, grade: Grade | None, raised: bool) -> float:

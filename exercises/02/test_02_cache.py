@@ -154,4 +154,6 @@ def test_residual_norms_follow_the_stream(position, student, reference, model, r
             ),
         },
         hint="torch.stack of cache['resid_pre', layer][0, position].norm() for each layer, then the last resid_post",
+        axes=(("resid_pre of layer ..., then the final resid_post",
+               [f"L{layer}" for layer in range(n_layers)] + ["final"]),),
     )

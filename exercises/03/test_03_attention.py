@@ -51,7 +51,12 @@ def test_attention_pattern_is_one_heads_query_by_key_map(which, student, referen
                 lambda: cache["attn_scores", layer][0, head],
         },
         hint="cache['pattern', layer] is [batch, head, query, key]",
+        axes=_query_by_key(model.to_str_tokens(HELD_OUT_PROMPT)),
     )
+
+
+def _query_by_key(str_tokens: list[str]) -> tuple[tuple[str, list[str]], tuple[str, list[str]]]:
+    return ("query", list(str_tokens)), ("key", list(str_tokens))
 
 
 def _head_most_on(cache, model, key: int) -> tuple[int, int]:
@@ -90,7 +95,8 @@ def test_plot_attention_draws_a_labelled_heatmap(student, model, run_cached, gra
     data = torch.as_tensor(np.asarray(ax.images[0], dtype=float))
     drawn = grade.compare("image data", data.float(), pattern.float(),
                           mistakes={"the image is transposed: rows must be queries": pattern.T.float()},
-                          hint="imshow(pattern) puts queries on rows and keys on columns, as wanted")
+                          hint="imshow(pattern) puts queries on rows and keys on columns, as wanted",
+                          axes=_query_by_key(str_tokens))
     grade.guard("returns the Figure", True, given=drawn)
     grade.compare("x tick labels (keys)", ax.xticklabels, list(str_tokens), hint="ax.set_xticks(range(len(str_tokens)), str_tokens)")
     grade.compare("y tick labels (queries)", ax.yticklabels, list(str_tokens), hint="ax.set_yticks(range(len(str_tokens)), str_tokens)")

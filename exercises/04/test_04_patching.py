@@ -82,7 +82,8 @@ def test_patch_hook_pastes_one_position_and_leaves_the_clean_cache_alone(student
                             mistakes={"every position was patched: replace only [:, position]": clean_before,
                                       "nothing was patched: the hook must paste the clean activation at `position`":
                                           corrupted},
-                            hint="activation[:, position] = clean_cache[hook.name][:, position]")
+                            hint="activation[:, position] = clean_cache[hook.name][:, position]",
+                            axes=(("position", model.to_str_tokens(CORRUPTED_PROMPT)), ("d_model", None)))
     grade.guard("the clean cache is unchanged", torch.equal(clean_there.fetch()[name], clean_before),
                 "the hook changed the clean cache in place",
                 hint="write into the corrupted activation, never into clean_cache[hook.name] (it is read again "
@@ -130,6 +131,7 @@ def test_patch_residual_stream_measures_every_layer_and_position(pair, student, 
         },
         hint="for each layer and position: run_with_hooks on the corrupted tokens with patch_hook at "
              "blocks.{layer}.hook_resid_pre, then normalise the logit difference",
+        axes=(("layer", [f"L{l}" for l in range(model.cfg.n_layers)]), ("position", seq_tokens)),
     )
     # Doing nothing leaves no hook and an untouched cache: these count with a right answer.
     grade.guard("no hook left on the model", not left, f"hooks still attached after the call: {left[:5]}",
