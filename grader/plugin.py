@@ -352,7 +352,7 @@ def _classify(exception: BaseException | None, grade: Grade | None, grading: Gra
     """(status, one readable paragraph) for a finished test."""
     if exception is None:
         if grade is not None and grade.any_failed:
-            failed = [c for c in grade.checks if not c.passed]
+            failed = [c for c in grade.checks if not c.passed and c.weight > 0]
             return "failed", f"{len(failed)} of {len(grade.checks)} checks failed: " + ", ".join(c.name for c in failed)
         return "passed", ""
     if isinstance(exception, NotImplementedError):

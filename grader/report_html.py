@@ -23,7 +23,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from grader.report_terminal import STATUS_WORDS, format_points
-from grader.results import FigureArtifact, RunResult
+from grader.results import CheckResult, FigureArtifact, RunResult
 
 TEMPLATES = Path(__file__).parent / "templates"
 DPI = 80  # small files; the heatmaps are read, not printed
@@ -47,7 +47,18 @@ STATUS_STYLES: dict[str, StatusStyle] = {
     "timed_out": StatusStyle("⏱", STATUS_WORDS["timed_out"], "#F0E442", "#000000"),
     "not_attempted": StatusStyle("–", STATUS_WORDS["not_attempted"], "#DDDDDD", "#000000"),
     "skipped": StatusStyle("–", STATUS_WORDS["skipped"], "#DDDDDD", "#000000"),
+    # Rows of a check table that are neither passed nor failed checks (see Grade.guard, Grade.note).
+    "not_earned": StatusStyle("–", "not earned", "#DDDDDD", "#000000"),
+    "note": StatusStyle("ℹ", "note", "#FFFFFF", "#000000"),
 }
+
+
+def check_status(check: CheckResult) -> str:
+    if check.passed:
+        return "passed"
+    if check.not_earned:
+        return "not_earned"
+    return "note" if check.weight == 0 else "failed"
 _UNKNOWN = StatusStyle("?", "unknown", "#DDDDDD", "#000000")
 
 
@@ -99,6 +110,7 @@ def _environment() -> jinja2.Environment:
     env.filters["pretty"] = _pretty
     env.globals.update(
         status_style=status_style,
+        check_status=check_status,
         styles=STATUS_STYLES,
         figure_groups=figure_groups,
         percent=_percent,

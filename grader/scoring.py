@@ -120,9 +120,9 @@ class Grade:
 
     def note(self, name: str, message: str, hint: str) -> None:
         """Something the student should fix that this check does not grade (a broken function this
-        one depends on, graded in its own check): shown as a failure, worth no points."""
-        __tracebackhide__ = True
-        self._record(CheckResult(name, False, 0.0, message, hint))
+        one depends on, graded in its own check): listed with the failures, worth no points, and
+        it does not fail the test."""
+        self.checks.append(CheckResult(name, False, 0.0, message, hint))
 
     def compare(
         self,
@@ -181,7 +181,8 @@ class Grade:
 
     @property
     def any_failed(self) -> bool:
-        return any(not c.passed for c in self.checks)
+        """Whether a check that carries points failed (a note carries none)."""
+        return any(not c.passed and c.weight > 0 for c in self.checks)
 
     def share_passed(self) -> float:
         total = sum(c.weight for c in self.checks)

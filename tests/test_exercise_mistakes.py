@@ -100,6 +100,12 @@ P = "test_patch_residual_stream_measures_every_layer_and_position"
 H = "test_heads_attending_to_finds_every_head_above_the_threshold"
 C = "test_content_heads_tells_content_from_position"  # cases France>0.3, Spain>0.5, France>0.03
 
+# Checks of functions that call the student's token_index, where the exact token is found on
+# every prompt the check uses: a broken token_index costs them nothing (see exercise 03's checks).
+TOKEN_INDEX_DEPENDENTS = (f"{H}[France>0.3]", f"{H}[Spain>0.2]", f"{H}[France>0.01]",
+                          "test_heads_attending_to_keeps_only_weights_strictly_above",
+                          f"{C}[France>0.3]", f"{C}[France>0.03]")
+
 MISTAKES = [
     # ---------------------------------------------------------------- batch A
     Mistake("01-no-compatibility-mode", "A", "01", "load_model", _fn('''
@@ -155,14 +161,10 @@ MISTAKES = [
         def token_index(str_tokens, word):
             return str_tokens.index(word)
         '''), "test_token_index_ignores_the_leading_space", "GPT-2's tokens start with a space",
-        also={f"{H}[France>0.3]": "GPT-2's token is ' France' with a leading space",
-              f"{H}[Spain>0.2]": "GPT-2's token is ' Spain' with a leading space",
-              f"{H}[France>0.01]": "GPT-2's token is ' France' with a leading space",
-              "test_heads_attending_to_keeps_only_weights_strictly_above": None,
-              # content_heads calls heads_attending_to, which calls token_index
-              f"{C}[France>0.3]": "GPT-2's token is ' France' with a leading space",
-              f"{C}[Spain>0.5]": "GPT-2's token is ' Spain' with a leading space",
-              f"{C}[France>0.03]": "GPT-2's token is ' France' with a leading space"}),
+        # The checks of the functions that call token_index pass them the exact token (" France")
+        # and keep their points, except where no word works on both prompts (" Spain" / "Spain's").
+        also={f"{C}[Spain>0.5]": "fix token_index first"},
+        keeps=TOKEN_INDEX_DEPENDENTS),
     Mistake("04-hook-writes-into-clean-cache", "A", "04", "patch_hook", _fn('''
         def patch_hook(clean_cache, position):
             def hook(activation, hook):
@@ -554,3 +556,17 @@ def test_untrusted_code_does_not_break_later_checks(graded) -> None:
     assert len(later) >= 7, later
     assert all(_full_points(run.tests[n]) for n in later), {n: run.tests[n]["output"] for n in later}
     assert len(json.dumps(run.document)) < 200_000
+
+
+def test_a_broken_token_index_costs_points_once_and_is_named_where_it_matters(graded) -> None:
+    """The cascade case: `str_tokens.index(word)` fails token_index's own check, with the error read
+    as an error; every check of a function that calls it keeps its points and names the root cause."""
+    run = graded("A")
+    own = run.entry("test_token_index_ignores_the_leading_space")
+    assert "your token_index raised ValueError: 'John' is not in list" in own["output"], own["output"]
+    for name in TOKEN_INDEX_DEPENDENTS:
+        output = run.entry(name)["output"]
+        assert "your token_index raised ValueError" in output and "passed the exact token" in output, output
+        assert "token_index finds a word whatever its surrounding whitespace" in output, output  # its own check, named
+    unavoidable = run.entry(f"{C}[Spain>0.5]")["output"]
+    assert "your content_heads raised ValueError" in unavoidable and "fix token_index first" in unavoidable, unavoidable

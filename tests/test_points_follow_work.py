@@ -1,0 +1,165 @@
+"""Points follow work: an answer that does nothing earns (next to) nothing.
+
+Two submissions that do no work are graded as an LMS would, on the practice model:
+- every function returns None: 0 points in every exercise;
+- every function returns a do-nothing answer of the right kind and shape (zeros, [], "?", an
+  empty figure, an identity hook, a dict of zeros): at most 5% of any exercise.
+Checks such as "no hook left behind", "the clean cache is unchanged" or "returns a Figure" hold
+for these answers too; they earn points only together with a right answer (Grade.guard).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from test_exercise_mistakes import TOPICS, Graded, grade
+
+MOST_FOR_NO_WORK = 0.05  # share of an exercise's points a do-nothing answer may earn
+
+RETURNS_NONE = {
+    "01": '''
+def load_model(name="gpt2", device=None):
+    return None
+def model_summary(model):
+    return None
+''',
+    "02": '''
+def run_with_cache(model, prompt):
+    return None
+def count_cached(cache):
+    return None
+def top_prediction(model, logits):
+    return None
+def top_k(model, logits, k=5):
+    return None
+def residual_norms(cache, position=-1):
+    return None
+''',
+    "03": '''
+def attention_pattern(cache, layer, head):
+    return None
+def plot_attention(pattern, str_tokens, title=None):
+    return None
+def token_index(str_tokens, word):
+    return None
+def heads_attending_to(cache, str_tokens, word="France", threshold=0.3, query=-1):
+    return None
+def content_heads(cache_adjacent, str_tokens_adjacent, cache_apart, str_tokens_apart, word="France", threshold=0.3):
+    return None
+''',
+    "04": '''
+def logit_diff(logits, correct, incorrect):
+    return None
+def patch_hook(clean_cache, position):
+    return None
+def patch_residual_stream(model, clean_tokens, corrupted_tokens, clean_cache, correct, incorrect):
+    return None
+''',
+}
+
+RETURNS_EMPTY_OF_THE_RIGHT_SHAPE = {
+    "01": '''
+def load_model(name="gpt2", device=None):
+    return None
+def model_summary(model):
+    return dict.fromkeys(["n_layers", "n_heads", "d_model", "d_head", "d_mlp", "d_vocab", "n_ctx"], 0)
+''',
+    "02": '''
+import torch
+def run_with_cache(model, prompt):
+    return torch.zeros(1, model.to_tokens(prompt).shape[1], model.cfg.d_vocab), {}
+def count_cached(cache):
+    return 0
+def top_prediction(model, logits):
+    return "?"
+def top_k(model, logits, k=5):
+    return [("?", 0.0)] * k
+def residual_norms(cache, position=-1):
+    return torch.zeros(len([k for k in cache.keys() if k.endswith("hook_resid_pre")]) + 1)
+''',
+    "03": '''
+import matplotlib.pyplot as plt
+import torch
+def attention_pattern(cache, layer, head):
+    n = cache["pattern", 0].shape[-1]
+    return torch.zeros(n, n)
+def plot_attention(pattern, str_tokens, title=None):
+    fig, ax = plt.subplots()
+    return fig
+def token_index(str_tokens, word):
+    return 0
+def heads_attending_to(cache, str_tokens, word="France", threshold=0.3, query=-1):
+    return []
+def content_heads(cache_adjacent, str_tokens_adjacent, cache_apart, str_tokens_apart, word="France", threshold=0.3):
+    return {"content": [], "position": []}
+''',
+    "04": '''
+import torch
+def logit_diff(logits, correct, incorrect):
+    return torch.tensor(0.0)
+def patch_hook(clean_cache, position):
+    def hook(activation, hook):
+        return activation
+    return hook
+def patch_residual_stream(model, clean_tokens, corrupted_tokens, clean_cache, correct, incorrect):
+    return torch.zeros(model.cfg.n_layers, corrupted_tokens.shape[1])
+''',
+}
+
+SUBMISSIONS = {"returns-none": RETURNS_NONE, "returns-empty": RETURNS_EMPTY_OF_THE_RIGHT_SHAPE}
+
+
+def _write(folder: Path, modules: dict[str, str]) -> Path:
+    for exercise, source in modules.items():
+        target = folder / exercise / f"{TOPICS[exercise]}.py"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(source.lstrip())
+    return folder
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Graded]:
+    def run(kind: str) -> Graded:
+        root = tmp_path_factory.mktemp(kind)
+        return grade(_write(root / "submission", SUBMISSIONS[kind]), root / "out")
+
+    with ThreadPoolExecutor(max_workers=len(SUBMISSIONS)) as pool:
+        return dict(zip(SUBMISSIONS, pool.map(run, SUBMISSIONS)))
+
+
+def _points_by_exercise(run: Graded) -> dict[str, tuple[float, float]]:
+    totals: dict[str, tuple[float, float]] = {}
+    for entry in run.document["tests"]:
+        exercise = entry["name"].split(" · ")[0]
+        got, most = totals.get(exercise, (0.0, 0.0))
+        totals[exercise] = (got + entry["score"], most + entry["max_score"])
+    return totals
+
+
+def test_the_submissions_cover_every_exercise_and_function() -> None:
+    for modules in SUBMISSIONS.values():
+        assert set(modules) == set(TOPICS)
+
+
+def test_returning_none_everywhere_scores_zero(graded: dict[str, Graded]) -> None:
+    run = graded["returns-none"]
+    earned = {name: entry["score"] for name, entry in run.tests.items() if entry["score"] > 0}
+    assert run.document["score"] == 0 and not earned, earned
+    assert set(_points_by_exercise(run)) == set(TOPICS)
+
+
+@pytest.mark.parametrize("exercise", sorted(TOPICS))
+def test_empty_answers_of_the_right_shape_earn_at_most_5_percent(exercise: str, graded: dict[str, Graded]) -> None:
+    got, most = _points_by_exercise(graded["returns-empty"])[exercise]
+    assert most > 0
+    earned = {name: entry["score"] for name, entry in graded["returns-empty"].tests.items() if entry["score"] > 0}
+    assert got <= MOST_FOR_NO_WORK * most, f"exercise {exercise}: {got} of {most} points for no work: {earned}"
+
+
+def test_a_guard_that_holds_without_a_right_answer_says_so(graded: dict[str, Graded]) -> None:
+    entry = graded["returns-empty"].entry(
+        "test_patch_residual_stream_measures_every_layer_and_position[France-Italy]")
+    assert entry["score"] == 0
+    assert "no hook left on the model" in entry["output"] and "counts once the answer is right" in entry["output"]
