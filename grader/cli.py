@@ -7,7 +7,7 @@
   mechgrade report open                                                  open the last HTML report
   mechgrade bundle [--model M] [--out autograder.zip]                    a Gradescope autograder zip
 
-`mechgrade grade OPTIONS` grades as `pytest exercises OPTIONS` does, with the same options, in a
+mechgrade grade OPTIONS grades as pytest exercises OPTIONS does, with the same options, in a
 child process, so that a submission that kills or hangs it still leaves a results.json.
 """
 
@@ -147,10 +147,9 @@ def fixtures(args: argparse.Namespace) -> int:
     return int(pytest.main(pytest_args))
 
 
-def grade(args: argparse.Namespace) -> int:
-    """Grade in a child process, so that a submission that kills or hangs it still gets a report."""
-    from grader.lms import record_abnormal_end
-
+def pytest_command(args: argparse.Namespace) -> list[str]:
+    """The pytest run `mechgrade grade` starts: the same grading options, paths made absolute
+    (pytest runs from the project root)."""
     pytest_args = [
         sys.executable, "-m", "pytest", *_targets(args.exercise),
         "-p", "grader.plugin", "--rootdir", str(REPO_ROOT), "-p", "no:cacheprovider",
@@ -170,9 +169,18 @@ def grade(args: argparse.Namespace) -> int:
         pytest_args.append("--solutions")
     if args.isolate:
         pytest_args += ["--isolate", "--worker-memory", str(args.worker_memory)]
+    if args.gradescope_json:
+        pytest_args += ["--gradescope-json", str(Path(args.gradescope_json).resolve())]
+    return pytest_args
+
+
+def grade(args: argparse.Namespace) -> int:
+    """Grade in a child process, so that a submission that kills or hangs it still gets a report."""
+    from grader.lms import record_abnormal_end
+
+    pytest_args = pytest_command(args)
     results = Path(args.gradescope_json).resolve() if args.gradescope_json else None
     if results is not None:
-        pytest_args += ["--gradescope-json", str(results)]
         results.unlink(missing_ok=True)  # a stale file must not pass for this run's result
     started = time.monotonic()
     try:

@@ -26,7 +26,11 @@ STATUS_WORDS: dict[str, str] = {
 _EX_W = 4  # "03" plus room
 _POINTS_W = 15  # "100.5 / 100.5"
 _STATUS_W = 14  # "not attempted"
-_TITLE_W = WIDTH - _EX_W - _POINTS_W - _STATUS_W - 3 * 2  # columns are joined by two spaces
+NARROWEST = 60  # below this the table would have no room for titles
+
+
+def _title_width(width: int) -> int:
+    return width - _EX_W - _POINTS_W - _STATUS_W - 3 * 2  # columns are joined by two spaces
 
 
 def format_points(value: float) -> str:
@@ -40,9 +44,10 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _row(ex: str, title: str, points: str, status: str) -> str:
+def _row(ex: str, title: str, points: str, status: str, width: int = WIDTH) -> str:
+    title_width = _title_width(width)
     return "  ".join(
-        [ex.ljust(_EX_W), _clip(title, _TITLE_W).ljust(_TITLE_W), points.rjust(_POINTS_W), status]
+        [ex.ljust(_EX_W), _clip(title, title_width).ljust(title_width), points.rjust(_POINTS_W), status]
     ).rstrip()
 
 
@@ -56,7 +61,7 @@ def render_banner(text: str, width: int = WIDTH) -> list[str]:
     return [edge, *(f"| {line.ljust(inner)} |" for line in lines), edge]
 
 
-def _exercise_notes(ex: ExerciseResult, model_id: str) -> list[str]:
+def _exercise_notes(ex: ExerciseResult, model_id: str, width: int) -> list[str]:
     notes = []
     if ex.expected_source == "local reference":
         notes.append(f"expected values: local reference (no fixtures for {model_id})")
@@ -67,13 +72,13 @@ def _exercise_notes(ex: ExerciseResult, model_id: str) -> list[str]:
         first = unindented[-1] if unindented else "?"
         notes.append(f"import error in {ex.module}: {first}")
     indent = " " * (_EX_W + 2)
-    return [indent + _clip(note, WIDTH - len(indent)) for note in notes]
+    return [indent + _clip(note, width - len(indent)) for note in notes]
 
 
 def render_terminal(run: RunResult, report_path: str | None, width: int = WIDTH) -> str:
     """The end-of-run summary: banner, one row per exercise, the total, where the report is.
-    The banner and the run's facts fit `width` (the terminal's, up to WIDTH); the table is fixed."""
-    width = max(40, min(width, WIDTH))
+    Every line fits `width` (the terminal's, at most WIDTH): long text wraps, titles are clipped."""
+    width = max(NARROWEST, min(width, WIDTH))
     lines: list[str] = []
     title = " mechgrade "
     lines.append(title.center(width, "="))
@@ -82,30 +87,30 @@ def render_terminal(run: RunResult, report_path: str | None, width: int = WIDTH)
     facts = f"model: {run.model_id} ({run.model_reason}) · device: {run.device} · graded: {run.graded}"
     lines.extend(textwrap.wrap(facts, width, subsequent_indent="  ", break_on_hyphens=False))
     lines.append("")
-    lines.append(_row("ex", "title", "points", "status"))
-    lines.append("-" * WIDTH)
+    lines.append(_row("ex", "title", "points", "status", width))
+    lines.append("-" * width)
     for ex in run.exercises:
         points = f"{format_points(ex.points)} / {format_points(ex.max_points)}"
         status = STATUS_WORDS.get(ex.status, ex.status)
-        lines.append(_row(ex.exercise, ex.title, points, status))
-        lines.extend(_exercise_notes(ex, run.model_id))
+        lines.append(_row(ex.exercise, ex.title, points, status, width))
+        lines.extend(_exercise_notes(ex, run.model_id, width))
     if not run.exercises:
-        lines.append(_clip("(no exercises were graded)", WIDTH))
-    lines.append("-" * WIDTH)
+        lines.append(_clip("(no exercises were graded)", width))
+    lines.append("-" * width)
     total = f"{format_points(run.points)} / {format_points(run.max_points)}"
     share = f"{100 * run.points / run.max_points:.0f}%" if run.max_points > 0 else "-"
-    lines.append(_row("", "total", total, share))
+    lines.append(_row("", "total", total, share, width))
     if run.interrupted:
-        lines.append(_clip(f"interrupted: {run.interrupted}", WIDTH))
+        lines.append(_clip(f"interrupted: {run.interrupted}", width))
     for error in run.errors:
         # Wrapped, not clipped: an error usually ends with the command that fixes it.
         for n, part in enumerate(error.splitlines()[:12]):
             text = f"error: {part}" if n == 0 else f"  {part}"
-            lines.extend(textwrap.wrap(text, WIDTH, subsequent_indent="  ", break_on_hyphens=False))
+            lines.extend(textwrap.wrap(text, width, subsequent_indent="  ", break_on_hyphens=False))
     if report_path:
         # Never clipped: the path must stay copyable, so a long one goes on its own line.
         line = f"HTML report: {report_path}"
-        lines.extend([line] if len(line) <= WIDTH else ["HTML report:", f"  {report_path}"])
+        lines.extend([line] if len(line) <= width else ["HTML report:", f"  {report_path}"])
     return "\n".join(lines) + "\n"
 
 

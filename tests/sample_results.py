@@ -11,6 +11,7 @@ import base64
 import struct
 import zlib
 
+from grader.models import MODELS, ModelChoice
 from grader.results import (
     CheckResult,
     ExerciseResult,
@@ -155,7 +156,7 @@ def sample_run() -> RunResult:
         model_reason="fallback: gpt2-small not in the local cache",
         device="cpu",
         graded="exercises",
-        banner="Graded on the practice model toy-gpt2, not GPT-2 small: this score is not final.",
+        banner=ModelChoice(MODELS["toy-gpt2"], "fallback: gpt2-small not in the local cache").banner(),
         exercises=[first, second],
         environment={"python": "3.11.2", "torch": "2.4.1", "transformer_lens": "4.3.0"},
         started_at="2025-01-02T10:00:00+00:00",

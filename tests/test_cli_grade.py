@@ -1,4 +1,5 @@
-"""`mechgrade grade`: a submission that defeats the per-check time limit still gets a results.json."""
+"""`mechgrade grade`: the same grading options as pytest, and a results.json even for a submission
+that defeats the per-check time limit."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -47,3 +50,73 @@ def test_a_run_stopped_by_the_total_timeout_keeps_the_checks_already_graded(tmp_
     assert graded_first and all(t["score"] == t["max_score"] > 0 for t in graded_first)
     stuck = next(t for name, t in by_name.items() if "count_cached" in name)
     assert stuck["score"] == 0
+
+
+# Options of the pytest plugin that `mechgrade grade` has no use for.
+PYTEST_ONLY = {"--fixtures-mode": "what `mechgrade fixtures refresh|check` set"}
+
+
+def _plugin_options() -> set[str]:
+    """Every option the grading plugin adds to pytest."""
+    from grader import plugin
+
+    class Group:
+        def __init__(self) -> None:
+            self.names: set[str] = set()
+
+        def addoption(self, *names: str, **_: object) -> None:
+            self.names.update(names)
+
+    group = Group()
+
+    class Parser:
+        def getgroup(self, *_: object) -> Group:
+            return group
+
+    plugin.pytest_addoption(Parser())  # type: ignore[arg-type]
+    return group.names
+
+
+def test_mechgrade_grade_accepts_every_grading_option_of_pytest() -> None:
+    from grader.cli import _parser
+
+    grade_parser = _parser()._subparsers._group_actions[0].choices["grade"]  # type: ignore[union-attr]
+    cli = {name for action in grade_parser._actions for name in action.option_strings}
+    missing = _plugin_options() - cli - set(PYTEST_ONLY) - {"--junitxml"}
+    assert not missing, f"pytest takes these grading options, mechgrade grade does not: {sorted(missing)}"
+    assert "--junitxml" in cli  # pytest's own, listed in the README's options
+
+
+def test_mechgrade_grade_passes_the_options_on_with_absolute_paths(tmp_path: Path, monkeypatch) -> None:
+    from grader.cli import _parser, pytest_command
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my-model").mkdir()
+    args = _parser().parse_args(["grade", "--model", "my-model", "--max-output", "50", "--junitxml", "j.xml",
+                                 "--fixtures-dir", "fx", "--report-html", "r.html", "--check-timeout", "5"])
+    command = pytest_command(args)
+
+    def value(option: str) -> str:
+        return command[command.index(option) + 1]
+
+    assert value("--model") == str(tmp_path / "my-model")  # a folder, named from where mechgrade started
+    assert value("--max-output") == "50"
+    assert value("--junitxml") == str(tmp_path / "j.xml")
+    assert value("--fixtures-dir") == str(tmp_path / "fx")
+    assert value("--report-html") == str(tmp_path / "r.html")
+    assert float(value("--check-timeout")) == 5
+    plain = pytest_command(_parser().parse_args(["grade", "--model", "toy-gpt2"]))
+    assert plain[plain.index("--model") + 1] == "toy-gpt2"
+    assert "--report-html" not in plain  # the plugin's default: reports/ in the project root
+
+
+def test_help_reads_as_plain_text(capsys) -> None:
+    from grader.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    with pytest.raises(SystemExit):
+        main(["grade", "--help"])
+    shown = capsys.readouterr().out
+    assert "`" not in shown  # no reST markup
+    assert "--report-html PATH" in shown and "where to write the HTML report" in shown

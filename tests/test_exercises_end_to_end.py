@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pristine import stub_source, write_stubs
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "toy-gpt2"
@@ -83,7 +84,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[
     with ThreadPoolExecutor(max_workers=2) as pool:
         yield {
             "solutions": pool.submit(_graded, tmp_path_factory.mktemp("solutions"), "--solutions"),
-            "stubs": pool.submit(_graded, tmp_path_factory.mktemp("stubs")),
+            # The stubs as committed: a student's work in exercises/ must not change this test.
+            "stubs": pool.submit(_graded, tmp_path_factory.mktemp("stubs"), "--submission",
+                                 str(write_stubs(tmp_path_factory.mktemp("pristine"), TOPICS))),
         }
 
 
@@ -149,8 +152,8 @@ def test_stored_fixtures_agree_with_the_solutions() -> None:
 # ---- (d) every stub is a stub: NotImplementedError, a docstring, a hint ----
 
 
-def _functions(path: Path) -> list[ast.FunctionDef]:
-    tree = ast.parse(path.read_text(), filename=str(path))
+def _functions(path: Path, source: str | None = None) -> list[ast.FunctionDef]:
+    tree = ast.parse(path.read_text() if source is None else source, filename=str(path))
     return [node for node in tree.body if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")]
 
 
@@ -173,13 +176,13 @@ def _contract_functions() -> list[Any]:
 @pytest.mark.parametrize("exercise", sorted(TOPICS))
 def test_every_stub_module_has_a_docstring(exercise: str) -> None:
     path = REPO / "exercises" / exercise / f"{TOPICS[exercise]}.py"
-    assert ast.get_docstring(ast.parse(path.read_text())), f"{path} has no module docstring"
+    assert ast.get_docstring(ast.parse(stub_source(exercise, TOPICS[exercise]))), f"{path} has no module docstring"
 
 
 @pytest.mark.parametrize(("exercise", "name"), _contract_functions())
 def test_every_stub_function_has_a_hint_and_raises_not_implemented(exercise: str, name: str) -> None:
     path = REPO / "exercises" / exercise / f"{TOPICS[exercise]}.py"
-    functions = {f.name: f for f in _functions(path)}
+    functions = {f.name: f for f in _functions(path, stub_source(exercise, TOPICS[exercise]))}
     assert name in functions, f"{path} does not define {name}"
     function = functions[name]
     body = function.body[1:]  # after the docstring
@@ -231,7 +234,7 @@ def _agrees_with_contract(code: ast.FunctionDef, contract: ast.FunctionDef) -> l
 @pytest.mark.parametrize("exercise", sorted(TOPICS))
 def test_stub_and_solution_signatures_are_identical_and_match_the_contract(exercise: str) -> None:
     topic = TOPICS[exercise]
-    stub = {f.name: f for f in _functions(REPO / "exercises" / exercise / f"{topic}.py")}
+    stub = {f.name: f for f in _functions(REPO / "exercises" / exercise / f"{topic}.py", stub_source(exercise, topic))}
     solution = {f.name: f for f in _functions(REPO / "solutions" / exercise / f"{topic}.py")}
     contract = {c.name: c for c in map(_contract, _signatures(exercise))}
     assert list(stub) == list(contract), f"stub functions {list(stub)} != contract {list(contract)}"

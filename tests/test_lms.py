@@ -105,7 +105,7 @@ def test_run_output_names_model_device_banner_and_expected_value_sources() -> No
     output = gradescope_results(sample_run())["output"]
     assert "toy-gpt2 (fallback: gpt2-small not in the local cache)" in output
     assert "device: cpu" in output
-    assert "practice model toy-gpt2" in output
+    assert "GRADED ON THE PRACTICE MODEL 'toy-gpt2'" in output
     assert "exercise 01: expected values from fixtures" in output
     assert "exercise 02: expected values from local reference (no fixtures for toy-gpt2)" in output
 
@@ -156,11 +156,10 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temp_file(
     path = tmp_path / "results.json"
     write_failure_results(path, "first")
 
-    def half_written(doc: object, handle, **kwargs: object) -> None:  # type: ignore[no-untyped-def]
-        handle.write('{"score": ')
+    def disk_full(fd: int) -> None:  # the new file is written, but cannot be flushed to disk
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(lms.json, "dump", half_written)
+    monkeypatch.setattr(lms.os, "fsync", disk_full)
     with pytest.raises(RuntimeError):
         write_gradescope(sample_run(), path)
     assert json.loads(path.read_text(encoding="utf-8"))["output"] == "first"

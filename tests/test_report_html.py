@@ -86,7 +86,12 @@ def test_header_shows_total_model_and_why_device_banner_and_when(page: str) -> N
     assert "3.5 / 16 points" in page
     assert "toy-gpt2" in page and "fallback: gpt2-small not in the local cache" in page
     assert "<dt>device</dt><dd>cpu</dd>" in page
-    assert '<div class="banner" role="alert">⚠ Graded on the practice model toy-gpt2' in page
+    banner = re.search(r'<div class="banner" role="alert">(.*?)</div>', page, flags=re.S)
+    assert banner, "no banner box"
+    paragraphs = re.findall(r"<p>(.*?)</p>", banner.group(1), flags=re.S)
+    assert paragraphs[0] == "⚠ GRADED ON THE PRACTICE MODEL &#39;toy-gpt2&#39;, not GPT-2 small."
+    assert paragraphs[1] == "Why: gpt2-small not in the local cache."  # a sentence, full stop included
+    assert "!!" not in banner.group(1)  # a styled box, no ASCII art
     assert "2025-01-02T10:00:00+00:00" in page
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from sample_results import sample_run
 
 from grader import results
@@ -45,17 +46,34 @@ def test_total_line_shows_points_max_and_share() -> None:
 def test_banner_is_framed_above_the_table() -> None:
     run = sample_run()
     lines = _lines(render_terminal(run, None))
-    banner_line = next(i for i, line in enumerate(lines) if "practice model toy-gpt2" in line)
+    banner_line = next(i for i, line in enumerate(lines) if "GRADED ON THE PRACTICE MODEL 'toy-gpt2'" in line)
     header_line = next(i for i, line in enumerate(lines) if line.startswith("ex "))
     assert banner_line < header_line
-    assert lines[banner_line - 1] == "!" * WIDTH
-    assert lines[banner_line].startswith("!! ") and lines[banner_line].endswith(" !!")
+    assert lines[banner_line - 1] == "+" + "-" * (WIDTH - 2) + "+"
+    assert lines[banner_line].startswith("| ") and lines[banner_line].endswith(" |")
+
+
+@pytest.mark.parametrize("columns", [80, 100, 200])
+def test_at_the_terminals_width_nothing_wraps_and_nothing_of_the_banner_is_cut(columns: int) -> None:
+    run = sample_run()
+    run.model_reason = "fallback: " + "gpt2-small is not in the local Hugging Face cache and the hub did not answer " * 2
+    text = render_terminal(run, "reports/report.html", width=columns)
+    lines = _lines(text)
+    shown = min(columns, WIDTH)
+    assert all(len(line) <= shown for line in lines), [line for line in lines if len(line) > shown]
+    box = [line for line in lines if line.startswith(("+-", "| "))]
+    assert len({len(line) for line in box}) == 1 and len(box[0]) == shown  # a straight box, edge to edge
+    inside = " ".join(line.strip("| ") for line in box if line.startswith("| "))
+    assert " ".join(inside.split()) == " ".join(run.banner.split())  # every word of it, in order
+    facts = " ".join(line.strip() for line in lines if "model:" in line or line.startswith("  "))
+    assert "the hub did not answer" in facts and "graded: exercises" in facts  # wrapped, not cut
+    assert "!!" not in text
 
 
 def test_no_banner_means_no_frame() -> None:
     run = sample_run()
     run.banner = None
-    assert "!!!" not in render_terminal(run, None)
+    assert "+--" not in render_terminal(run, None)
 
 
 def test_local_reference_exercise_says_where_its_expected_values_came_from() -> None:
