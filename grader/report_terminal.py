@@ -72,7 +72,10 @@ def _exercise_notes(ex: ExerciseResult, model_id: str, width: int) -> list[str]:
         first = unindented[-1] if unindented else "?"
         notes.append(f"import error in {ex.module}: {first}")
     indent = " " * (_EX_W + 2)
-    return [indent + _clip(note, width - len(indent)) for note in notes]
+    # Wrapped, not clipped: a note ends with what matters (the error, the file).
+    return [line for note in notes
+            for line in textwrap.wrap(note, width, initial_indent=indent, subsequent_indent=indent + "  ",
+                                      break_on_hyphens=False, break_long_words=True)]
 
 
 def render_terminal(run: RunResult, report_path: str | None, width: int = WIDTH) -> str:

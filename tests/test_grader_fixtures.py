@@ -157,7 +157,7 @@ def test_a_tampered_stored_value_makes_a_correct_solution_fail(project: GradedPr
     project.write_fixture("01", {"double_3": 7.0, "halves": [0.5, 1.0, 2.5]})
     result = project.run("--solutions")
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["FAILURE: double(3.0): expected 7, got 6 (atol=1e-05, rtol=0.0001)"])
+    result.stdout.fnmatch_lines(["double(3.0): expected 7, got 6 (atol=1e-05, rtol=0.0001)"])
     assert project.test_entry("double() doubles")["score"] == 0.0
 
 

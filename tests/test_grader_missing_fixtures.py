@@ -30,7 +30,7 @@ def test_without_fixtures_a_correct_module_is_graded_against_the_local_reference
 def test_without_fixtures_a_wrong_module_fails_against_the_local_reference(make_project) -> None:
     project: GradedProject = make_project(CHECKS, stub=WRONG, solution=CORRECT)
     result = project.run()
-    result.stdout.fnmatch_lines(["FAILURE: double(3.0): expected 6, got 9*"])
+    result.stdout.fnmatch_lines(["double(3.0): expected 6, got 9*"])
     assert project.results()["score"] == 0.0
 
 

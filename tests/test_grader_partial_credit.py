@@ -63,7 +63,7 @@ def test_grade_check_conditions_count_like_comparisons(make_project) -> None:
         stub=STUB,
     )
     result = project.run()
-    result.stdout.fnmatch_lines(["*handles negatives: add(-1, -1) should be -2", "hint: no special case for negative numbers"])
+    result.stdout.fnmatch_lines(["*handles negatives: add(-1, -1) should be -2", "    hint: no special case for negative numbers"])
     assert project.test_entry("test_add")["score"] == 1.0
 
 
@@ -81,7 +81,7 @@ def test_a_test_that_raises_after_some_checks_passed_scores_zero(make_project) -
     project.run().assert_outcomes(failed=1)
     entry = project.test_entry("test_add")
     assert entry["score"] == 0.0
-    assert entry["output"].startswith("error: 0 / 3 points\nyour code raised an error:")
+    assert entry["output"].startswith("error: 0 / 3 points\nyour add raised TypeError:")
     assert "TypeError" in entry["output"]
 
 
