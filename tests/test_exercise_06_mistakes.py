@@ -133,16 +133,15 @@ MISTAKES = [
         '''), "test_induction_heads_lists_the_heads_above_the_threshold", "sort by score, highest first"),
     # ---------------------------------------------------------------- batch C
     # Right values, at the cost of every activation of the model: only the cost check fails.
-    Mistake("06-full-cache", "C", "06", "induction_scores", _fn('''
-        def induction_scores(model, tokens):
-            n = _copy_length(tokens)
+    Mistake("06-full-cache", "C", "06", "previous_token_scores", _fn('''
+        def previous_token_scores(model, tokens):
             with torch.no_grad():
                 _, cache = model.run_with_cache(tokens)
             patterns = [cache["pattern", layer] for layer in range(model.cfg.n_layers)]
-            return _diagonal_scores(patterns, torch.arange(n + 1, 2 * n + 1), n - 1)
-        '''), f"{I}[n20]", "a run_with_cache without names_filter"),
-    Mistake("06-bos-not-counted", "C", "06", "previous_token_scores",
-            _scores("torch.arange(n + 1, 2 * n + 1) - 1", "n - 1", "previous_token_scores"), f"{P}[n20]", None),
+            return _diagonal_scores(patterns, torch.arange(2, tokens.shape[1]), 1)
+        '''), f"{P}[n20]", "a run_with_cache without names_filter"),
+    Mistake("06-bos-not-counted", "C", "06", "induction_scores", _scores("torch.arange(n, 2 * n)", "n - 1"),
+            f"{I}[n20]", "BOS is not counted", also={f"{I}[n13]": "BOS is not counted"}),
     Mistake("06-whole-sequence-loss", "C", "06", "ablate_head", _ablation(":, :, head", second_copy="loss"),
             f"{A}[top induction head]", "the loss over the whole sequence"),
 ]
@@ -245,5 +244,5 @@ def test_an_answer_that_does_nothing_earns_almost_nothing(graded) -> None:
 
 def test_the_full_cache_mistake_keeps_the_points_of_its_right_values(graded) -> None:
     """Right scores from a full run_with_cache: the values earn their share, the cost check does not."""
-    for name, entry in graded("C").matching(I).items():
+    for name, entry in graded("C").matching(P).items():
         assert 0 < entry["score"] < entry["max_score"], (name, entry["output"])
