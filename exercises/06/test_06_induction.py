@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -141,7 +143,7 @@ def test_induction_scores_read_the_induction_diagonal(case, student, sandbox, re
         got = student.induction_scores(model, tokens)
     n = _copy_length(tokens)
     second_copy = torch.arange(n + 1, 2 * n + 1)
-    patterns = lambda: _patterns(model, tokens)  # noqa: E731  (only when the answer is wrong)
+    patterns = functools.cache(lambda: _patterns(model, tokens))  # the grader's run, only for a wrong answer
     right = grade.compare(
         "induction scores [layer, head]",
         got,
@@ -176,7 +178,7 @@ def test_previous_token_scores_read_the_first_diagonal(case, student, sandbox, r
     with sandbox.watching() as activity:
         got = student.previous_token_scores(model, tokens)
     n = _copy_length(tokens)
-    patterns = lambda: _patterns(model, tokens)  # noqa: E731
+    patterns = functools.cache(lambda: _patterns(model, tokens))
     right = grade.compare(
         "previous-token scores [layer, head]",
         got,
