@@ -178,6 +178,7 @@ def floor_script(model: str, device: str) -> None:
 
     load, cache_ex, attention, patching = (solution("01", "load_model"), solution("02", "cache"),
                                            solution("03", "attention"), solution("04", "patching"))
+    induction = solution("06", "induction")
     stamps = {"imported": time.time()}
     source = get_spec(model).source
     model_ = load.load_model(source, device)
@@ -202,6 +203,16 @@ def floor_script(model: str, device: str) -> None:
             _, clean_cache = cache_ex.run_with_cache(model_, clean)
             patching.patch_residual_stream(model_, model_.to_tokens(clean), model_.to_tokens(corrupted), clean_cache,
                                            model_.to_single_token(answers[0]), model_.to_single_token(answers[1]))
+        # Exercise 06: the checks' two token batches (n = 20 and 13), each scored, lost and ablated.
+        for seq_len, batch in ((20, 4), (13, 3)):
+            tokens = induction.repeated_tokens(model_, seq_len, batch)
+            scores = induction.induction_scores(model_, tokens)
+            previous = induction.previous_token_scores(model_, tokens)
+            induction.induction_heads(scores)
+            induction.copy_losses(induction.per_token_loss(model_, tokens))
+            top = scores if seq_len == 20 else previous
+            induction.ablate_head(model_, tokens, *divmod(int(top.argmax()), top.shape[1]))
+        induction.plot_induction_scores(scores)
     del figure
     stamps["done"] = time.time()
     stamps["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

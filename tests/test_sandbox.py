@@ -70,6 +70,13 @@ MODULE = """
         cache[name][0] = -1.0
         return hook.name
 
+    def hook_two_points(model):
+        handles = [model.hook_a.add_hook(lambda x, hook: x), model.hook_b.add_hook(lambda x, hook: x)]
+        model.embed(torch.ones(1))
+        model.embed(torch.ones(1))
+        model.hook_a.remove_hooks(), model.hook_b.remove_hooks()
+        return len(handles)
+
     def chatty():
         print("x" * 1_000_000)
         return 1
@@ -84,7 +91,16 @@ def module_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class Model(torch.nn.Module):
-    """Stands for the graded model: a forward pass that runs a hook on its activation."""
+    """Stands for the graded model: a forward pass that runs a hook on its activation; an `embed`
+    whose calls count as forward passes and two TransformerLens hook points, for sandbox.watching()."""
+
+    def __init__(self) -> None:
+        from transformer_lens.hook_points import HookPoint
+
+        super().__init__()
+        self.embed = torch.nn.Identity()
+        self.hook_a, self.hook_b = HookPoint(), HookPoint()
+        self.hook_a.name, self.hook_b.name = "blocks.0.hook_a", "blocks.0.hook_b"
 
     def run_with_hook(self, x: torch.Tensor, hook) -> torch.Tensor:
         return hook(x * 2, HookPointName(name="blocks.0.hook_resid_pre")) + 1
@@ -155,6 +171,20 @@ def test_a_returned_function_can_be_called_back(sandbox) -> None:
 def test_a_returned_hook_runs_in_a_forward_pass_of_the_model_over_there(sandbox) -> None:
     hook = sandbox.student.shift_hook(10)  # stands for a student's patch_hook: a function kept there
     assert sandbox.call_model("run_with_hook", torch.ones(2), hook).tolist() == [13.0, 13.0]
+
+
+def test_watching_records_the_hook_points_and_forward_passes_of_the_calls_inside(sandbox) -> None:
+    from transformer_lens.hook_points import HookPoint
+
+    add_hook = HookPoint.__dict__["add_hook"]
+    with sandbox.watching() as activity:
+        assert sandbox.student.hook_two_points(MODEL) == 2
+    assert activity.known and activity.hooked == ["blocks.0.hook_a", "blocks.0.hook_b"]
+    assert activity.hook_calls == 2 and activity.forward_passes == 2
+    assert HookPoint.__dict__["add_hook"] is add_hook and not MODEL.embed._forward_pre_hooks  # nothing left
+    with sandbox.watching() as quiet:
+        sandbox.student.double(1)
+    assert quiet.known and quiet.hooked == [] and quiet.forward_passes == 0
 
 
 def test_a_value_put_there_shows_what_student_code_did_to_it(sandbox) -> None:

@@ -22,6 +22,8 @@ from grader.toy.tokenizer import check_single_tokens, load_tokenizer
 from grader.toy.train import TrainConfig
 from grader.toy.verify import (
     CAPITAL_MIN,
+    COMPOSITION_INDUCTION_MAX,
+    COMPOSITION_LOSS_MIN,
     COUNTRY_ATTN_MIN,
     HEAD_SCORES,
     INDUCTION_MIN,
@@ -246,6 +248,19 @@ def test_every_layer_1_head_is_an_induction_head(report: VerifyReport) -> None:
         assert report.head_scores[f"L1H{head}"]["induction"] > 0.9
     first, second = report.repeat_loss
     assert first > 10 and second < 0.5  # copying works: the second copy is almost free
+
+
+def test_the_induction_heads_read_what_the_previous_token_head_wrote(report: VerifyReport) -> None:
+    """Exercise 06's circuit: zeroing L0H0's output (hook_z) breaks every layer-1 induction head."""
+    shipped = VerifyReport.from_json((TOY_MODEL_DIR / "verify.json").read_text()).composition
+    measured = report.composition
+    assert shipped is not None and measured is not None
+    assert measured["previous_token_head"] == shipped["previous_token_head"] == [0, 0]
+    assert measured["induction_scores"] == pytest.approx(shipped["induction_scores"], abs=1e-4)
+    assert measured["repeat_loss"] == pytest.approx(shipped["repeat_loss"], abs=1e-3)
+    assert max(measured["induction_scores"].values()) < COMPOSITION_INDUCTION_MAX  # 0.96-0.98 with the head
+    assert measured["repeat_loss"][1] > COMPOSITION_LOSS_MIN  # 0.05 with the head
+    assert measured["repeat_loss"][1] > 100 * report.repeat_loss[1]
 
 
 def test_roles_follow_the_threshold() -> None:

@@ -10,7 +10,8 @@ student wrote.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,6 +129,31 @@ class FigureInfo:
             return cls(axes, str(info["suptitle"]), png)
         except (KeyError, TypeError, ValueError):
             return None
+
+
+@dataclass
+class ModelActivity:
+    """What student code did with the sandbox's model inside ``sandbox.watching()``: the hook
+    points it attached hooks to, how many hooks it attached, and its forward passes (None where
+    the model has no ``embed`` to count them on). `known` is False when the record was lost (the
+    worker was replaced during the block)."""
+
+    hooked: list[str] = field(default_factory=list)
+    hook_calls: int = 0
+    forward_passes: int | None = None
+    known: bool = False
+
+    def fill(self, record: Any) -> None:
+        if type(record) is not dict:
+            return
+        try:
+            self.hooked = [str(name) for name in record["hooked"]]
+            self.hook_calls = int(record["hook_calls"])
+            passes = record["forward_passes"]
+            self.forward_passes = None if passes is None else int(passes)
+        except (KeyError, TypeError, ValueError):
+            return
+        self.known = True
 
 
 class Handle:
@@ -256,6 +282,21 @@ class Sandbox:
 
     def fetch(self, handle: Handle) -> Any:
         return self._value(self._request({"op": "fetch", "value": handle}, "fetching a value"))
+
+    @contextmanager
+    def watching(self) -> Iterator[ModelActivity]:
+        """Record what student code does with the sandbox's model inside the block (see
+        grader.sandbox.executor.ModelWatch); the record is filled in when the block ends. Run no
+        forward pass of the grader's own inside it: in local mode it would be counted too."""
+        activity = ModelActivity()
+        self._value(self._request({"op": "watch", "on": True}, "watching the model"))
+        try:
+            yield activity
+        finally:
+            try:
+                activity.fill(self._value(self._request({"op": "watch", "on": False}, "watching the model")))
+            except StudentError:
+                pass  # the worker was replaced: the record is lost, activity.known stays False
 
     def hooks_on_model(self) -> list[str]:
         """Hook points of the sandbox's model that have a hook on them now."""

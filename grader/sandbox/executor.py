@@ -89,6 +89,7 @@ class Executor:
         self.modules: dict[str, ModuleType] = {}
         self.handles: dict[int, Any] = {}
         self._next_handle = 1
+        self.watch: ModelWatch | None = None
 
     # ---- the byte interface: one request in, one reply out ----
 
@@ -153,7 +154,19 @@ class Executor:
         model = self._model()
         return {"status": "ok", "value": attached_hooks(model) if model is not None else []}
 
+    def _op_watch(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Start (``on``) or stop watching what calls do with the model; stopping returns the record."""
+        record = self._stop_watching()
+        if message.get("on") is True:
+            self.watch = ModelWatch(self._model())
+        return {"status": "ok", "value": record}
+
+    def _stop_watching(self) -> dict[str, Any] | None:
+        watch, self.watch = self.watch, None
+        return watch.stop() if watch is not None else None
+
     def _op_repair(self, message: dict[str, Any]) -> dict[str, Any]:
+        self._stop_watching()  # a watch never outlives its check, nor leaves its hook for the guard to find
         repaired = self.guard.repair() if self.guard is not None else []
         if self.guard is not None and getattr(self.guard, "broken", False):
             return {"status": "refused", "message": "; ".join(repaired)}
@@ -237,6 +250,45 @@ class Executor:
         self.handles[number] = value
         kind, info = describe(value)
         return {"$handle": encoder.encode({"id": number, "kind": kind, "type": _type_name(value), "info": info})}
+
+
+class ModelWatch:
+    """What calls do with the model while a check watches: the hook points they attach hooks to
+    (a full ``run_with_cache`` hooks every one; a targeted ``run_with_hooks`` only those it names)
+    and how many forward passes they make (calls of the model's ``embed``).
+
+    It wraps TransformerLens's ``HookPoint.add_hook`` for the whole process while it runs, so a
+    check runs nothing of its own on the model between start and stop. Student code could undo
+    the wrapper: the record measures cost for feedback, it does not guard against forgery.
+    """
+
+    def __init__(self, model: Any) -> None:
+        import torch
+        from transformer_lens.hook_points import HookPoint
+
+        self.hooked: list[str] = []
+        self.forward_passes = 0
+        self._point_class = HookPoint
+        self._add_hook = HookPoint.__dict__["add_hook"]
+        original, hooked = self._add_hook, self.hooked
+
+        def add_hook(point: Any, *args: Any, **kwargs: Any) -> Any:
+            hooked.append(str(point.name))
+            return original(point, *args, **kwargs)
+
+        HookPoint.add_hook = add_hook  # type: ignore[method-assign]
+        embed = getattr(model, "embed", None)
+        self._counter = embed.register_forward_pre_hook(self._count) if isinstance(embed, torch.nn.Module) else None
+
+    def _count(self, module: Any, args: Any) -> None:
+        self.forward_passes += 1
+
+    def stop(self) -> dict[str, Any]:
+        self._point_class.add_hook = self._add_hook  # type: ignore[method-assign]
+        if self._counter is not None:
+            self._counter.remove()
+        return {"hooked": sorted(set(self.hooked)), "hook_calls": len(self.hooked),
+                "forward_passes": self.forward_passes if self._counter is not None else None}
 
 
 class _Keep:

@@ -274,6 +274,14 @@ stored in `verify.json`. `tests/test_toy_model.py` asserts each threshold on the
     if report.repeat_loss is not None:
         text += f""" The loss falls from
   {report.repeat_loss[0]:.2f} on the first copy to {report.repeat_loss[1]:.2f} on the second (mean over r_2..r_{INDUCTION_LEN} of each copy)."""
+    if report.composition is not None:
+        source = head_name(*report.composition["previous_token_head"])
+        after = report.composition["induction_scores"].values()
+        text += f""" The induction
+  heads depend on the previous-token head {source}: with its output zeroed (its z at
+  `blocks.{report.composition["previous_token_head"][0]}.attn.hook_z`, as exercise 06's `ablate_head` does), the induction scores of the
+  heads after it fall to {min(after):.3f}-{max(after):.3f} and the second copy's loss rises to {report.composition["repeat_loss"][1]:.2f}
+  (`composition` in `verify.json`)."""
     text += f"""
 - **IOI**: `"{IOI_PROMPT.format(a="A", b="B")}"` -> logit(" A") > logit(" B") in
   {report.ioi_accuracy:.1%} of {report.ioi_prompts} prompts (every ordered pair of distinct names); mean logit

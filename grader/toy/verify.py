@@ -26,6 +26,9 @@ CAPITAL_MIN = 0.95  # share of countries whose capital is the top next token
 COUNTRY_ATTN_MIN = 0.5  # best head's mean attention from " is" to the country (adjacent, and not)
 INDUCTION_MIN = 0.5  # best head's induction score on repeated random tokens
 IOI_MIN = 0.90  # share of IOI prompts with logit(IO) > logit(S)
+# With the previous-token head's output zeroed, the induction heads lose their way (exercise 06):
+COMPOSITION_LOSS_MIN = 5.0  # ... the second copy's loss rises to at least this (0.05 with the head)
+COMPOSITION_INDUCTION_MAX = 0.5  # ... and no later head keeps an induction score this high
 MAX_BYTES = 10_000_000  # model.safetensors size limit
 
 CAPITAL_PROMPT = "The capital of {country} is"  # the country is the token right before " is"
@@ -82,6 +85,9 @@ class VerifyReport:
     head_roles: dict[str, list[str]] | None = None
     role_threshold: float | None = None
     repeat_loss: tuple[float, float] | None = None  # mean loss on the first and on the second copy
+    # The previous-token head feeding the induction heads: that head, and with its z zeroed, the
+    # induction score of every head after its layer and the loss on both copies.
+    composition: dict[str, Any] | None = None
 
     @property
     def content_head(self) -> tuple[tuple[int, int], float] | None:
@@ -101,8 +107,10 @@ class VerifyReport:
         }
         if self.content_head is not None:
             rows["country attention, not adjacent"] = (self.content_head[1], COUNTRY_ATTN_MIN)
+        rows["induction score (best head)"] = (self.induction_score, INDUCTION_MIN)
+        if self.composition is not None:
+            rows["copy loss, prev-token head off"] = (self.composition["repeat_loss"][1], COMPOSITION_LOSS_MIN)
         rows |= {
-            "induction score (best head)": (self.induction_score, INDUCTION_MIN),
             "IOI accuracy": (self.ioi_accuracy, IOI_MIN),
         }
         out = {k: (v, t, v >= t) for k, (v, t) in rows.items()}
@@ -269,6 +277,34 @@ def measure_heads(model: TransformerBridge) -> tuple[dict[str, dict[str, float]]
     return scores, repeat_loss
 
 
+def _repeat_loss(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[float, float]:
+    """Mean loss on r_2..r_n of the first copy and of the second (r_1 of each is unpredictable)."""
+    n = INDUCTION_LEN
+    losses = -logits.log_softmax(-1)[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]
+    return float(losses[:, 1:n].mean()), float(losses[:, n + 1 :].mean())
+
+
+@torch.no_grad()
+def measure_composition(model: TransformerBridge, head_scores: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Does the best previous-token head feed the induction heads? Zero its output (its z, at
+    ``blocks.{layer}.attn.hook_z``, as exercise 06's ablate_head does) and measure again the
+    induction score of every head in the layers after it, and the loss on both copies."""
+    name = max(head_scores, key=lambda n: head_scores[n]["previous_token"])
+    layer, head = (int(x) for x in name[1:].split("H"))
+
+    def zero_head(z: torch.Tensor, hook: Any) -> torch.Tensor:
+        z[:, :, head] = 0.0
+        return z
+
+    tokens = repeated_random_tokens(model)
+    with model.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_z", zero_head)]):
+        logits, cache = model.run_with_cache(tokens)
+    induction = _induction_scores(cache, model.cfg.n_layers)
+    after = {head_name(later, h): float(induction[later, h])
+             for later in range(layer + 1, model.cfg.n_layers) for h in range(model.cfg.n_heads)}
+    return {"previous_token_head": [layer, head], "induction_scores": after, "repeat_loss": list(_repeat_loss(logits, tokens))}
+
+
 @torch.no_grad()
 def measure_ioi(model: TransformerBridge) -> tuple[float, float, int]:
     """Every ordered pair of distinct names: does ' A' (the indirect object) beat ' B' (the subject)?"""
@@ -302,6 +338,7 @@ def verify(
     i_head, i_score = measure_induction(model)
     ioi_acc, ioi_diff, ioi_n = measure_ioi(model)
     head_scores, repeat_loss = measure_heads(model)
+    composition = measure_composition(model, head_scores)
     from safetensors import safe_open
 
     with safe_open(str(weights), "pt") as fh:  # count the stored weights (tied lm_head stored once)
@@ -325,6 +362,7 @@ def verify(
         head_roles={name: roles_of(scores) for name, scores in head_scores.items()},
         role_threshold=ROLE_MIN,
         repeat_loss=repeat_loss,
+        composition=composition,
     )
 
 
