@@ -57,6 +57,24 @@ def patch_hook(clean_cache, position):
 def patch_residual_stream(model, clean_tokens, corrupted_tokens, clean_cache, correct, incorrect):
     return None
 ''',
+    "06": '''
+def repeated_tokens(model, seq_len, batch=1, seed=0):
+    return None
+def induction_scores(model, tokens):
+    return None
+def previous_token_scores(model, tokens):
+    return None
+def induction_heads(scores, threshold=0.4):
+    return None
+def per_token_loss(model, tokens):
+    return None
+def copy_losses(loss):
+    return None
+def ablate_head(model, tokens, layer, head):
+    return None
+def plot_induction_scores(scores):
+    return None
+''',
 }
 
 RETURNS_EMPTY_OF_THE_RIGHT_SHAPE = {
@@ -105,6 +123,27 @@ def patch_hook(clean_cache, position):
     return hook
 def patch_residual_stream(model, clean_tokens, corrupted_tokens, clean_cache, correct, incorrect):
     return torch.zeros(model.cfg.n_layers, corrupted_tokens.shape[1])
+''',
+    "06": '''
+import matplotlib.pyplot as plt
+import torch
+def repeated_tokens(model, seq_len, batch=1, seed=0):
+    return torch.zeros(batch, 1 + 2 * seq_len, dtype=torch.long)
+def induction_scores(model, tokens):
+    return torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
+def previous_token_scores(model, tokens):
+    return torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
+def induction_heads(scores, threshold=0.4):
+    return []
+def per_token_loss(model, tokens):
+    return torch.zeros(tokens.shape[0], tokens.shape[1] - 1)
+def copy_losses(loss):
+    return 0.0, 0.0
+def ablate_head(model, tokens, layer, head):
+    return 0.0
+def plot_induction_scores(scores):
+    fig, ax = plt.subplots()
+    return fig
 ''',
 }
 

@@ -133,6 +133,11 @@ def _no_hooks_left(grade, sandbox, right: bool) -> None:
                 hint="use model.run_with_hooks (it removes its hooks), not model.add_hook", given=right)
 
 
+def _layer_by_head(model) -> tuple[tuple[str, list[str]], tuple[str, list[str]]]:
+    """The axes of a [layer, head] map, for the picture of a failed comparison."""
+    return (("layer", [f"L{l}" for l in range(model.cfg.n_layers)]), ("head", [f"H{h}" for h in range(model.cfg.n_heads)]))
+
+
 @pytest.mark.points(2)
 @pytest.mark.parametrize("case", list(TOKEN_CASES))
 def test_induction_scores_read_the_induction_diagonal(case, student, sandbox, reference, model, expected, grade):
@@ -164,6 +169,7 @@ def test_induction_scores_read_the_induction_diagonal(case, student, sandbox, re
         },
         hint="pattern[:, :, q, q - (n - 1)] for q = n + 1 .. 2n, averaged over the batch and q",
         weight=3,
+        axes=_layer_by_head(model),
     )
     _cost_checks(grade, activity, model.cfg.n_layers, right, "induction_scores")
     _no_hooks_left(grade, sandbox, right)
@@ -193,6 +199,7 @@ def test_previous_token_scores_read_the_first_diagonal(case, student, sandbox, r
         },
         hint="pattern[:, :, q, q - 1] for q = 2 .. last position, averaged over the batch and q",
         weight=3,
+        axes=_layer_by_head(model),
     )
     _cost_checks(grade, activity, model.cfg.n_layers, right, "previous_token_scores")
     _no_hooks_left(grade, sandbox, right)
@@ -263,7 +270,8 @@ def test_per_token_loss_scores_each_next_token(case, student, reference, model, 
                                       "not shifted: position t predicts token t + 1, so compare logits[:, :-1] "
                                       "with tokens[:, 1:]": unshifted,
                                       "these are logits: take log_softmax first": raw_logits},
-                  hint="-logits[:, :-1].log_softmax(-1).gather(-1, tokens[:, 1:, None])[..., 0]")
+                  hint="-logits[:, :-1].log_softmax(-1).gather(-1, tokens[:, 1:, None])[..., 0]",
+                  axes=(("sequence", None), ("position (predicting the next token)", None)))
 
 
 def _held_out_loss() -> torch.Tensor:
