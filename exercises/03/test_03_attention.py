@@ -101,7 +101,8 @@ def test_plot_attention_draws_a_labelled_heatmap(student, model, run_cached, gra
     grade.compare("x tick labels (keys)", ax.xticklabels, list(str_tokens), hint="ax.set_xticks(range(len(str_tokens)), str_tokens)")
     grade.compare("y tick labels (queries)", ax.yticklabels, list(str_tokens), hint="ax.set_yticks(range(len(str_tokens)), str_tokens)")
     grade.compare("axis labels", [ax.xlabel, ax.ylabel], ["Key (attends to)", "Query (from)"],
-                  mistakes={"the axis labels are swapped: keys go along x": ["Query (from)", "Key (attends to)"]})
+                  mistakes={"the axis labels are swapped: keys go along x": ["Query (from)", "Key (attends to)"]},
+                  hint="ax.set_xlabel('Key (attends to)') and ax.set_ylabel('Query (from)'), word for word")
     grade.check("has a colour bar", len(fig.axes) >= 2, "the figure has no colour bar", hint="fig.colorbar(image, ax=ax)")
     grade.check("shows the title", title in (ax.title, fig.suptitle),
                 f"expected the title {title!r}, got {ax.title!r}", hint="ax.set_title(title) when a title is given")

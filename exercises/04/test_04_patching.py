@@ -47,6 +47,7 @@ def test_logit_diff_compares_two_tokens_at_the_last_position(student, reference,
             "that is the first position: the next token is predicted at the last, logits[:, -1]":
                 lambda: clean_logits[0, 0, correct] - clean_logits[0, 0, incorrect],
         },
+        hint="logits[:, -1, correct] - logits[:, -1, incorrect], then .mean() over the batch",
     )
     grade.guard("a 0-dimensional tensor", isinstance(got, torch.Tensor) and got.dim() == 0,
                 f"expected a 0-dimensional tensor, got {type(got).__name__} {tuple(getattr(got, 'shape', ()))}",
@@ -54,7 +55,8 @@ def test_logit_diff_compares_two_tokens_at_the_last_position(student, reference,
     batch = torch.cat([clean_logits, other_logits])  # [2, seq, d_vocab]: both prompts have as many tokens
     want_batch = expected("logit_diff[batch]", lambda: reference.logit_diff(batch, correct, incorrect), **LOGIT_TOL)
     grade.compare("two prompts: the mean over the batch", student.logit_diff(batch, correct, incorrect), want_batch,
-                  mistakes={"that is the first prompt only: take the mean over the batch": want.value})
+                  mistakes={"that is the first prompt only: take the mean over the batch": want.value},
+                  hint="logits[:, -1, correct] - logits[:, -1, incorrect] is one value per prompt: take its .mean()")
 
 
 @pytest.mark.points(4)

@@ -394,7 +394,8 @@ def test_plot_induction_scores_draws_a_labelled_heatmap(student, reference, mode
     grade.compare("x tick labels (heads)", ax.xticklabels, heads, hint="ax.set_xticks(range(n_heads), [str(h) for h in range(n_heads)])")
     grade.compare("y tick labels (layers)", ax.yticklabels, layers, hint="ax.set_yticks(range(n_layers), [str(l) for l in range(n_layers)])")
     grade.compare("axis labels", [ax.xlabel, ax.ylabel], ["Head", "Layer"],
-                  mistakes={"the axis labels are swapped: heads go along x": ["Layer", "Head"]})
+                  mistakes={"the axis labels are swapped: heads go along x": ["Layer", "Head"]},
+                  hint="ax.set_xlabel('Head') and ax.set_ylabel('Layer')")
     grade.guard("has a colour bar", len(fig.axes) >= 2, "the figure has no colour bar", hint="fig.colorbar(image, ax=ax)", given=right)
     grade.guard("the title says what is shown", "induction" in f"{ax.title} {fig.suptitle}".lower(),
                 f"the title is {ax.title!r}", hint="ax.set_title('Induction scores')", given=right)
