@@ -25,7 +25,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "toy-gpt2"
 CONTRACT = REPO / "exercises" / "CONTRACT.md"
-TOPICS = {"01": "load_model", "02": "cache", "03": "attention", "04": "patching"}
+TOPICS = {"01": "load_model", "02": "cache", "03": "attention", "04": "patching", "05": "residual"}
 
 
 def _contract_signatures(text: str) -> dict[str, list[str]]:
