@@ -7,11 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import test_cross_checks as shared
 import torch
-from test_cross_checks import folder, hf_model, model, one_torch_thread, solution  # noqa: F401  (fixtures)
 
 from grader.prompts import CLEAN_ANSWERS, CLEAN_PROMPT, HELD_OUT_IOI_ANSWERS, HELD_OUT_IOI_PROMPT
 
+# The shared fixtures: the practice model through TransformerLens and through Hugging Face alone.
+folder, model, hf_model, one_torch_thread = shared.folder, shared.model, shared.hf_model, shared.one_torch_thread
+solution = shared.solution
 CASES = {"France": (CLEAN_PROMPT, CLEAN_ANSWERS), "IOI": (HELD_OUT_IOI_PROMPT, HELD_OUT_IOI_ANSWERS)}
 
 

@@ -13,7 +13,16 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from test_exercise_mistakes import PARALLEL_RUNS, Graded, Mistake, _fn, _full_points, _loses_points, build_submission, grade
+from test_exercise_mistakes import (
+    PARALLEL_RUNS,
+    Graded,
+    Mistake,
+    _fn,
+    _full_points,
+    _loses_points,
+    build_submission,
+    grade,
+)
 
 EXERCISE = "05"
 FUNCTION_TESTS = {
@@ -117,7 +126,7 @@ MISTAKES = [
             stack = cache.accumulated_resid(layer=-1, pos_slice=-1, apply_ln=True)[:, 0]
             return (stack @ logit_diff_direction(model, answer, wrong)).detach()
         '''), f"{LENS}[Germany]", "the unembedding bias is missing",
-        also=_every_case(LENS, "the unembedding bias is missing") | {f"{LENS}[France]": "the unembedding bias is missing"}),
+        also={f"{LENS}[{case}]": "the unembedding bias is missing" for case in ("France", "IOI")}),
     Mistake("05-heads-each-normalised-by-its-own-scale", "C", EXERCISE, "head_attributions",
             _heads(scale="(centred.pow(2).mean(dim=-1, keepdim=True) + model.cfg.eps).sqrt()"), f"{HEADS}[France]",
             "each head was normalised by its own scale",

@@ -40,25 +40,25 @@ def _token_ids(model, answers: tuple[str, str]) -> tuple[int, int]:
 def _direction(model, answers: tuple[str, str], matrix: str = "W_U") -> torch.Tensor:
     answer, wrong = _token_ids(model, answers)
     if matrix == "W_E":  # the embedding: [d_vocab, d_model], a token's row
-        return (model.W_E[answer] - model.W_E[wrong]).detach()
-    return (model.W_U[:, answer] - model.W_U[:, wrong]).detach()
+        return (model.W_E[answer] - model.W_E[wrong]).detach().cpu()
+    return (model.W_U[:, answer] - model.W_U[:, wrong]).detach().cpu()
 
 
 def _bias(model, answers: tuple[str, str]) -> torch.Tensor:
     answer, wrong = _token_ids(model, answers)
-    return (model.b_U[answer] - model.b_U[wrong]).detach()
+    return (model.b_U[answer] - model.b_U[wrong]).detach().cpu()
 
 
 def _model_logit_diff(logits: torch.Tensor, model, answers: tuple[str, str]) -> torch.Tensor:
     answer, wrong = _token_ids(model, answers)
-    return (logits[0, -1, answer] - logits[0, -1, wrong]).detach()
+    return (logits[0, -1, answer] - logits[0, -1, wrong]).detach().cpu()
 
 
 def _streams(model, cache, position: int = -1) -> torch.Tensor:
     """[n_layers + 1, d_model]: resid_pre of every block, then the last resid_post."""
     n_layers = model.cfg.n_layers
     streams = [cache["resid_pre", layer][0, position] for layer in range(n_layers)]
-    return torch.stack([*streams, cache["resid_post", n_layers - 1][0, position]]).detach()
+    return torch.stack([*streams, cache["resid_post", n_layers - 1][0, position]]).detach().cpu()
 
 
 def _centred(x: torch.Tensor) -> torch.Tensor:
@@ -71,13 +71,13 @@ def _own_layer_norm(x: torch.Tensor, model) -> torch.Tensor:
 
 
 def _final_scale(cache, position: int = -1) -> torch.Tensor:
-    return cache["ln_final.hook_scale"][0, position].detach()  # [1]
+    return cache["ln_final.hook_scale"][0, position].detach().cpu()  # [1]
 
 
 def _head_outputs(model, cache, position: int = -1) -> torch.Tensor:
     """[n_layers, n_heads, d_model]: what each head writes into the stream at `position`."""
     z = torch.stack([cache["z", layer][0, position] for layer in range(model.cfg.n_layers)])
-    return torch.einsum("lhd,lhdm->lhm", z, model.W_O).detach()
+    return torch.einsum("lhd,lhdm->lhm", z, model.W_O).detach().cpu()
 
 
 def _lens_mistakes(model, cache, answers: tuple[str, str]):
@@ -149,7 +149,8 @@ def test_logit_diff_direction_is_the_unembedding_difference(case, student, refer
             "the sign is flipped: answer minus wrong": -w,
             "that is the embedding matrix W_E: the logits come from the unembedding, W_U[:, token]":
                 lambda: _direction(model, answers, "W_E"),
-            "that is the answer's column only: subtract the wrong token's column": lambda: model.W_U[:, _token_ids(model, answers)[0]].detach(),
+            "that is the answer's column only: subtract the wrong token's column":
+                lambda: model.W_U[:, _token_ids(model, answers)[0]].detach().cpu(),
         },
         hint="model.W_U[:, model.to_single_token(answer)] - model.W_U[:, model.to_single_token(wrong)]",
     )
@@ -208,7 +209,8 @@ def test_head_attributions_complete_the_decomposition(case, student, model, run_
     # embeddings and MLP outputs (decompose_resid, with the final LayerNorm's cached scale), each
     # layer's attention bias b_O, and the unembedding bias.
     parts = cache.decompose_resid(layer=-1, mode="mlp", incl_embeds=True, apply_ln=True, pos_slice=-1)[:, 0]
-    biases = _centred(model.b_O.detach()) / scale
+    parts = parts.detach().cpu()  # the grader's arithmetic is on the CPU, wherever the model runs
+    biases = _centred(model.b_O.detach().cpu()) / scale
     rest = (parts @ direction).sum() + (biases @ direction).sum() + _bias(model, answers)
     own = _model_logit_diff(logits, model, answers)
     got = student.head_attributions(model, cache, *answers)
@@ -217,7 +219,7 @@ def test_head_attributions_complete_the_decomposition(case, student, model, run_
                     f"head_attributions returned {getattr(got, 'type_name', type(got).__name__)}, not a tensor",
                     hint="return a [n_layers, n_heads] tensor")
         return
-    total = rest + got.detach().to(rest.dtype).sum()
+    total = rest + got.detach().cpu().to(rest.dtype).sum()
     outputs = _head_outputs(model, cache)
     grade.compare(
         "embeddings + heads + MLPs + biases",
@@ -264,7 +266,8 @@ def test_plot_logit_lens_draws_a_labelled_line(student, model, run_cached, grade
     prompt, answers = CASES["Germany"]
     _, cache = run_cached(prompt)
     # The values to draw, from TransformerLens's own logit lens; any values would do.
-    lens = cache.accumulated_resid(layer=-1, pos_slice=-1, apply_ln=True)[:, 0] @ _direction(model, answers)
+    streams = cache.accumulated_resid(layer=-1, pos_slice=-1, apply_ln=True)[:, 0].detach().cpu()
+    lens = streams @ _direction(model, answers)
     values = (lens + _bias(model, answers)).detach().float().cpu()
     labels = _lens_labels(model.cfg.n_layers)
     title = f"Logit lens: '{answers[0].strip()}' minus '{answers[1].strip()}'"
