@@ -203,6 +203,17 @@ def floor_script(model: str, device: str) -> None:
             _, clean_cache = cache_ex.run_with_cache(model_, clean)
             patching.patch_residual_stream(model_, model_.to_tokens(clean), model_.to_tokens(corrupted), clean_cache,
                                            model_.to_single_token(answers[0]), model_.to_single_token(answers[1]))
+        # Exercise 05: the residual stream (each check also runs the grader's own forward pass).
+        from grader.prompts import HELD_OUT_IOI_ANSWERS, HELD_OUT_IOI_PROMPT
+
+        residual = solution("05", "residual")
+        for prompt, answers in ((CLEAN_PROMPT, CLEAN_ANSWERS), (HELD_OUT_CLEAN, HELD_OUT_ANSWERS),
+                                (HELD_OUT_IOI_PROMPT, HELD_OUT_IOI_ANSWERS)):
+            _, cache = cache_ex.run_with_cache(model_, prompt)
+            residual.logit_diff_direction(model_, *answers)
+            lens = residual.logit_lens(model_, cache, *answers)
+            residual.head_attributions(model_, cache, *answers)
+        residual.plot_logit_lens(lens, [str(i) for i in range(len(lens))])
         # Exercise 06: the checks' two token batches (n = 20 and 13), each scored, lost and ablated.
         for seq_len, batch in ((20, 4), (13, 3)):
             tokens = induction.repeated_tokens(model_, seq_len, batch)

@@ -18,3 +18,7 @@ HELD_OUT_WORD = "Spain"
 HELD_OUT_CLEAN, HELD_OUT_CORRUPTED = "The capital of Germany is", "The capital of Spain is"
 HELD_OUT_ANSWERS = (" Berlin", " Madrid")
 HELD_OUT_ADJACENT, HELD_OUT_APART = "The capital city of Spain is", "Spain's capital is"  # content_heads
+# Exercise 05 (the residual stream): an indirect-object sentence of the kind the toy model was trained
+# on (its names are single tokens in both tokenizers). The answer is the indirect object, Anna.
+HELD_OUT_IOI_PROMPT = "When Anna and Tom went to the park, Tom gave a ball to"
+HELD_OUT_IOI_ANSWERS = (" Anna", " Tom")

@@ -26,7 +26,7 @@ from pristine import stub_source, write_stubs
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "toy-gpt2"
 CONTRACT = REPO / "exercises" / "CONTRACT.md"
-TOPICS = {"01": "load_model", "02": "cache", "03": "attention", "04": "patching",
+TOPICS = {"01": "load_model", "02": "cache", "03": "attention", "04": "patching", "05": "residual",
           "06": "induction"}
 
 

@@ -57,6 +57,16 @@ def patch_hook(clean_cache, position):
 def patch_residual_stream(model, clean_tokens, corrupted_tokens, clean_cache, correct, incorrect):
     return None
 ''',
+    "05": '''
+def logit_diff_direction(model, answer, wrong):
+    return None
+def logit_lens(model, cache, answer, wrong):
+    return None
+def head_attributions(model, cache, answer, wrong):
+    return None
+def plot_logit_lens(values, labels, title=None):
+    return None
+''',
     "06": '''
 def repeated_tokens(model, seq_len, batch=1, seed=0):
     return None
@@ -123,6 +133,19 @@ def patch_hook(clean_cache, position):
     return hook
 def patch_residual_stream(model, clean_tokens, corrupted_tokens, clean_cache, correct, incorrect):
     return torch.zeros(model.cfg.n_layers, corrupted_tokens.shape[1])
+''',
+    "05": '''
+import matplotlib.pyplot as plt
+import torch
+def logit_diff_direction(model, answer, wrong):
+    return torch.zeros(model.cfg.d_model)
+def logit_lens(model, cache, answer, wrong):
+    return torch.zeros(model.cfg.n_layers + 1)
+def head_attributions(model, cache, answer, wrong):
+    return torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
+def plot_logit_lens(values, labels, title=None):
+    fig, ax = plt.subplots()
+    return fig
 ''',
     "06": '''
 import matplotlib.pyplot as plt

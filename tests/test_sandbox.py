@@ -55,6 +55,12 @@ MODULE = """
         ax.set_title("t")
         return fig
 
+    def line_and_bars():
+        fig, (left, right) = plt.subplots(1, 2)
+        left.plot([0, 1, 2], [3.0, -1.0, 2.5])
+        right.bar(["a", "b"], [4.0, 0.5])
+        return fig
+
     def an_object():
         return object()
 
@@ -161,6 +167,12 @@ def test_a_figure_comes_back_described(sandbox) -> None:
     ax = next(a for a in fig.axes if a.images)
     assert ax.images[0].tolist() == [[0.0, 1.0], [0.5, 0.25]]
     assert ax.xticklabels == ["a", "b"] and ax.title == "t"
+
+
+def test_a_figure_brings_its_lines_and_bars(sandbox) -> None:
+    left, right = sandbox.student.line_and_bars().figure.axes
+    assert [line.tolist() for line in left.lines] == [[3.0, -1.0, 2.5]] and left.bars == []
+    assert [bars.tolist() for bars in right.bars] == [[4.0, 0.5]] and right.xticklabels == ["a", "b"]
 
 
 def test_a_returned_function_can_be_called_back(sandbox) -> None:

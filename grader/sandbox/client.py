@@ -102,6 +102,8 @@ class ModelInfo:
 @dataclass(frozen=True)
 class AxesInfo:
     images: list[np.ndarray]
+    lines: list[np.ndarray]  # each line's y values
+    bars: list[np.ndarray]  # each bar chart's heights
     xticklabels: list[str]
     yticklabels: list[str]
     xlabel: str
@@ -119,7 +121,9 @@ class FigureInfo:
     def from_data(cls, info: Any) -> FigureInfo | None:
         try:
             axes = [
-                AxesInfo([np.asarray(i, dtype=float) for i in a["images"]], [str(t) for t in a["xticklabels"]],
+                AxesInfo([np.asarray(i, dtype=float) for i in a["images"]],
+                         [np.asarray(line, dtype=float) for line in a["lines"]],
+                         [np.asarray(bars, dtype=float) for bars in a["bars"]], [str(t) for t in a["xticklabels"]],
                          [str(t) for t in a["yticklabels"]], str(a["xlabel"]), str(a["ylabel"]), str(a["title"]))
                 for a in info["axes"]
             ]

@@ -347,6 +347,10 @@ def describe_figure(fig: Any) -> dict[str, Any]:
     for ax in fig.axes:
         axes.append({
             "images": [np.asarray(image.get_array(), dtype=float) for image in ax.images],
+            # A line's y values and a bar chart's heights, for plots that are not images.
+            "lines": [np.asarray(line.get_ydata(), dtype=float) for line in ax.lines],
+            "bars": [np.asarray([bar.get_height() for bar in container], dtype=float)
+                     for container in ax.containers if type(container).__name__ == "BarContainer"],
             "xticklabels": [t.get_text() for t in ax.get_xticklabels()],
             "yticklabels": [t.get_text() for t in ax.get_yticklabels()],
             "xlabel": ax.get_xlabel(),
