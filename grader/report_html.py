@@ -228,6 +228,14 @@ Axis = tuple[str, Sequence[Any] | None]  # (what the axis is, e.g. "query", and 
 
 
 def difference_artifact(expected: Any, got: Any, title: str, axes: Sequence[Axis] = ()) -> FigureArtifact | None:
+    """The picture of a failed comparison of tensors (see difference_figure), or None."""
+    fig = difference_figure(expected, got, title, axes)
+    if fig is None:
+        return None
+    return figure_to_artifact(fig, fig.get_suptitle(), caption="one colour scale for all the pictures")
+
+
+def difference_figure(expected: Any, got: Any, title: str, axes: Sequence[Axis] = ()) -> Figure | None:
     """Expected, got and got - expected side by side, on one colour scale with one colour bar, for
     a failed comparison of tensors. 1-D values are drawn as one-row strips; higher ranks show the
     2-D slice (over the last two axes) where the two differ most. Different shapes: expected and
@@ -270,7 +278,7 @@ def difference_artifact(expected: Any, got: Any, title: str, axes: Sequence[Axis
             ax.set_ylabel(_plain(ylabel))
     fig.colorbar(image, ax=fig.axes, shrink=0.9)
     fig.suptitle(_plain(title + where), fontsize=10)
-    return figure_to_artifact(fig, title + where, caption="one colour scale for all three pictures")
+    return fig
 
 
 def _finite_array(value: Any) -> np.ndarray | None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pytest
+import torch
 from sample_results import XSS, figure_count, png_base64, sample_run
 
 matplotlib.use("Agg")
@@ -245,8 +246,11 @@ addEventListener("load", async () => {
     img => img.decode().then(() => img.complete && img.naturalWidth > 0, () => false)));
   const out = document.createElement("div");
   out.id = "harness-result";
-  out.textContent = JSON.stringify(
-    {ok: ok.filter(Boolean).length, total: imgs.length, errors: __errors});
+  out.textContent = JSON.stringify({
+    ok: ok.filter(Boolean).length, total: imgs.length, errors: __errors,
+    pictures: Array.from(document.querySelectorAll("figure.difference img")).map(img => img.alt),
+    pageWidth: document.documentElement.scrollWidth,
+    widestImage: Math.max(0, ...imgs.map(img => img.getBoundingClientRect().right))});
   document.body.appendChild(out);
 });
 </script>"""
@@ -257,10 +261,20 @@ def test_report_renders_in_headless_chromium_with_every_image_decoded(tmp_path: 
     run: RunResult = sample_run()
     heatmap = heatmap_artifact(np.eye(4), list("abcd"), list("abcd"), "real heatmap", group="L0H7")
     run.exercises[0].tests[0].figures.append(heatmap)
-    report = render_html(run)
+    outcome, result = _render_in_chromium(render_html(run), tmp_path)
+    assert (outcome["ok"], outcome["total"], outcome["errors"]) == (figure_count(run), figure_count(run), [])
+    assert figure_count(run) == 4
+    # The report has no script and the harness logs nothing: any console line (an uncaught
+    # error, a CSP violation) is a fault.
+    console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == []
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in result.stdout  # still text in the live DOM
+
+
+def _render_in_chromium(report: str, tmp_path: Path, width: int = 1280) -> tuple[dict, subprocess.CompletedProcess]:
+    """Load `report` in headless Chromium at `width` px; what the harness measured, and the run."""
     harness = tmp_path / "harness.html"
     harness.write_text(report.replace("<head>", "<head>\n" + HARNESS, 1), encoding="utf-8")
-
     result = subprocess.run(
         [
             str(CHROMIUM),
@@ -275,6 +289,7 @@ def test_report_renders_in_headless_chromium_with_every_image_decoded(tmp_path: 
             f"--user-data-dir={tmp_path / 'profile'}",
             "--enable-logging=stderr",
             "--v=0",
+            f"--window-size={width},1000",
             "--virtual-time-budget=5000",
             "--dump-dom",
             harness.as_uri(),
@@ -286,14 +301,64 @@ def test_report_renders_in_headless_chromium_with_every_image_decoded(tmp_path: 
     assert result.returncode == 0, result.stderr[-2000:]
     found = re.search(r'<div id="harness-result">(.*?)</div>', result.stdout)
     assert found, f"harness did not report; stderr:\n{result.stderr[-2000:]}"
-    outcome = json.loads(html.unescape(found.group(1)))
-    assert outcome == {"ok": figure_count(run), "total": figure_count(run), "errors": []}
-    assert figure_count(run) == 4
-    # The report has no script and the harness logs nothing: any console line (an uncaught
-    # error, a CSP violation) is a fault.
-    console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
-    assert console == []
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in result.stdout  # still text in the live DOM
+    return json.loads(html.unescape(found.group(1))), result
+
+
+def _failed_pattern_run(monkeypatch: pytest.MonkeyPatch) -> RunResult:
+    """A report of a student whose attention pattern is transposed, graded by the real Grade."""
+    from grader import scoring
+    from grader.scoring import Grade
+
+    monkeypatch.setattr(scoring, "soft", type("Quiet", (), {"fail": staticmethod(lambda text: None)}))  # not this test's failure
+
+    tokens = ["<|endoftext|>", "The", " capital", " of", " France", " is"]
+    want = torch.softmax(torch.randn(6, 6, generator=torch.Generator().manual_seed(0)), -1).tril()
+    grade = Grade()
+    grade.compare("pattern of layer 0, head 1", want.T.contiguous(), want, mistakes={"the pattern is transposed": want.T},
+                  hint="[query, key]", axes=(("query", tokens), ("key", tokens)))
+    run = sample_run()
+    test = run.exercises[0].tests[0]
+    test.checks, test.status, test.points = list(grade.checks), "failed", 0.0
+    return run
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_a_failed_pattern_shows_expected_got_and_difference_within_1280_px(tmp_path: Path, monkeypatch) -> None:
+    run = _failed_pattern_run(monkeypatch)
+    picture = run.exercises[0].tests[0].checks[0].picture
+    assert picture is not None and "pattern of layer 0, head 1" in picture.title
+    outcome, _ = _render_in_chromium(render_html(run), tmp_path, width=1280)
+    assert outcome["errors"] == [] and outcome["ok"] == outcome["total"] == figure_count(run) + 1
+    assert outcome["pictures"] == ["pattern of layer 0, head 1: expected, got and their difference"]
+    assert outcome["pageWidth"] <= 1280, f"the page is {outcome['pageWidth']} px wide: something overflows"
+    assert outcome["widestImage"] <= 1280
+
+
+def test_the_difference_picture_has_three_panels_on_one_colour_scale() -> None:
+    from grader.report_html import difference_figure
+
+    want = torch.eye(4)
+    fig = difference_figure(want, want.flip(0), "pattern", (("query", list("abcd")), ("key", list("abcd"))))
+    panels = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in panels] == ["expected", "got", "got − expected"]
+    assert len({ax.images[0].get_clim() for ax in panels}) == 1  # one colour scale
+    assert len(fig.axes) == 4  # and one colour bar
+    assert [t.get_text() for t in panels[0].get_yticklabels()] == list("abcd")
+    assert panels[0].get_ylabel() == "query" and panels[0].get_xlabel() == "key"
+    plt.close(fig)
+
+
+def test_higher_ranks_show_the_slice_where_they_differ_most_and_passed_comparisons_nothing() -> None:
+    from grader.report_html import difference_artifact
+    from grader.scoring import Grade
+
+    want = torch.zeros(2, 3, 4, 4)
+    got = want.clone()
+    got[1, 2, 0, 0] = 1.0
+    picture = difference_artifact(want, got, "activations")
+    assert picture is not None and "[1, 2, :, :]" in picture.title
+    grade = Grade()
+    assert grade.compare("same", want, want.clone()) and grade.checks[0].picture is None
 
 
 def test_sample_png_helper_makes_valid_pngs() -> None:
