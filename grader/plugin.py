@@ -352,8 +352,12 @@ def _classify(exception: BaseException | None, grade: Grade | None, grading: Gra
     """(status, one readable paragraph) for a finished test."""
     if exception is None:
         if grade is not None and grade.any_failed:
-            failed = [c for c in grade.checks if not c.passed and c.weight > 0]
-            return "failed", f"{len(failed)} of {len(grade.checks)} checks failed: " + ", ".join(c.name for c in failed)
+            failed = [c for c in grade.checks if not c.passed and c.weight > 0 and not c.not_earned]
+            unearned = [c.name for c in grade.checks if c.not_earned]
+            text = f"{len(failed)} of {len(grade.checks)} checks failed: " + ", ".join(c.name for c in failed)
+            if unearned:
+                text += f"; not earned until the answer is right: {', '.join(unearned)}"
+            return "failed", text
         return "passed", ""
     if isinstance(exception, NotImplementedError):
         said = f" ({exception})" if str(exception) else ""
