@@ -171,6 +171,9 @@ class GradingHooks:
                 raise pytest.UsageError(str(exc)) from None
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
+            # pytest's short summary would repeat every failure's headline: the score table that
+            # the run ends with says it all (as -rN would)
+            reporter.reportchars = ""
             mode = "in isolated workers" if grading.options.isolate else "in this process"
             reporter.write_line(f"mechgrade: grading {grading.options.source.describe()} on {choice.spec.id} "
                                 f"({choice.reason}), device {device}, student code {mode}")

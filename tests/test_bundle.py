@@ -102,13 +102,13 @@ def test_the_bundle_holds_what_head_holds_not_the_working_tree(clone: Path, tmp_
     committed = (clone / stub).read_bytes()
     (clone / stub).write_text("def load_model(*args, **kwargs):\n    return 'edited, never committed'\n")
     (clone / "exercises" / "01" / "untracked.py").write_text("print('never added')\n")
-    (clone / "fixtures" / MODEL / "05.json").write_text("{}\n")
+    (clone / "fixtures" / MODEL / "99.json").write_text("{}\n")
 
     archive = zipfile.ZipFile(build_bundle(tmp_path / "autograder.zip", model=MODEL, root=clone, check_drift=False))
 
     assert archive.read(stub) == committed
     assert "exercises/01/untracked.py" not in archive.namelist()
-    assert f"fixtures/{MODEL}/05.json" not in archive.namelist()
+    assert f"fixtures/{MODEL}/99.json" not in archive.namelist()
     assert (archive.getinfo("grader/hook.sh").external_attr >> 16) & stat.S_IXUSR  # git's executable bit kept
     assert not (archive.getinfo(stub).external_attr >> 16) & stat.S_IXUSR
 

@@ -10,18 +10,15 @@ logit_diff_direction in the same batch does not leak into it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from test_exercise_mistakes import (
-    PARALLEL_RUNS,
     Graded,
     Mistake,
     _fn,
-    _full_points,
-    _loses_points,
-    build_submission,
-    grade,
+    assert_caught_and_named,
+    assert_untouched_keep_full_points,
+    grading_batches,
 )
 
 EXERCISE = "05"
@@ -163,43 +160,16 @@ def test_each_batch_rewrites_a_function_at_most_once() -> None:
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Graded]]:
-    """graded(batch) -> the Graded run of that batch's submission on exercise 05's checks, every batch
-    started at once, two runs at a time."""
-
-    def run(batch: str) -> Graded:
-        root = tmp_path_factory.mktemp(f"ex05_{batch}")
-        return grade(build_submission(root / "submission", _rewrites(batch)), root / "out", f"exercises/{EXERCISE}")
-
-    with ThreadPoolExecutor(max_workers=PARALLEL_RUNS) as pool:
-        futures = {batch: pool.submit(run, batch) for batch in BATCHES}
-        yield lambda batch: futures[batch].result()
-        for future in futures.values():
-            future.cancel()
+    """graded(batch) -> that batch's grading run on exercise 05's checks; every batch starts at once."""
+    with grading_batches(tmp_path_factory, _rewrites, BATCHES, "exercises/05") as get:
+        yield get
 
 
 @pytest.mark.parametrize("mistake", [pytest.param(m, id=m.id) for m in MISTAKES])
 def test_the_check_catches_the_mistake_and_names_it(mistake: Mistake, graded) -> None:
-    run = graded(mistake.batch)
-    entry = run.entry(mistake.test)
-    assert _loses_points(entry), f"{mistake.test} kept its points:\n{entry['output']}"
-    assert mistake.hint and mistake.hint in entry["output"], f"hint {mistake.hint!r} missing from:\n{entry['output']}"
-    for prefix, phrase in mistake.also.items():
-        for name, other in run.matching(prefix).items():
-            assert _loses_points(other), f"{name} kept its points:\n{other['output']}"
-            if phrase:
-                assert phrase in other["output"], f"{name}: {phrase!r} missing from:\n{other['output']}"
+    assert_caught_and_named(graded(mistake.batch), mistake)
 
 
 @pytest.mark.parametrize("batch", BATCHES)
 def test_checks_of_untouched_functions_keep_full_points(batch: str, graded) -> None:
-    run = graded(batch)
-    rewritten = {m.function for m in MISTAKES if m.batch == batch}
-    affected = {prefix for m in MISTAKES if m.batch == batch for prefix in m.also}
-    untouched = {
-        name: entry for name, entry in run.tests.items()
-        if not any(name.startswith(p) for f in rewritten for p in FUNCTION_TESTS[f])
-        and not any(name.startswith(prefix) for prefix in affected)
-    }
-    assert untouched, "every check was touched: the batch proves nothing about the rest"
-    lost = {name: e["output"] for name, e in untouched.items() if not _full_points(e)}
-    assert not lost, f"checks of untouched functions lost points: {lost}"
+    assert_untouched_keep_full_points(graded(batch), [m for m in MISTAKES if m.batch == batch], FUNCTION_TESTS)

@@ -11,21 +11,18 @@ costs only its own function's checks.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.test_exercise_mistakes import (
+from test_exercise_mistakes import (
     Graded,
     Mistake,
     _fn,
-    _full_points,
-    _loses_points,
-    build_submission,
-    grade,
+    assert_caught_and_named,
+    assert_untouched_keep_full_points,
+    grading_batches,
 )
 
-TARGET = "exercises/06"
 
 FUNCTION_TESTS = {
     "repeated_tokens": ("test_repeated_tokens",),
@@ -162,38 +159,19 @@ def test_each_batch_rewrites_a_function_at_most_once() -> None:
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Graded]]:
-    """graded(batch) -> that batch's grading run; every batch is started at once, two at a time."""
-    def run(batch: str) -> Graded:
-        root = tmp_path_factory.mktemp(f"ex06_{batch}")
-        return grade(build_submission(root / "submission", _rewrites(batch)), root / "out", TARGET)
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {batch: pool.submit(run, batch) for batch in BATCHES}
-        yield lambda batch: futures[batch].result()
+    """graded(batch) -> that batch's grading run on exercise 06's checks; every batch starts at once."""
+    with grading_batches(tmp_path_factory, _rewrites, BATCHES, "exercises/06") as get:
+        yield get
 
 
 @pytest.mark.parametrize("mistake", [pytest.param(m, id=m.id) for m in MISTAKES])
 def test_the_check_catches_the_mistake_and_names_it(mistake: Mistake, graded) -> None:
-    run = graded(mistake.batch)
-    entry = run.entry(mistake.test)
-    assert _loses_points(entry), f"{mistake.test} kept its points:\n{entry['output']}"
-    if mistake.hint:
-        assert mistake.hint in entry["output"], f"hint {mistake.hint!r} missing from:\n{entry['output']}"
-    for prefix, phrase in mistake.also.items():
-        for name, other in run.matching(prefix).items():
-            assert _loses_points(other), f"{name} kept its points:\n{other['output']}"
-            if phrase:
-                assert phrase in other["output"], f"{name}: {phrase!r} missing from:\n{other['output']}"
+    assert_caught_and_named(graded(mistake.batch), mistake)
 
 
 @pytest.mark.parametrize("batch", BATCHES)
 def test_checks_of_untouched_functions_keep_full_points(batch: str, graded) -> None:
-    run = graded(batch)
-    rewritten = {function for (_, function) in _rewrites(batch)}
-    untouched = {name: e for name, e in run.tests.items()
-                 if not any(name.startswith(p) for f in rewritten for p in FUNCTION_TESTS[f])}
-    lost = {name: e["output"] for name, e in untouched.items() if not _full_points(e)}
-    assert not lost, lost
+    assert_untouched_keep_full_points(graded(batch), [m for m in MISTAKES if m.batch == batch], FUNCTION_TESTS)
 
 
 def test_the_full_cache_mistake_keeps_the_points_of_its_right_values(graded) -> None:

@@ -24,6 +24,7 @@ import sys
 import textwrap
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -474,12 +475,22 @@ def graded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         if batch and batch not in needed:
             needed.append(batch)
 
+    with grading_batches(tmp_path_factory, _rewrites, needed) as get:
+        yield get
+
+
+@contextmanager
+def grading_batches(tmp_path_factory: pytest.TempPathFactory, rewrites: Callable[[str], dict[tuple[str, str], str]],
+                    batches: list[str], target: str = "exercises") -> Iterator[Callable[[str], Graded]]:
+    """get(batch) -> the Graded run of `solutions/` with `rewrites(batch)` applied, on the checks
+    under `target`. The batches start at once, PARALLEL_RUNS at a time; one asked for later starts then."""
+
     def run(batch: str) -> Graded:
         root = tmp_path_factory.mktemp(f"batch_{batch}")
-        return grade(build_submission(root / "submission", _rewrites(batch)), root / "out")
+        return grade(build_submission(root / "submission", rewrites(batch)), root / "out", target)
 
     with ThreadPoolExecutor(max_workers=PARALLEL_RUNS) as pool:
-        futures = {batch: pool.submit(run, batch) for batch in needed}
+        futures = {batch: pool.submit(run, batch) for batch in batches}
 
         def get(batch: str) -> Graded:
             if batch not in futures:
@@ -508,7 +519,17 @@ def _full_points(entry: dict[str, Any]) -> bool:
      for m in MISTAKES],
 )
 def test_the_check_catches_the_mistake_and_names_it(mistake: Mistake, graded) -> None:
-    run = graded(mistake.batch)
+    assert_caught_and_named(graded(mistake.batch), mistake)
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+def test_checks_of_untouched_functions_keep_full_points(batch: str, graded) -> None:
+    assert_untouched_keep_full_points(graded(batch), [m for m in MISTAKES if m.batch == batch], FUNCTION_TESTS)
+
+
+def assert_caught_and_named(run: Graded, mistake: Mistake) -> None:
+    """The mistake's check loses points and names it; the checks in `also` lose points too (and
+    show their phrase); the checks in `keeps` keep full points."""
     entry = run.entry(mistake.test)
     assert _loses_points(entry), f"{mistake.test} kept its points:\n{entry['output']}"
     if mistake.hint:
@@ -522,15 +543,15 @@ def test_the_check_catches_the_mistake_and_names_it(mistake: Mistake, graded) ->
         assert _full_points(run.entry(name)), f"{name} lost points:\n{run.entry(name)['output']}"
 
 
-@pytest.mark.parametrize("batch", BATCHES)
-def test_checks_of_untouched_functions_keep_full_points(batch: str, graded) -> None:
-    run = graded(batch)
-    rewritten = {function for (_, function) in _rewrites(batch)}
-    affected = {prefix for m in MISTAKES if m.batch == batch for prefix in m.also}
+def assert_untouched_keep_full_points(run: Graded, mistakes: list[Mistake], function_tests: dict[str, tuple[str, ...]]) -> None:
+    """Every check of a function that none of `mistakes` rewrites, and that none names in `also`,
+    keeps full points: a mistake costs only the checks it should."""
+    rewritten = {m.function for m in mistakes}
+    affected = {prefix for m in mistakes for prefix in m.also}
     untouched = {
         name: entry
         for name, entry in run.tests.items()
-        if not any(name.startswith(p) for f in rewritten for p in FUNCTION_TESTS[f])
+        if not any(name.startswith(p) for f in rewritten for p in function_tests[f])
         and not any(name.startswith(prefix) for prefix in affected)
     }
     assert untouched, "every check was touched: the batch proves nothing about the rest"
