@@ -168,6 +168,23 @@ class Grade:
     def figure(self, artifact: FigureArtifact) -> None:
         self.figures.append(artifact)
 
+    def student_figure(self, answer: Any, reference: FigureArtifact) -> Any:
+        """The description of the Figure a plotting function returned (a FigureInfo), with the
+        student's picture beside `reference` in the report; None, and a failed check, when the
+        answer is not a Figure. Returning a Figure earns nothing by itself (an empty one is one)."""
+        __tracebackhide__ = True
+        from grader.report_html import png_artifact  # late: matplotlib only for checks that draw
+
+        fig = getattr(answer, "figure", None)
+        if fig is None:
+            self.wrong_kind("returns the Figure", getattr(answer, "type_name", answer), "a matplotlib Figure",
+                            hint="return fig (from fig, ax = plt.subplots()); don't call plt.show() and don't "
+                                 "return the Axes")
+        elif fig.png:
+            self.figure(png_artifact(fig.png, "your plot", group=reference.group))
+        self.figure(reference)
+        return fig
+
     def _record(self, result: CheckResult) -> None:
         __tracebackhide__ = True
         self.checks.append(result)

@@ -18,7 +18,7 @@ from grader.prompts import (
     HELD_OUT_PROMPT,
     HELD_OUT_WORD,
 )
-from grader.report_html import heatmap_artifact, png_artifact
+from grader.report_html import heatmap_artifact
 from grader.scoring import Raised, attempt
 
 TOPIC = "attention"
@@ -78,15 +78,9 @@ def test_plot_attention_draws_a_labelled_heatmap(student, model, run_cached, gra
     reference_picture = heatmap_artifact(pattern, str_tokens, str_tokens, f"reference: {title}", group="heatmap",
                                          xlabel="Key (attends to)", ylabel="Query (from)")
     # The Figure stays where it was drawn; what comes back is its description and a PNG.
-    fig = getattr(answer, "figure", None)
+    fig = grade.student_figure(answer, reference_picture)
     if fig is None:
-        grade.wrong_kind("returns the Figure", getattr(answer, "type_name", answer), "a matplotlib Figure",
-                         hint="return fig (from fig, ax = plt.subplots()); don't call plt.show() and don't return the Axes")
-        grade.figure(reference_picture)
         return
-    if fig.png:
-        grade.figure(png_artifact(fig.png, "your plot", group="heatmap"))
-    grade.figure(reference_picture)
     image_axes = [ax for ax in fig.axes if ax.images]
     if not grade.check("draws an image", bool(image_axes), "no imshow/matshow image in the figure",
                        hint="ax.imshow(pattern)"):

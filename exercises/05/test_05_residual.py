@@ -16,7 +16,7 @@ from grader.prompts import (
     HELD_OUT_IOI_ANSWERS,
     HELD_OUT_IOI_PROMPT,
 )
-from grader.report_html import figure_to_artifact, heatmap_artifact, png_artifact
+from grader.report_html import figure_to_artifact, heatmap_artifact
 
 TOPIC = "residual"
 # prompt, (answer, wrong). France is the exercise text's example; the other two are held out.
@@ -276,16 +276,9 @@ def test_plot_logit_lens_draws_a_labelled_line(student, model, run_cached, grade
     answer = student.plot_logit_lens(values.clone(), list(labels), title=title)
     reference_picture = figure_to_artifact(_reference_plot(values, labels, f"reference: {title}"), "reference",
                                            group="lens")
-    fig = getattr(answer, "figure", None)
+    fig = grade.student_figure(answer, reference_picture)
     if fig is None:
-        grade.check("returns the Figure", False,
-                    f"expected a matplotlib Figure, got {getattr(answer, 'type_name', type(answer).__name__)}",
-                    hint="return fig (from fig, ax = plt.subplots()); don't call plt.show() and don't return the Axes")
-        grade.figure(reference_picture)
         return
-    if fig.png:
-        grade.figure(png_artifact(fig.png, "your plot", group="lens"))
-    grade.figure(reference_picture)
     drawn = _drawn(fig)
     same_length = [(ax, v) for ax, v in drawn if v.shape == tuple(values.shape)]
     closest = min(same_length, key=lambda item: float(np.abs(item[1] - values.numpy()).max()), default=None)
