@@ -524,7 +524,8 @@ def test_the_check_catches_the_mistake_and_names_it(mistake: Mistake, graded) ->
 
 @pytest.mark.parametrize("batch", BATCHES)
 def test_checks_of_untouched_functions_keep_full_points(batch: str, graded) -> None:
-    assert_untouched_keep_full_points(graded(batch), [m for m in MISTAKES if m.batch == batch], FUNCTION_TESTS)
+    untouched = assert_untouched_keep_full_points(graded(batch), [m for m in MISTAKES if m.batch == batch], FUNCTION_TESTS)
+    assert untouched, "every check was touched: the batch proves nothing about the rest"
 
 
 def assert_caught_and_named(run: Graded, mistake: Mistake) -> None:
@@ -543,9 +544,10 @@ def assert_caught_and_named(run: Graded, mistake: Mistake) -> None:
         assert _full_points(run.entry(name)), f"{name} lost points:\n{run.entry(name)['output']}"
 
 
-def assert_untouched_keep_full_points(run: Graded, mistakes: list[Mistake], function_tests: dict[str, tuple[str, ...]]) -> None:
+def assert_untouched_keep_full_points(run: Graded, mistakes: list[Mistake],
+                                      function_tests: dict[str, tuple[str, ...]]) -> dict[str, dict[str, Any]]:
     """Every check of a function that none of `mistakes` rewrites, and that none names in `also`,
-    keeps full points: a mistake costs only the checks it should."""
+    keeps full points: a mistake costs only the checks it should. Returns those checks."""
     rewritten = {m.function for m in mistakes}
     affected = {prefix for m in mistakes for prefix in m.also}
     untouched = {
@@ -554,9 +556,9 @@ def assert_untouched_keep_full_points(run: Graded, mistakes: list[Mistake], func
         if not any(name.startswith(p) for f in rewritten for p in function_tests[f])
         and not any(name.startswith(prefix) for prefix in affected)
     }
-    assert untouched, "every check was touched: the batch proves nothing about the rest"
     lost = {name: e["output"] for name, e in untouched.items() if not _full_points(e)}
     assert not lost, f"checks of untouched functions lost points: {json.dumps(lost, indent=1)[:4000]}"
+    return untouched
 
 
 def test_untrusted_code_does_not_break_later_checks(graded) -> None:
