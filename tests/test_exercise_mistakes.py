@@ -54,7 +54,7 @@ FUNCTION_TESTS: dict[str, tuple[str, ...]] = {
     "patch_hook": ("test_patch_hook",),
     "patch_residual_stream": ("test_patch_residual_stream",),
 }
-TOPICS = {"01": "load_model", "02": "cache", "03": "attention", "04": "patching"}
+TOPICS = {"01": "load_model", "02": "cache", "03": "attention", "04": "patching", "07": "sae"}
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ TOP_PROMPTS = [
     "The capital city of Peru is Lima.",
 ]
 IOI_PROMPT = "When Mary and John went to the store, John gave a drink to"
-UNIT_SIZES = {"small": (3, 5), "model": (None, 48)}  # (d_in, d_sae); None: the model's d_model
+UNIT_SIZES = {"small": (3, 5), "model": (None, 24)}  # (d_in, d_sae); None: the model's d_model
 
 
 # ---- what the grader sets up, and its own math ----
@@ -59,7 +59,7 @@ def _inputs(case: str, model, held_out: torch.Tensor, seed: int) -> tuple[dict[s
     """(weights, x) of a unit case: a tiny one with random x, and one on the model's activations."""
     d_in, d_sae = UNIT_SIZES[case]
     if d_in is None:
-        x = held_out[7:27].cpu()  # 20 rows: not d_in, not d_sae, so a wrong axis shows
+        x = held_out[7:15].cpu()  # 8 rows: not d_in, not d_sae, so a wrong axis shows
         return _weights(x.shape[1], d_sae, seed), x
     return _weights(d_in, d_sae, seed), torch.randn(6, d_in, generator=torch.Generator().manual_seed(seed + 50))
 
