@@ -88,14 +88,22 @@ def _reference_sae(reference, params: dict[str, torch.Tensor], device: str = "cp
     return sae.to(device)
 
 
+def _require(grade, passed: bool, name: str, message: str, hint: str) -> bool:
+    """A precondition of the graded answer (an nn.Module came back, a Figure came back): recorded
+    only when it fails, since an answer that does nothing meets it too."""
+    if not passed:
+        grade.check(name, False, message, hint=hint)
+    return passed
+
+
 def _student_sae(student, grade, params: dict[str, torch.Tensor], device: str) -> Handle | None:
     """The student's own SparseAutoencoder, holding the grader's weights; None (and a failed check
     saying why) when it cannot take them."""
     d_in, d_sae = params["W_enc"].shape
     sae = student.SparseAutoencoder(d_in, d_sae)
-    if not grade.check("SparseAutoencoder(d_in, d_sae) is an nn.Module", getattr(sae, "kind", None) == "model",
-                       f"SparseAutoencoder(...) gave {getattr(sae, 'type_name', type(sae).__name__)}",
-                       hint="class SparseAutoencoder(nn.Module), with super().__init__() in __init__"):
+    if not _require(grade, getattr(sae, "kind", None) == "model", "SparseAutoencoder(d_in, d_sae) is an nn.Module",
+                    f"SparseAutoencoder(...) gave {getattr(sae, 'type_name', type(sae).__name__)}",
+                    "class SparseAutoencoder(nn.Module), with super().__init__() in __init__"):
         return None
     try:
         sae.call_method("load_state_dict", params)
@@ -121,9 +129,9 @@ def test_sparse_autoencoder_starts_with_unit_decoder_rows_and_a_tied_encoder(stu
     """SparseAutoencoder(d_in, d_sae) has the four parameters, unit-norm decoder rows, W_enc = W_dec.T"""
     d_in, d_sae = 24, 40
     sae = student.SparseAutoencoder(d_in, d_sae)
-    if not grade.check("an nn.Module", getattr(sae, "kind", None) == "model",
-                       f"SparseAutoencoder(...) gave {getattr(sae, 'type_name', type(sae).__name__)}",
-                       hint="class SparseAutoencoder(nn.Module), with super().__init__() in __init__"):
+    if not _require(grade, getattr(sae, "kind", None) == "model", "an nn.Module",
+                    f"SparseAutoencoder(...) gave {getattr(sae, 'type_name', type(sae).__name__)}",
+                    "class SparseAutoencoder(nn.Module), with super().__init__() in __init__"):
         return
     params = _parameters(sae)
     problems = ref.parameter_problems(params, d_in, d_sae)
@@ -133,16 +141,18 @@ def test_sparse_autoencoder_starts_with_unit_decoder_rows_and_a_tied_encoder(stu
                     hint=PARAMETER_HINT)
         return
     norms = params["W_dec"].norm(dim=-1)
-    grade.compare("norm of each decoder row (each latent's direction)", norms, torch.ones(d_sae), tol=Tolerance(1e-4, 1e-4),
-                  mistakes={"the columns have unit norm, not the rows: W / W.norm(dim=-1, keepdim=True) for W [d_sae, d_in]":
-                            lambda: params["W_dec"] / params["W_dec"].norm(dim=0, keepdim=True)},
-                  hint="W_dec = torch.randn(d_sae, d_in), divided by W_dec.norm(dim=-1, keepdim=True)")
+    unit_rows = grade.compare(
+        "norm of each decoder row (each latent's direction)", norms, torch.ones(d_sae), tol=Tolerance(1e-4, 1e-4),
+        mistakes={"the columns have unit norm, not the rows: W / W.norm(dim=-1, keepdim=True) for W [d_sae, d_in]":
+                  lambda: params["W_dec"] / params["W_dec"].norm(dim=0, keepdim=True)},
+        hint="W_dec = torch.randn(d_sae, d_in), divided by W_dec.norm(dim=-1, keepdim=True)")
     random_rows = bool(torch.linalg.matrix_rank(params["W_dec"].double()) == min(d_in, d_sae))
     grade.check("decoder rows point in different directions", random_rows,
                 "the decoder's rows are not linearly independent: they were not drawn at random",
                 hint="draw W_dec with torch.randn, then normalise its rows")
-    grade.compare("W_enc is W_dec transposed", params["W_enc"], params["W_dec"].T, tol=Tolerance(1e-6, 1e-5),
-                  hint="self.W_enc = nn.Parameter(W_dec.T.clone())")
+    tied = matches(params["W_enc"], params["W_dec"].T, Tolerance(1e-6, 1e-5))
+    grade.guard("W_enc is W_dec transposed", tied, "W_enc is not W_dec.T", given=unit_rows and random_rows,
+                hint="self.W_enc = nn.Parameter(W_dec.T.clone())")
 
 
 @pytest.mark.points(2)
@@ -218,16 +228,16 @@ def test_sae_loss_sums_over_features_and_averages_over_the_batch(student, refere
         return
     got = student.sae_loss(sae, x, l1_coeff)
     keys = ("reconstruction", "l1", "total")
-    if not grade.check("a dict with 'reconstruction', 'l1' and 'total'", isinstance(got, dict) and set(keys) <= set(got),
-                       f"sae_loss returned {str(got)[:200]}",
-                       hint='return {"reconstruction": ..., "l1": ..., "total": ...}, each a scalar tensor'):
+    if not _require(grade, isinstance(got, dict) and set(keys) <= set(got), "a dict with 'reconstruction', 'l1' and 'total'",
+                    f"sae_loss returned {str(got)[:200]}",
+                    'return {"reconstruction": ..., "l1": ..., "total": ...}, each a scalar tensor'):
         return
     # sae_loss runs the student's own SAE: judge it on what that SAE computes, so that a slip in
     # encode or decode (graded above) is not charged twice.
     latents = sae.call_method("encode", x)
     reconstruction = sae.call_method("decode", latents)
     target, note = want.value, ""
-    if isinstance(latents, torch.Tensor) and isinstance(reconstruction, torch.Tensor):
+    if isinstance(latents, torch.Tensor) and isinstance(reconstruction, torch.Tensor) and bool((latents > 0).any()):
         own = _loss_terms(reconstruction.cpu().float(), latents.cpu().float(), x, l1_coeff)
         if not matches(own, target, want.tol):
             target, note = own, " (of what your own encode and decode give: they differ from the reference)"
@@ -329,14 +339,14 @@ def test_train_sae_learns_a_sparse_faithful_dictionary(student, model, device, a
     start = time.monotonic()
     sae = student.train_sae(train.clone(), d_sae, ref.STEPS, ref.LR, l1_coeff, ref.SEED, ref.BATCH_SIZE)
     seconds = time.monotonic() - start  # shown, not graded: wall time on shared cores is no measure of the code
-    if not grade.check("returns the trained SparseAutoencoder", getattr(sae, "kind", None) == "model",
-                       f"train_sae returned {getattr(sae, 'type_name', type(sae).__name__)}", hint="return sae"):
+    if not _require(grade, getattr(sae, "kind", None) == "model", "returns the trained SparseAutoencoder",
+                    f"train_sae returned {getattr(sae, 'type_name', type(sae).__name__)}", "return sae"):
         return
     # Judged from its parameters, with the grader's own encode and decode: what its forward says
     # about itself does not count.
     params = _parameters(sae)
     problems = ref.parameter_problems(params, d_in, d_sae)
-    if not grade.check("an SAE of the asked size", not problems, "; ".join(problems), hint=PARAMETER_HINT, weight=0):
+    if not _require(grade, not problems, "an SAE of the asked size", "; ".join(problems), PARAMETER_HINT):
         return
     quality = ref.measure({k: params[k] for k in ref.PARAMETER_NAMES}, activations["held_out"])
     summary = (f"on held-out activations: {quality.variance_explained:.3f} of the variance explained, "
@@ -464,9 +474,9 @@ def test_plot_latent_activations_draws_latents_by_tokens(student, model, run_cac
     reference_picture = heatmap_artifact(picture, str_tokens, y_labels, f"reference: {title}", group="latents",
                                          xlabel="Token", ylabel="Latent")
     fig = getattr(answer, "figure", None)
-    if not grade.check("returns the Figure", fig is not None,
-                       f"expected a matplotlib Figure, got {getattr(answer, 'type_name', type(answer).__name__)}",
-                       hint="return fig (from fig, ax = plt.subplots()); don't call plt.show() and don't return the Axes"):
+    if not _require(grade, fig is not None, "returns the Figure",
+                    f"expected a matplotlib Figure, got {getattr(answer, 'type_name', type(answer).__name__)}",
+                    "return fig (from fig, ax = plt.subplots()); don't call plt.show() and don't return the Axes"):
         grade.figure(reference_picture)
         return
     if fig.png:
