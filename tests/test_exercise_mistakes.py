@@ -430,12 +430,13 @@ class Graded:
         return found
 
 
-def grade(submission: Path, out: Path) -> Graded:
+def grade(submission: Path, out: Path, checks: str = "exercises") -> Graded:
+    """Grade `submission` with the check files under `checks` (one exercise's folder: a shorter run)."""
     out.mkdir(parents=True, exist_ok=True)
     results, junit = out / "results.json", out / "junit.xml"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "MECHGRADE_MODEL": MODEL, "OMP_NUM_THREADS": "1"}
     completed = subprocess.run(
-        [sys.executable, "-m", "pytest", "exercises", "-p", "no:cacheprovider", "-q", "--model", MODEL,
+        [sys.executable, "-m", "pytest", checks, "-p", "no:cacheprovider", "-q", "--model", MODEL,
          "--submission", str(submission), "--gradescope-json", str(results), "--report-html", "",
          "--junitxml", str(junit),
          # A temp root of its own: a child pytest prunes old numbered temp dirs, this run's among them.

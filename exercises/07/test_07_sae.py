@@ -351,16 +351,18 @@ def test_train_sae_learns_a_sparse_faithful_dictionary(student, model, device, a
     quality = ref.measure({k: params[k] for k in ref.PARAMETER_NAMES}, activations["held_out"])
     summary = (f"on held-out activations: {quality.variance_explained:.3f} of the variance explained, "
                f"{quality.mean_l0:.1f} latents active per token, {quality.dead_share:.1%} dead; {seconds:.1f} s")
-    faithful = grade.check(
-        f"explains at least {ref.MIN_VARIANCE_EXPLAINED:.0%} of the variance",
-        quality.variance_explained >= ref.MIN_VARIANCE_EXPLAINED,
-        summary, hint=_quality_hint(quality), weight=2)
-    grade.guard(f"sparse: at most {ref.MAX_MEAN_L0:g} latents active per token", quality.mean_l0 <= ref.MAX_MEAN_L0,
-                summary, weight=2, given=faithful,
-                hint="the L1 penalty is not doing its job: sae_loss's 'total' must add l1_coeff * (|latents| summed "
-                     "over the latents, mean over the batch), and training must minimise 'total'")
+    faithful = quality.variance_explained >= ref.MIN_VARIANCE_EXPLAINED
+    sparse = quality.mean_l0 <= ref.MAX_MEAN_L0
+    # One check: an SAE that is not sparse (the identity dictionary, training without the L1) or
+    # not faithful (all latents silent) is no answer at all.
+    good = grade.check(
+        f"explains at least {ref.MIN_VARIANCE_EXPLAINED:.0%} of the variance with at most {ref.MAX_MEAN_L0:g} latents "
+        "active per token", faithful and sparse, summary, weight=4,
+        hint=_quality_hint(quality) if not faithful else
+        "the L1 penalty is not doing its job: sae_loss's 'total' must add l1_coeff * (|latents| summed over the "
+        "latents, mean over the batch), and training must minimise 'total'")
     grade.guard(f"at most {ref.MAX_DEAD_SHARE:.0%} of the latents dead", quality.dead_share <= ref.MAX_DEAD_SHARE,
-                summary, given=faithful,
+                summary, given=good,
                 hint="start b_dec at the activations' mean and W_enc at W_dec.T, and normalise the decoder after "
                      "every step: latents that never fire get no gradient")
 
@@ -378,10 +380,12 @@ def _latent_on(params: dict[str, torch.Tensor], model, prompt: str, word: str) -
     return int(latents[words.index(word)].argmax())
 
 
-# case -> (prompts, (prompt, word) that picks the latent, k); the second is held out.
+# case -> (prompts, (prompt, word) that picks the latent, k). The second is held out, and its
+# latent is the one most active on the BOS token: it fires on text too, far more weakly, so an
+# answer that keeps position 0 puts BOS at the top of its list.
 TOP_CASES = {
     "country": (TOP_PROMPTS, (CLEAN_PROMPT, "France"), 8),
-    "held-out": (generate(30, seed=103), (IOI_PROMPT, "John"), 5),
+    "held-out": (generate(30, seed=103), (IOI_PROMPT, "<|endoftext|>"), 5),
 }
 
 
