@@ -321,6 +321,7 @@ def test_an_sae_that_lies_about_itself_cannot_pass_training(graded) -> None:
     run = graded("liar")
     entry = run.entry(TRAIN)
     assert entry["score"] == 0, entry["output"]
-    assert "1.000 of the variance explained, 128.0 latents active per token" in entry["output"], entry["output"]
+    assert "on held-out activations: 1.000 of the variance explained, 128.0 latents active per token" in entry["output"], \
+        entry["output"]
     others = {name: e for name, e in run.tests.items() if name != TRAIN}
     assert all(_full_points(e) for e in others.values()), {n: e["output"] for n, e in others.items() if not _full_points(e)}

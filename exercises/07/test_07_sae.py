@@ -330,12 +330,23 @@ def _quality_hint(quality: ref.Quality) -> str:
             "activations' mean, normalize_decoder after every step")
 
 
+def _reference_quality(reference, activations: dict[str, torch.Tensor], d_sae: int, l1_coeff: float) -> dict[str, float]:
+    """The reference train_sae's SAE on the same activations, judged as the student's is."""
+    sae = reference.train_sae(activations["train"].clone(), d_sae, ref.STEPS, ref.LR, l1_coeff, ref.SEED, ref.BATCH_SIZE)
+    quality = ref.measure({k: v.detach() for k, v in sae.state_dict().items()}, activations["held_out"])
+    return {"variance_explained": quality.variance_explained, "mean_l0": quality.mean_l0, "dead_share": quality.dead_share}
+
+
 @pytest.mark.points(6)
-def test_train_sae_learns_a_sparse_faithful_dictionary(student, model, device, activations, grade):
+def test_train_sae_learns_a_sparse_faithful_dictionary(student, reference, model, device, activations, expected, grade):
     """train_sae gives an SAE that reconstructs held-out activations with few latents, few of them dead"""
     train = activations["train"]
-    d_in, d_sae = train.shape[1], ref.EXPANSION * train.shape[1]
+    d_in, d_sae = train.shape[1], ref.sae_width(train.shape[1])
     l1_coeff = ref.l1_coeff_for(train)
+    # Training is not bitwise the same on every machine: the stored figures are a bar, not an answer.
+    reached = expected("train_sae quality", lambda: _reference_quality(reference, activations, d_sae, l1_coeff),
+                       atol=0.02, rtol=0.05)
+    bar = ref.bar(ref.Quality(**reached.value, d_sae=d_sae))
     start = time.monotonic()
     sae = student.train_sae(train.clone(), d_sae, ref.STEPS, ref.LR, l1_coeff, ref.SEED, ref.BATCH_SIZE)
     seconds = time.monotonic() - start  # shown, not graded: wall time on shared cores is no measure of the code
@@ -350,18 +361,19 @@ def test_train_sae_learns_a_sparse_faithful_dictionary(student, model, device, a
         return
     quality = ref.measure({k: params[k] for k in ref.PARAMETER_NAMES}, activations["held_out"])
     summary = (f"on held-out activations: {quality.variance_explained:.3f} of the variance explained, "
-               f"{quality.mean_l0:.1f} latents active per token, {quality.dead_share:.1%} dead; {seconds:.1f} s")
-    faithful = quality.variance_explained >= ref.MIN_VARIANCE_EXPLAINED
-    sparse = quality.mean_l0 <= ref.MAX_MEAN_L0
+               f"{quality.mean_l0:.1f} latents active per token, {quality.dead_share:.1%} dead ({seconds:.1f} s); "
+               f"the reference train_sae: {reached.value['variance_explained']:.3f}, {reached.value['mean_l0']:.1f}, "
+               f"{reached.value['dead_share']:.1%}")
+    faithful = quality.variance_explained >= bar.min_variance_explained
+    sparse = quality.mean_l0 <= bar.max_mean_l0
     # One check: an SAE that is not sparse (the identity dictionary, training without the L1) or
     # not faithful (all latents silent) is no answer at all.
     good = grade.check(
-        f"explains at least {ref.MIN_VARIANCE_EXPLAINED:.0%} of the variance with at most {ref.MAX_MEAN_L0:g} latents "
-        "active per token", faithful and sparse, summary, weight=4,
+        bar.describe(), faithful and sparse, summary, weight=4,
         hint=_quality_hint(quality) if not faithful else
         "the L1 penalty is not doing its job: sae_loss's 'total' must add l1_coeff * (|latents| summed over the "
         "latents, mean over the batch), and training must minimise 'total'")
-    grade.guard(f"at most {ref.MAX_DEAD_SHARE:.0%} of the latents dead", quality.dead_share <= ref.MAX_DEAD_SHARE,
+    grade.guard(f"at most {bar.max_dead_share:.0%} of the latents dead", quality.dead_share <= bar.max_dead_share,
                 summary, given=good,
                 hint="start b_dec at the activations' mean and W_enc at W_dec.T, and normalise the decoder after "
                      "every step: latents that never fire get no gradient")
