@@ -3,7 +3,7 @@
 One run prints, for the toy model and for a GPT-2-small-shaped model with random weights (built
 here from GPT-2 small's config: the same compute as the real model, no download):
 
-- the wall time of grading all four exercises with the reference solutions, from process start
+- the wall time of grading all the exercises with the reference solutions, from process start
   to the reports written, split into start-up (Python, pytest, imports), model load, checks and
   reports;
 - the floor: a plain script in a fresh process that imports, loads the model once and makes the
@@ -179,6 +179,7 @@ def floor_script(model: str, device: str) -> None:
     load, cache_ex, attention, patching = (solution("01", "load_model"), solution("02", "cache"),
                                            solution("03", "attention"), solution("04", "patching"))
     induction = solution("06", "induction")
+    sae_ex = solution("07", "sae")
     stamps = {"imported": time.time()}
     source = get_spec(model).source
     model_ = load.load_model(source, device)
@@ -224,10 +225,36 @@ def floor_script(model: str, device: str) -> None:
             top = scores if seq_len == 20 else previous
             induction.ablate_head(model_, tokens, *divmod(int(top.argmax()), top.shape[1]))
         induction.plot_induction_scores(scores)
+        _sae_floor(sae_ex, model_, get_spec(model).id)
     del figure
     stamps["done"] = time.time()
     stamps["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(stamps))
+
+
+def _sae_floor(sae_ex, model_, model_id: str) -> None:
+    """Exercise 07's reference calls: its activations, one training, the unit calls, top tokens, a plot."""
+    import matplotlib.pyplot as plt
+    import torch
+
+    from grader.prompts import CLEAN_PROMPT
+    from grader.toy import sae as ref
+    from grader.toy.corpus import generate
+
+    train, held_out = ref.training_activations(model_), ref.held_out_activations(model_)
+    d_sae = ref.sae_width(train.shape[1])
+    with torch.enable_grad():
+        trained = sae_ex.train_sae(train, d_sae, ref.STEPS, ref.LR, ref.l1_coeff_for(train), ref.SEED, ref.BATCH_SIZE)
+    ref.measure({k: v.detach() for k, v in trained.state_dict().items()}, held_out)
+    shipped = sae_ex.SparseAutoencoder(train.shape[1], d_sae)
+    shipped.load_state_dict(ref.reference_sae(model_, model_id))
+    sae_ex.sae_loss(shipped, held_out[:8], 0.37), shipped(held_out[:8])
+    sae_ex.normalize_decoder(shipped)
+    shipped.load_state_dict(ref.reference_sae(model_, model_id))
+    for prompts, k in ((["The capital of France is Paris."] * 8, 8), (generate(30, seed=103), 5)):
+        sae_ex.top_activating_tokens(shipped, model_, prompts, 0, k)
+    acts = model_.run_with_cache(model_.to_tokens(CLEAN_PROMPT), names_filter=ref.HOOK_POINT)[1][ref.HOOK_POINT][0]
+    plt.close(sae_ex.plot_latent_activations(shipped.encode(acts), model_.to_str_tokens(CLEAN_PROMPT), [0, 1, 2]))
 
 
 def report(name: str, base: dict[str, float], runs: dict[str, tuple[dict[str, float], float, float]]) -> None:

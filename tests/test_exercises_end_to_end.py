@@ -27,18 +27,24 @@ REPO = Path(__file__).resolve().parent.parent
 MODEL = "toy-gpt2"
 CONTRACT = REPO / "exercises" / "CONTRACT.md"
 TOPICS = {"01": "load_model", "02": "cache", "03": "attention", "04": "patching", "05": "residual",
-          "06": "induction"}
+          "06": "induction", "07": "sae"}
 
 
 def _contract_signatures(text: str) -> dict[str, list[str]]:
-    """exercise -> every `def ...` signature in the python blocks of its "## NN" section, one line each."""
+    """exercise -> every `def ...` signature in the python blocks of its "## NN" section, one line
+    each; a method of a `class C` block (indented by four spaces) as `def C.method(...)`."""
     found: dict[str, list[str]] = {}
     for exercise, section in re.findall(r"^## (\d\d)\b(.*?)(?=^## |\Z)", text, flags=re.S | re.M):
         for block in re.findall(r"```python\n(.*?)```", section, flags=re.S):
             lines = block.splitlines()
+            owner = ""
             for index, line in enumerate(lines):
-                if line.startswith("def "):
-                    signature = line
+                if line.startswith("class "):
+                    owner = re.split(r"[(:]", line.removeprefix("class "))[0].strip() + "."
+                elif line.startswith("def "):
+                    owner = ""
+                if line.startswith("def ") or (owner and line.startswith("    def ")):
+                    signature = "def " + owner + line.strip().removeprefix("def ")
                     while signature.count("(") > signature.count(")"):
                         index += 1
                         signature += " " + lines[index].strip()
@@ -154,8 +160,18 @@ def test_stored_fixtures_agree_with_the_solutions() -> None:
 
 
 def _functions(path: Path, source: str | None = None) -> list[ast.FunctionDef]:
+    """The public functions, and the public methods and __init__ of public classes, named `C.method`."""
     tree = ast.parse(path.read_text() if source is None else source, filename=str(path))
-    return [node for node in tree.body if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")]
+    found = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+            found.append(node)
+        elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            for method in node.body:
+                if isinstance(method, ast.FunctionDef) and (method.name == "__init__" or not method.name.startswith("_")):
+                    method.name = f"{node.name}.{method.name}"
+                    found.append(method)
+    return found
 
 
 def _raises_not_implemented(statement: ast.stmt) -> bool:
@@ -203,8 +219,10 @@ def _signature(function: ast.FunctionDef) -> str:
 
 
 def _contract(signature: str) -> ast.FunctionDef:
-    node = ast.parse(signature + ": ...").body[0]
+    qualified = signature.removeprefix("def ").split("(")[0]  # `C.method` for a method
+    node = ast.parse(signature.replace(qualified, qualified.split(".")[-1], 1) + ": ...").body[0]
     assert isinstance(node, ast.FunctionDef)
+    node.name = qualified
     return node
 
 

@@ -85,6 +85,28 @@ def ablate_head(model, tokens, layer, head):
 def plot_induction_scores(scores):
     return None
 ''',
+    "07": '''
+from torch import nn
+class SparseAutoencoder(nn.Module):
+    def __init__(self, d_in, d_sae):
+        super().__init__()
+    def encode(self, x):
+        return None
+    def decode(self, f):
+        return None
+    def forward(self, x):
+        return None
+def sae_loss(sae, x, l1_coeff):
+    return None
+def normalize_decoder(sae):
+    return None
+def train_sae(activations, d_sae, steps=500, lr=2e-3, l1_coeff=2.0, seed=0, batch_size=256):
+    return None
+def top_activating_tokens(sae, model, prompts, latent, k=10):
+    return None
+def plot_latent_activations(latent_acts, str_tokens, latents, title=None):
+    return None
+''',
 }
 
 RETURNS_EMPTY_OF_THE_RIGHT_SHAPE = {
@@ -167,6 +189,34 @@ def ablate_head(model, tokens, layer, head):
 def plot_induction_scores(scores):
     fig, ax = plt.subplots()
     return fig
+''',
+    "07": '''
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+class SparseAutoencoder(nn.Module):
+    def __init__(self, d_in, d_sae):
+        super().__init__()
+        self.W_enc = nn.Parameter(torch.zeros(d_in, d_sae))
+        self.b_enc = nn.Parameter(torch.zeros(d_sae))
+        self.W_dec = nn.Parameter(torch.zeros(d_sae, d_in))
+        self.b_dec = nn.Parameter(torch.zeros(d_in))
+    def encode(self, x):
+        return torch.zeros(*x.shape[:-1], self.W_enc.shape[1])
+    def decode(self, f):
+        return torch.zeros(*f.shape[:-1], self.W_dec.shape[1])
+    def forward(self, x):
+        return self.decode(self.encode(x)), self.encode(x)
+def sae_loss(sae, x, l1_coeff):
+    return {"reconstruction": torch.tensor(0.0), "l1": torch.tensor(0.0), "total": torch.tensor(0.0)}
+def normalize_decoder(sae):
+    return None
+def train_sae(activations, d_sae, steps=500, lr=2e-3, l1_coeff=2.0, seed=0, batch_size=256):
+    return SparseAutoencoder(activations.shape[1], d_sae)
+def top_activating_tokens(sae, model, prompts, latent, k=10):
+    return []
+def plot_latent_activations(latent_acts, str_tokens, latents, title=None):
+    return plt.figure()
 ''',
 }
 

@@ -86,6 +86,23 @@ MODULE = """
     def chatty():
         print("x" * 1_000_000)
         return 1
+
+    class Affine(torch.nn.Module):
+        def __init__(self, n):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.ones(n))
+            self.bias = torch.nn.Parameter(torch.zeros(n))
+
+        def forward(self, x):
+            return x * self.weight + self.bias
+
+    class Fibbing(torch.Tensor):
+        def tolist(self):
+            return [42.0]
+
+    class Boasting(Affine):
+        def state_dict(self, *args, **kwargs):  # parameters that claim other values
+            return {name: value.detach().as_subclass(Fibbing) for name, value in super().state_dict().items()}
 """
 
 
@@ -260,3 +277,19 @@ def test_printed_output_is_capped_and_nothing_blocks(sandbox, capsys: pytest.Cap
     assert sandbox.student.chatty() == 1
     out = capsys.readouterr().out
     assert len(out) < 20_000 and "more bytes of output dropped" in out
+
+
+def test_a_modules_weights_can_be_set_and_its_state_dict_comes_back_as_plain_tensors(sandbox) -> None:
+    module = sandbox.student.Affine(3)
+    assert isinstance(module, Handle) and module.kind == "model"
+    module.call_method("load_state_dict", {"weight": torch.tensor([1.0, 2.0, 3.0]), "bias": torch.full((3,), 0.5)})
+    params = module.call_method("state_dict")
+    assert type(params) is dict and set(params) == {"weight", "bias"}
+    assert all(type(value) is torch.Tensor for value in params.values())  # Parameters arrive as their data
+    assert params["weight"].tolist() == [1.0, 2.0, 3.0] and params["bias"].tolist() == [0.5] * 3
+    assert module(torch.ones(3)).tolist() == [1.5, 2.5, 3.5]  # the module the weights went into
+
+
+def test_a_tensor_subclass_in_a_state_dict_arrives_as_its_data(sandbox) -> None:
+    params = sandbox.student.Boasting(2).call_method("state_dict")
+    assert type(params["weight"]) is torch.Tensor and params["weight"].tolist() == [1.0, 1.0]

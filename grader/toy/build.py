@@ -319,15 +319,17 @@ that finds the country from one that looks one token back.
 
 
 def refresh_card(path: Path, report: VerifyReport) -> None:
-    """Rewrite the measured and rebuild sections of an existing card from `report`; keep the rest."""
+    """Rewrite the measured and rebuild sections of an existing card from `report`; keep the rest,
+    sections appended after the rebuild one included (the SAE of grader.toy.sae writes one)."""
     text = path.read_text()
     for heading in (MEASURED_HEADING, "## Reproducibility", REBUILD_HEADING):
         if text.count(heading + "\n") != 1:
             raise ValueError(f"{path} does not have exactly one {heading!r} section; rebuild the model to rewrite the card")
     head, rest = text.split(MEASURED_HEADING + "\n")
     _, repro = rest.split("## Reproducibility\n")
-    repro, _ = repro.split(REBUILD_HEADING + "\n")
-    path.write_text(f"{head}{measured_section(report)}\n## Reproducibility\n{repro}{REBUILD_SECTION}")
+    repro, rebuild = repro.split(REBUILD_HEADING + "\n")
+    _, heading, appended = rebuild.partition("\n## ")
+    path.write_text(f"{head}{measured_section(report)}\n## Reproducibility\n{repro}{REBUILD_SECTION}{heading}{appended}")
 
 
 def reverify(out_dir: Path = TOY_MODEL_DIR) -> VerifyReport:
