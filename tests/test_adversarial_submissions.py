@@ -389,8 +389,8 @@ CASES: list[Case] = [
         def model_summary(model):
             return LyingDict({key: AlwaysEqual(0) for key in _original_model_summary(model)})
         ''')},
-        # the dict and its keys are right (2 of 9 soft checks), the seven sizes are not
-        expected=round(EX["01"] - 2 + 2 * 2 / 9, 4), scores={"1.3": round(2 * 2 / 9, 4)}),
+        # the seven sizes are wrong, so "no other keys" is not earned: points follow work
+        expected=EX["01"] - 2, scores={"1.3": 0.0}),
     # ------------------------------------------------ reading the reference solutions and expected values
     Case("reference-from-sys-modules", ("03",), {"attention_pattern": fn('''
         def attention_pattern(cache, layer, head):
