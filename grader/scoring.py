@@ -1,8 +1,9 @@
 """Soft checks with partial credit, and the rules that turn a test's outcome into points.
 
 A test receives a ``grade`` fixture and records checks on it; every failed check is also
-reported through pytest-check, so one run shows all of them ("Failed Checks: N") instead of
-stopping at the first. Points follow the share of check weight that passed.
+reported through pytest-check, so one run shows all of them instead of stopping at the first.
+Points follow the share of check weight that passed, and follow work: a property that an answer
+doing nothing also has (``guard``) earns its share only with a right answer.
 """
 
 from __future__ import annotations
@@ -17,6 +18,13 @@ from grader.compare import Tolerance, compare, diagnose, short
 from grader.fixtures import Expected
 from grader.results import CheckResult, FigureArtifact
 from grader.sandbox.client import StudentError, WorkerLost
+
+if TYPE_CHECKING:
+    from grader.report_html import Axis
+
+Mistakes = Mapping[str, Any]  # hint -> the value that mistake produces (or a callable making it)
+NOT_EARNED = "holds, but an answer that does nothing would pass it too: it counts once the answer is right"
+
 
 @dataclass(frozen=True)
 class Raised:
@@ -44,13 +52,6 @@ def attempt(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         raise
     except StudentError as error:
         return Raised(error)
-
-
-if TYPE_CHECKING:
-    from grader.report_html import Axis
-
-Mistakes = Mapping[str, Any]  # hint -> the value that mistake produces (or a callable making it)
-NOT_EARNED = "holds, but an answer that does nothing would pass it too: it counts once the answer is right"
 
 
 class Grade:
