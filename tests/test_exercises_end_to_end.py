@@ -270,3 +270,23 @@ def test_stub_and_solution_signatures_are_identical_and_match_the_contract(exerc
 def test_the_contract_names_every_exercise_and_its_functions() -> None:
     assert sorted(CONTRACT_SIGNATURES) == sorted(TOPICS)
     assert all(CONTRACT_SIGNATURES[exercise] for exercise in TOPICS)
+
+
+# ---- (f) a student's work in exercises/ does not change the package's own tests ----
+
+
+def test_the_package_tests_pass_with_a_solved_exercise_in_the_working_tree(tmp_path: Path) -> None:
+    """A clone of HEAD whose exercises/03 holds a solution, as a student's checkout would: the
+    tests that grade and read the stubs still pass there (they take the stubs from git)."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(REPO), str(clone)], check=True, timeout=120)
+    (clone / "exercises" / "03" / "attention.py").write_text((REPO / "solutions" / "03" / "attention.py").read_text())
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MECHGRADE_MODEL": MODEL, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(clone)}
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/test_exercises_end_to_end.py", "-q", "-p", "no:cacheprovider",
+         "-k", "untouched_stubs or every_stub or signatures_are_identical", f"--basetemp={tmp_path / 'basetemp'}"],
+        cwd=clone, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-2000:]
+    assert " passed" in completed.stdout and "failed" not in completed.stdout
