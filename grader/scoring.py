@@ -177,10 +177,11 @@ class Grade:
         from grader.report_html import png_artifact  # late: matplotlib only for checks that draw
 
         fig = getattr(answer, "figure", None)
-        if fig is None:
-            self.wrong_kind("returns the Figure", getattr(answer, "type_name", answer), "a matplotlib Figure",
-                            hint="return fig (from fig, ax = plt.subplots()); don't call plt.show() and don't "
-                                 "return the Axes")
+        hint = "return fig (from fig, ax = plt.subplots()); don't call plt.show() and don't return the Axes"
+        if fig is None and isinstance(getattr(answer, "type_name", None), str):  # an object that stayed there
+            self.check("returns the Figure", False, f"expected a matplotlib Figure, got {answer.type_name}", hint)
+        elif fig is None:
+            self.wrong_kind("returns the Figure", answer, "a matplotlib Figure", hint)
         elif fig.png:
             self.figure(png_artifact(fig.png, "your plot", group=reference.group))
         self.figure(reference)
