@@ -79,9 +79,10 @@ def _pss_mib(pid: int) -> float:
     return 0.0
 
 
-def run_child(command: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess, float]:
-    """Run a child process; return its wall time, the finished process and the peak PSS (MiB)
-    of its process tree."""
+def run_child(command: list[str], env: dict[str, str],
+              allowed: tuple[int, ...] = (0,)) -> tuple[float, subprocess.CompletedProcess, float]:
+    """Run a child process (its exit status must be one of `allowed`); return its wall time, the
+    finished process and the peak PSS (MiB) of its process tree."""
     started = time.time()
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = 0.0
@@ -100,13 +101,16 @@ def run_child(command: list[str], env: dict[str, str]) -> tuple[float, subproces
     sampler.join()
     wall = time.time() - started
     completed = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
-    if completed.returncode != 0:
+    if completed.returncode not in allowed:
         sys.stderr.write(completed.stdout[-3000:] + completed.stderr[-3000:])
         raise SystemExit(f"benchmark child failed: {' '.join(command)}")
     return wall, completed, peak
 
 
-def grade(model: str, device: str, fixtures_dir: Path, work: Path, isolate: bool = False) -> dict[str, float]:
+def grade(model: str, device: str, fixtures_dir: Path, work: Path, isolate: bool = False,
+          full_marks: bool = True) -> dict[str, float]:
+    """Grade the solutions; `full_marks`: they must score 100% (random weights lack some of the
+    circuits the checks look for, so there some checks fail: the time is what counts)."""
     work = work / ("isolated" if isolate else "in-process")
     work.mkdir(parents=True, exist_ok=True)
     timings = work / "timings.json"
@@ -116,12 +120,14 @@ def grade(model: str, device: str, fixtures_dir: Path, work: Path, isolate: bool
                "--report-html", str(work / "report.html"), "--gradescope-json", str(work / "results.json"),
                *(["--isolate"] if isolate else [])]
     started = time.time()
-    wall, _, peak = run_child(command, env)
+    wall, _, peak = run_child(command, env, allowed=(0,) if full_marks else (0, 1))
     stamps = json.loads(timings.read_text())
     score = json.loads((work / "results.json").read_text())
     total = sum(t["max_score"] for t in score["tests"])
     if score["score"] != total:
-        raise SystemExit(f"the solutions scored {score['score']} / {total} on {model}: fix that before timing")
+        if full_marks:
+            raise SystemExit(f"the solutions scored {score['score']} / {total} on {model}: fix that before timing")
+        print(f"  (the solutions scored {score['score']:g} / {total:g} on random weights)")
     return {
         "wall": wall,
         "startup": stamps["load_start"] - started,
@@ -135,8 +141,8 @@ def grade(model: str, device: str, fixtures_dir: Path, work: Path, isolate: bool
 def refresh(model: str, device: str, fixtures_dir: Path) -> None:
     command = [sys.executable, "-m", "pytest", "exercises", "-p", "grader.plugin", "-p", "no:cacheprovider", "-q",
                "--solutions", "--model", model, "--device", device, "--fixtures-dir", str(fixtures_dir),
-               "--fixtures-mode=refresh", "--report-html", ""]
-    run_child(command, {**os.environ, "HF_HUB_OFFLINE": "1"})
+               "--fixtures-mode=refresh-incomplete", "--report-html", ""]
+    run_child(command, {**os.environ, "HF_HUB_OFFLINE": "1"}, allowed=(0, 1))
 
 
 def floor(model: str, device: str) -> dict[str, float]:
@@ -297,8 +303,8 @@ def main() -> int:
             fixtures = work / "fixtures"
             refresh(str(shaped), args.device, fixtures)  # expected values for it, as an instructor would make
             report("GPT-2-small-shaped, random weights", floor(str(shaped), args.device), {
-                "in-process": (grade(str(shaped), args.device, fixtures, work), 1.5, 0),
-                "isolated": (grade(str(shaped), args.device, fixtures, work, isolate=True), 1.5, 1.5),
+                "in-process": (grade(str(shaped), args.device, fixtures, work, full_marks=False), 1.5, 0),
+                "isolated": (grade(str(shaped), args.device, fixtures, work, isolate=True, full_marks=False), 1.5, 1.5),
             })
     return 0
 

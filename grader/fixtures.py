@@ -30,7 +30,8 @@ from grader.compare import Tolerance, compare, to_numpy
 
 FORMAT_VERSION = 1
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures"
-Mode = Literal["use", "refresh", "check"]
+# refresh-incomplete: also write exercises whose reference fails a check (benchmarks on random weights)
+Mode = Literal["use", "refresh", "check", "refresh-incomplete"]
 
 
 class FixtureError(Exception):
@@ -227,7 +228,7 @@ class FixtureStore:
             drift = self._drift.setdefault(exercise, Drift())
             if complete and stored is not None:
                 drift.unused = sorted(set(stored.checks) - set(computed))
-            if self.mode == "refresh" and complete and computed:
+            if computed and (self.mode == "refresh-incomplete" or (self.mode == "refresh" and complete)):
                 provenance = {**self.provenance, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
                 written = FixtureFile(fixture_path(self.model_id, exercise, self.root), provenance, computed)
                 written.write(exercise, self.model_id)
@@ -238,7 +239,7 @@ class FixtureStore:
 def render_drift(drift: dict[str, Drift], mode: Mode, model_id: str, written: bool = True) -> str:
     """The end-of-run summary for refresh and check, in the manner of a snapshot tool."""
     lines = []
-    verb = {"refresh": "refreshed", "check": "checked"}.get(mode, mode)
+    verb = {"refresh": "refreshed", "refresh-incomplete": "refreshed", "check": "checked"}.get(mode, mode)
     for exercise, d in sorted(drift.items()):
         parts = [f"{len(d.created)} created", f"{len(d.changed)} changed", f"{len(d.unused)} unused", f"{len(d.unchanged)} unchanged"]
         lines.append(f"exercise {exercise} ({model_id}): " + ", ".join(parts))

@@ -81,7 +81,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--worker-memory", dest="mechgrade_worker_memory", default=4096, type=int, metavar="MIB",
                     help="with --isolate: memory a worker may allocate beyond its size at start (default 4096)")
     group.addoption("--fixtures-mode", dest="mechgrade_fixtures_mode", default="use",
-                    choices=["use", "refresh", "check"],
+                    choices=["use", "refresh", "check", "refresh-incomplete"],
                     help="use: compare with stored expected values; refresh/check: what "
                          "`mechgrade fixtures refresh|check` run (prefer those commands)")
 

@@ -135,11 +135,15 @@ def collect_activations(model: TransformerBridge, docs: list[str], hook: str = H
     Prompts are padded on the right (with the BOS/EOS token, which is dropped): a causal model's
     earlier positions never see the padding, so each activation is the one of its own prompt."""
     bos = model.tokenizer.bos_token_id
+    # The model runs only up to the hook's block: on GPT-2 small the rest (and the 50257-wide
+    # unembedding) would cost ten times as much.
+    stop = int(hook.split(".")[1]) + 1 if hook.startswith("blocks.") else None
     out = []
-    for start in range(0, len(docs), batch):
-        tokens = model.to_tokens(docs[start : start + batch])
-        _, cache = model.run_with_cache(tokens, names_filter=hook)
-        out.append(cache[hook][tokens != bos].float())
+    with torch.no_grad():
+        for start in range(0, len(docs), batch):
+            tokens = model.to_tokens(docs[start : start + batch])
+            _, cache = model.run_with_cache(tokens, names_filter=hook, stop_at_layer=stop)
+            out.append(cache[hook][tokens != bos].float())
     return torch.cat(out)
 
 
