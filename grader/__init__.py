@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 DEFAULT_REPORT = Path("reports") / "report.html"
 
 
-def check(exercise: str | int, show_report: bool = True) -> object:
+def check(exercise: str | int, show_report: bool = True) -> None:
     """In a notebook: grade exercise `exercise` on the functions the notebook defines (see grader.kernel)."""
     from grader.kernel import check as check_in_kernel
 

@@ -29,6 +29,7 @@ _loaded: dict[tuple[str, str], Any] = {}  # (model id, device) -> a model course
 _model_ids: dict[int, str] = {}  # id(model) -> its model id, for the models this kernel may grade on
 _guards: dict[int, Any] = {}  # id(model) -> its ModelGuard, kept from one check to the next
 _graded_model: Callable[[], Any] | None = None  # set where a submitted notebook is graded
+last_run: Any = None  # the RunResult of the last check(), for code that wants more than the table
 
 
 def serve_model(model: Callable[[], Any]) -> None:
@@ -56,9 +57,11 @@ def course_model(name: str | None = None, device: str | None = None) -> Any:
     return _loaded[key]
 
 
-def check(exercise: str | int, show_report: bool = True) -> Any:
+def check(exercise: str | int, show_report: bool = True) -> None:
     """Grade exercise `exercise` ("03") on the functions this notebook defines; print the score
-    table, show the HTML report, and return the run's result (grader.results.RunResult)."""
+    table and show the HTML report. The result (grader.results.RunResult) is kept as
+    ``grader.kernel.last_run``: returned, a notebook would print its repr under the report."""
+    global last_run
     if _graded_model is not None:
         return None  # a submitted notebook being graded: its last cell must not start a grading of its own
     import pytest
@@ -95,10 +98,10 @@ def check(exercise: str | int, show_report: bool = True) -> Any:
     run = finished.run
     if run is None:
         raise RuntimeError(f"grading exercise {folder.name} did not run (pytest exit status {int(code)})")
+    last_run = run
     print(render_terminal(run, str(report)), end="")
     if show_report and report.is_file():
         _show_html(report.read_text(encoding="utf-8"))
-    return run
 
 
 class _Finished:

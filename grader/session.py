@@ -123,6 +123,7 @@ class GradingSession:
         self._references: dict[tuple[str, str], ModuleType | SubmissionImportError] = {}
         self._sandbox: Sandbox | None = None
         self._students: dict[str, StudentModule | SubmissionImportError] = {}
+        self._cells_timed_out: dict[Path, str] = {}  # a notebook whose cells ran out of time at import
 
     # ---- model and device, decided lazily: a run that needs no model never loads one ----
 
@@ -229,13 +230,20 @@ class GradingSession:
         """The graded module as a proxy: its functions run in the sandbox, answers come back as data."""
         key = f"{exercise}/{topic}"
         if key not in self._students:
+            path = self.options.source.module_path(exercise, topic)
+            if path in self._cells_timed_out:  # every exercise runs the same cells: they would again
+                raise GradingTimeout(f"{self._cells_timed_out[path]} (when an earlier exercise ran its cells)")
             self.sandbox.start_exercise(exercise)
             try:
-                module = self.sandbox.module(key, self.options.source.module_path(exercise, topic))
+                module = self.sandbox.module(key, path)
                 self._students[key] = module
                 self.notes.extend(n for n in module.import_notes if n not in self.notes)
             except SubmissionImportError as exc:
                 self._students[key] = exc
+            except GradingTimeout as exc:
+                if path.suffix == ".ipynb":
+                    self._cells_timed_out[path] = str(exc)
+                raise
         found = self._students[key]
         if isinstance(found, SubmissionImportError):
             raise found
