@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 
 TIMING_CELL = '''
 import json, time
+from grader import check
 started = time.perf_counter(); check("{exercise}"); first = time.perf_counter() - started
 started = time.perf_counter(); check("{exercise}"); second = time.perf_counter() - started
 import grader.kernel

@@ -65,7 +65,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--solutions", dest="mechgrade_solutions", action="store_true",
                     help="grade the reference solutions in solutions/ instead of exercises/")
     group.addoption("--submission", dest="mechgrade_submission", default=None, metavar="DIR",
-                    help="grade the modules in DIR (laid out like exercises/, or flat)")
+                    help="grade the modules in DIR (laid out like exercises/, or flat), or a notebook "
+                         "(work.ipynb, or a DIR holding one)")
     group.addoption("--report-html", dest="mechgrade_report_html", default=None, metavar="PATH",
                     help=f"where to write the HTML feedback report (default: {DEFAULT_REPORT} in the project "
                          "root, wherever pytest starts); '' for none")
