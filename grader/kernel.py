@@ -91,7 +91,9 @@ def check(exercise: str | int, show_report: bool = True) -> None:
             config.stash[PRESET_KEY] = preset
 
     report = REPO_ROOT / DEFAULT_REPORT
-    args = [str(folder), "--rootdir", str(REPO_ROOT), "-p", "no:cacheprovider", "-p", "no:terminal",
+    # The project's configuration named, not found: pytest would look for it above a --model folder.
+    args = [str(folder), "-c", str(REPO_ROOT / "pyproject.toml"), "--rootdir", str(REPO_ROOT),
+            "-p", "grader.plugin", "-p", "no:cacheprovider", "-p", "no:terminal",
             "-p", "no:faulthandler", "--capture=sys", "--model", _model_ids[id(model)],
             "--device", _device_of(model), "--report-html", str(report)]
     code = pytest.main(args, plugins=[PresetPlugin(), finished])
