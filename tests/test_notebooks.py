@@ -241,7 +241,8 @@ def grade_notebook(notebook: dict[str, Any], out: Path, *options: str, as_folder
 RUNS: dict[str, Callable[[Path], Graded]] = {
     "in-process": lambda out: grade_notebook(submitted_notebook(), out, as_folder=True),
     "isolated": lambda out: grade_notebook(submitted_notebook(), out, "--isolate"),
-    "exits": lambda out: grade_notebook(submitted_notebook("import os\nos._exit(3)"), out, "--isolate"),
+    # A folder holding the notebook, graded isolated: what the autograder bundle's run_autograder does.
+    "exits": lambda out: grade_notebook(submitted_notebook("import os\nos._exit(3)"), out, "--isolate", as_folder=True),
     "loops": lambda out: grade_notebook(submitted_notebook("while True:\n    pass"), out, "--isolate", "--check-timeout", "5"),
 }
 
