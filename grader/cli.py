@@ -1,11 +1,12 @@
 """mechgrade: what is not a plain pytest run.
 
-  mechgrade grade [--submission DIR | --solutions] [--exercise NN ...]   grade, write reports
+  mechgrade grade [--submission DIR|NB.ipynb | --solutions] [--exercise NN ...]  grade, write reports
   mechgrade fixtures refresh --model M [--device D] [--exercise NN]      recompute expected values
   mechgrade fixtures check [--model M] [--exercise NN]                   compare, write nothing
   mechgrade toy build [...]                                              train the practice model
   mechgrade report open                                                  open the last HTML report
   mechgrade bundle [--model M] [--out autograder.zip]                    a Gradescope autograder zip
+  mechgrade notebooks build|check                                        the students' notebooks/, from exercises/
 
 mechgrade grade OPTIONS grades as pytest exercises OPTIONS does, with the same options, in a
 child process, so that a submission that kills or hangs it still leaves a results.json.
@@ -35,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         from grader.toy.build import main as toy_main
 
         return toy_main(rest)
+    if args.command == "notebooks":
+        from grader.notebooks import main as notebooks_main
+
+        return notebooks_main([args.action, *rest])
     if rest:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
     if args.command == "grade":
@@ -70,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     g = commands.add_parser("grade", help="grade exercises/ (or a submission) and write the reports")
     model_options(g)
     source = g.add_mutually_exclusive_group()
-    source.add_argument("--submission", metavar="DIR", help="grade the modules in DIR (laid out like exercises/, or flat)")
+    source.add_argument("--submission", metavar="DIR", help="grade the modules in DIR (laid out like exercises/, or "
+                        "flat), or a notebook (work.ipynb, or a DIR holding one)")
     source.add_argument("--solutions", action="store_true", help="grade the reference solutions")
     g.add_argument("--report-html", default=None, metavar="PATH",
                    help=f"where to write the HTML report (default: {DEFAULT_REPORT} in the project); '' for none")
@@ -97,6 +103,10 @@ def _parser() -> argparse.ArgumentParser:
     b = commands.add_parser("bundle", help="write a Gradescope autograder zip from git HEAD (setup.sh, run_autograder, the project less solutions/)")
     b.add_argument("--model", choices=sorted(MODELS), default="gpt2-small", help="the model submissions are graded on")
     b.add_argument("--out", default="autograder.zip")
+
+    n = commands.add_parser("notebooks", help="write notebooks/NN_<topic>.ipynb from the exercise folders (build), "
+                            "or say whether they are out of date (check)")
+    n.add_argument("action", choices=["build", "check"])
 
     r = commands.add_parser("report", help="open the last HTML report in a browser")
     r.add_argument("action", choices=["open"])

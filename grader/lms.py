@@ -94,6 +94,8 @@ def _run_output(run: RunResult) -> str:
         lines.append("No exercise was graded.")
     if run.interrupted:
         lines.append(f"The run stopped early: {run.interrupted}")
+    for note in run.notes:
+        lines.append(f"note: {note}")
     for error in run.errors:
         lines.append(f"error: {error}")
     return _clean(cap("\n".join(lines), RUN_OUTPUT_CAP))

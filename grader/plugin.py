@@ -28,6 +28,7 @@ import pytest
 from grader import DEFAULT_REPORT
 from grader.fixtures import FixtureError, render_drift
 from grader.models import ModelChoiceError, ModelLoadError
+from grader.notebook_cells import NOT_DEFINED
 from grader.report_terminal import render_banner, render_failed_checks
 from grader.results import RunResult, TestResult, cap
 from grader.sandbox.client import StudentError, WorkerLost
@@ -38,8 +39,10 @@ from grader.session import (
     DEFAULT_TIMEOUT,
     GRADE_KEY,
     SESSION_KEY,
+    PRESET_KEY,
     GradingSession,
     Options,
+    Preset,
     exercise_of,
     session_of,
 )
@@ -62,7 +65,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--solutions", dest="mechgrade_solutions", action="store_true",
                     help="grade the reference solutions in solutions/ instead of exercises/")
     group.addoption("--submission", dest="mechgrade_submission", default=None, metavar="DIR",
-                    help="grade the modules in DIR (laid out like exercises/, or flat)")
+                    help="grade the modules in DIR (laid out like exercises/, or flat), or a notebook "
+                         "(work.ipynb, or a DIR holding one)")
     group.addoption("--report-html", dest="mechgrade_report_html", default=None, metavar="PATH",
                     help=f"where to write the HTML feedback report (default: {DEFAULT_REPORT} in the project "
                          "root, wherever pytest starts); '' for none")
@@ -120,7 +124,8 @@ class GradingHooks:
         if not graded:
             return
         try:
-            grading = GradingSession(Options.from_config(self.config))
+            grading = GradingSession(Options.from_config(self.config),
+                                     guard=self.config.stash.get(PRESET_KEY, Preset()).guard)
         except ValueError as exc:
             raise pytest.UsageError(str(exc)) from None
         self.config.stash[SESSION_KEY] = grading
@@ -362,6 +367,8 @@ def _classify(exception: BaseException | None, grade: Grade | None, grading: Gra
                 text += f"; not earned until the answer is right: {', '.join(unearned)}"
             return "failed", text
         return "passed", ""
+    if isinstance(exception, NotImplementedError) and NOT_DEFINED in str(exception):
+        return "not_attempted", f"not attempted: {exception}"
     if isinstance(exception, NotImplementedError):
         said = f" ({exception})" if str(exception) else ""
         return "not_attempted", f"not attempted: the stub still raises NotImplementedError{said}"

@@ -105,6 +105,10 @@ def render_terminal(run: RunResult, report_path: str | None, width: int = WIDTH)
     lines.append(_row("", "total", total, share, width))
     if run.interrupted:
         lines.append(_clip(f"interrupted: {run.interrupted}", width))
+    for note in run.notes:  # its first lines: the cell, and the error or what was skipped
+        for n, part in enumerate(note.splitlines()[:4]):
+            text = f"note: {part}" if n == 0 else f"  {part}"
+            lines.extend(textwrap.wrap(text, width, subsequent_indent="  ", break_on_hyphens=False))
     for error in run.errors:
         # Wrapped, not clipped: an error usually ends with the command that fixes it.
         for n, part in enumerate(error.splitlines()[:12]):

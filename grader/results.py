@@ -108,6 +108,8 @@ class RunResult:
     execution_time: float = 0.0  # seconds
     interrupted: str | None = None  # why the run stopped early, if it did
     errors: list[str] = field(default_factory=list)  # collection / internal errors, for the record
+    # What importing the graded code said about it: a notebook's skipped magics, its cells that raised.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def points(self) -> float:

@@ -42,6 +42,19 @@ DEFAULT_MAX_OUTPUT = 2000  # characters of a student's printed output kept per t
 
 
 @dataclass(frozen=True)
+class Preset:
+    """What a caller that runs pytest in its own process already holds, put on the config (under
+    PRESET_KEY) before collection: a notebook kernel grades the functions in its namespace
+    (`source`) on the model it has loaded (`guard`, kept from one run to the next)."""
+
+    source: GradedSource | None = None
+    guard: ModelGuard | None = None
+
+
+PRESET_KEY = pytest.StashKey[Preset]()
+
+
+@dataclass(frozen=True)
 class Options:
     model: str | None
     device: str | None
@@ -61,10 +74,11 @@ class Options:
         report_html = config.getoption("mechgrade_report_html")
         gradescope = config.getoption("mechgrade_gradescope_json")
         root = Path(config.rootpath)
+        preset = config.stash.get(PRESET_KEY, Preset())
         return cls(
             model=config.getoption("mechgrade_model"),
             device=config.getoption("mechgrade_device"),
-            source=GradedSource.choose(
+            source=preset.source or GradedSource.choose(
                 config.getoption("mechgrade_solutions"), config.getoption("mechgrade_submission"), root
             ),
             report_html=root / DEFAULT_REPORT if report_html is None else Path(report_html) if report_html else None,
@@ -88,7 +102,8 @@ def exercise_of(path: Path) -> str | None:
 
 
 class GradingSession:
-    def __init__(self, options: Options) -> None:
+    def __init__(self, options: Options, guard: ModelGuard | None = None) -> None:
+        """`guard`: a model already loaded (and guarded) by the caller, graded on instead of loading one."""
         self.options = options
         self.started = time.monotonic()
         # Wall-clock stamps of the run's phases, for benchmarks/grading_benchmark.py.
@@ -97,16 +112,18 @@ class GradingSession:
         self.exercises: dict[str, ExerciseResult] = {}
         self.results: dict[str, TestResult] = {}  # nodeid -> result, in collection order
         self.errors: list[str] = []
+        self.notes: list[str] = []  # about the graded code, each once (a notebook is every exercise's module)
         self.interrupted: str | None = None
         self._choice: ModelChoice | None = None
         self._device: str | None = None
-        self._guard: ModelGuard | None = None
+        self._guard: ModelGuard | None = guard
         self._grader_model: Any = None  # isolated grading: the grader's model, with no guard
         self._store: FixtureStore | None = None
         self.grader_runs: dict[str, tuple[Any, dict[str, Any]]] = {}  # prompt -> the grader's own run
         self._references: dict[tuple[str, str], ModuleType | SubmissionImportError] = {}
         self._sandbox: Sandbox | None = None
         self._students: dict[str, StudentModule | SubmissionImportError] = {}
+        self._cells_timed_out: dict[Path, str] = {}  # a notebook whose cells ran out of time at import
 
     # ---- model and device, decided lazily: a run that needs no model never loads one ----
 
@@ -213,11 +230,20 @@ class GradingSession:
         """The graded module as a proxy: its functions run in the sandbox, answers come back as data."""
         key = f"{exercise}/{topic}"
         if key not in self._students:
+            path = self.options.source.module_path(exercise, topic)
+            if path in self._cells_timed_out:  # every exercise runs the same cells: they would again
+                raise GradingTimeout(f"{self._cells_timed_out[path]} (when an earlier exercise ran its cells)")
             self.sandbox.start_exercise(exercise)
             try:
-                self._students[key] = self.sandbox.module(key, self.options.source.module_path(exercise, topic))
+                module = self.sandbox.module(key, path)
+                self._students[key] = module
+                self.notes.extend(n for n in module.import_notes if n not in self.notes)
             except SubmissionImportError as exc:
                 self._students[key] = exc
+            except GradingTimeout as exc:
+                if path.suffix == ".ipynb":
+                    self._cells_timed_out[path] = str(exc)
+                raise
         found = self._students[key]
         if isinstance(found, SubmissionImportError):
             raise found
@@ -267,6 +293,7 @@ class GradingSession:
             execution_time=round(time.monotonic() - self.started, 2),
             interrupted=self.interrupted,
             errors=list(self.errors),
+            notes=list(self.notes),
         )
         if self._choice is not None and self._device is not None:
             for exercise in run.exercises:

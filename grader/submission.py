@@ -10,7 +10,9 @@ from types import ModuleType
 from typing import Literal
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SourceKind = Literal["exercises", "solutions", "submission"]
+# submission: a folder of modules (or of notebooks); notebook: one .ipynb file; namespace: the
+# functions a notebook kernel holds (grader.kernel.check), graded in that kernel's process.
+SourceKind = Literal["exercises", "solutions", "submission", "notebook", "namespace"]
 
 
 class SubmissionImportError(Exception):
@@ -28,25 +30,55 @@ class GradedSource:
             raise ValueError("--solutions and --submission exclude each other: pick one")
         if submission:
             folder = Path(submission).expanduser().resolve()
+            if folder.suffix == ".ipynb" and folder.is_file():
+                from grader.notebook_cells import NotebookError, read_notebook
+
+                try:
+                    read_notebook(folder)  # bad input is refused now, in one line, not once per exercise
+                except NotebookError as exc:
+                    raise ValueError(f"--submission {submission}: {exc}") from None
+                return cls("notebook", folder)
             if not folder.is_dir():
-                raise ValueError(f"--submission {submission}: no such folder")
+                raise ValueError(f"--submission {submission}: no such folder or notebook (.ipynb)")
             return cls("submission", folder)
         if solutions:
             return cls("solutions", repo_root / "solutions")
         return cls("exercises", repo_root / "exercises")
 
+    @classmethod
+    def namespace(cls) -> GradedSource:
+        """The functions defined in this process's ``__main__`` (a Jupyter kernel's namespace)."""
+        from grader.sandbox.executor import KERNEL_NAMESPACE
+
+        return cls("namespace", Path(KERNEL_NAMESPACE))
+
     def module_path(self, exercise: str, topic: str) -> Path:
-        """exercises/ and solutions/ use NN/<topic>.py; a submission may also be flat."""
+        """exercises/ and solutions/ use NN/<topic>.py; a submission may also be flat, or hold a
+        notebook instead (what an LMS stores when a student uploads one)."""
+        if self.kind in ("notebook", "namespace"):
+            return self.root  # one notebook holds every exercise's functions
         nested = self.root / exercise / f"{topic}.py"
         if self.kind != "submission" or nested.exists():
             return nested
         for candidate in (self.root / f"{topic}.py", self.root / "exercises" / exercise / f"{topic}.py"):
             if candidate.exists():
                 return candidate
-        return nested
+        return notebook_for(self.root, exercise) or nested
 
     def describe(self) -> str:
-        return self.kind if self.kind != "submission" else str(self.root)
+        if self.kind == "namespace":
+            return "the functions defined in this notebook"
+        return self.kind if self.kind not in ("submission", "notebook") else str(self.root)
+
+
+def notebook_for(folder: Path, exercise: str) -> Path | None:
+    """The notebook in `folder` that holds `exercise`: the one named ``NN_*.ipynb`` (as the course's
+    notebooks are), else the folder's only notebook; None when there is none or no way to choose."""
+    notebooks = sorted(p for p in folder.glob("*.ipynb") if p.is_file())
+    named = [p for p in notebooks if p.stem == exercise or p.stem.startswith(f"{exercise}_")]
+    if named:
+        return named[0]
+    return notebooks[0] if len(notebooks) == 1 else None
 
 
 def import_file(path: Path, module_name: str) -> ModuleType:

@@ -194,9 +194,14 @@ class Handle:
 class StudentModule:
     """The graded module, as checks see it: ``student.fn(...)`` runs fn in the sandbox."""
 
-    def __init__(self, sandbox: Sandbox, key: str) -> None:
+    def __init__(self, sandbox: Sandbox, key: str, notes: list[str] | None = None) -> None:
         self._sandbox = sandbox
         self._key = key
+        self._notes = notes or []  # what importing it said (a notebook's skipped magics, cells that raised)
+
+    @property
+    def import_notes(self) -> list[str]:
+        return list(self._notes)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         if name.startswith("__"):
@@ -246,14 +251,16 @@ class Sandbox:
 
     def module(self, key: str, path: Any) -> StudentModule:
         self._paths[key] = path
-        self._import(key)
-        return StudentModule(self, key)
+        notes = self._import(key)
+        return StudentModule(self, key, notes)
 
-    def _import(self, key: str) -> None:
+    def _import(self, key: str) -> list[str]:
+        """Import the module; what the import said about it (a notebook's notes), as lines."""
         reply = self._request({"op": "import", "key": key, "path": str(self._paths[key])}, f"importing {key}")
         if reply.get("status") == "import_failed":
             raise SubmissionImportError(str(reply.get("message", "")))
-        self._value(reply)
+        notes = self._value(reply)
+        return [str(n)[:4000] for n in notes][:50] if type(notes) is list else []
 
     def call_function(self, key: str, name: str, args: tuple, kwargs: dict) -> Any:
         try:

@@ -25,6 +25,8 @@ from typing import Any
 from grader.sandbox import codec
 
 TENSOR_ARRAY_WARNING = "__array__ implementation doesn't accept a copy keyword"
+# The path that names the namespace of the process's __main__ (a Jupyter kernel's) instead of a file.
+KERNEL_NAMESPACE = "<the notebook's namespace>"
 MAX_MESSAGE = 4000  # characters of an exception message sent back
 MAX_TRACEBACK = 8000
 
@@ -46,7 +48,9 @@ def preload() -> None:
     # worker's warnings reach the student's output, and this one would follow the hint's advice.
     warnings.filterwarnings("ignore", message=re.escape(TENSOR_ARRAY_WARNING), category=DeprecationWarning)
 
+    import grader.kernel
     import grader.model_guard
+    import grader.notebook_cells
     import grader.submission  # noqa: F401
 
 
@@ -87,6 +91,8 @@ class Executor:
         self.device: str | None = None  # where arguments' tensors go; None: the model's cfg says
         self.passthrough = passthrough
         self.modules: dict[str, ModuleType] = {}
+        # Modules read from a notebook: a function they lack was not attempted (key -> where).
+        self.notebooks: dict[str, str] = {}
         self.handles: dict[int, Any] = {}
         self._next_handle = 1
         self.watch: ModelWatch | None = None
@@ -126,15 +132,29 @@ class Executor:
         return {"status": "ok", "value": os.getpid()}
 
     def _op_import(self, message: dict[str, Any]) -> dict[str, Any]:
-        key, path = message["key"], Path(message["path"])
+        key, path = message["key"], str(message["path"])
         cwd, limit = os.getcwd(), sys.getrecursionlimit()
+        notes: list[str] = []
         try:
-            self.modules[key] = import_file(path, f"mechgrade_student_{key.replace('/', '_')}", self.passthrough)
+            if path == KERNEL_NAMESPACE:
+                self.modules[key] = sys.modules["__main__"]
+            elif path.endswith(".ipynb"):
+                from grader.kernel import serve_model
+
+                serve_model(self._model)  # its setup cell's course_model() is this side's model
+                self.modules[key], notes = import_notebook(Path(path), f"mechgrade_student_{key.replace('/', '_')}",
+                                                           self.passthrough)
+                if self.guard is not None:  # its cells ran at import, on this side's model perhaps
+                    notes += [f"after the notebook ran, the grader repaired the model: {r}" for r in self.guard.repair()]
+            else:
+                self.modules[key] = import_file(Path(path), f"mechgrade_student_{key.replace('/', '_')}", self.passthrough)
         except ImportFailed as exc:
             return {"status": "import_failed", "message": str(exc)}
         finally:
             _restore_process(cwd, limit)
-        return {"status": "ok", "value": None}
+        if path == KERNEL_NAMESPACE or path.endswith(".ipynb"):
+            self.notebooks[key] = "the notebook" if path == KERNEL_NAMESPACE else Path(path).name
+        return {"status": "ok", "value": notes}
 
     def _op_call(self, message: dict[str, Any]) -> dict[str, Any]:
         target = self._target(message)
@@ -181,6 +201,11 @@ class Executor:
             if module is None:
                 return {"status": "refused", "message": f"module {message['module']!r} is not imported"}
             owner = module
+            where = self.notebooks.get(message["module"])
+            if where is not None and type(name) is str and name not in vars(module):
+                from grader.notebook_cells import not_defined
+
+                return {"status": "raised", "error": _error_of(not_defined(name, where))}
         else:
             owner = message.get("handle")
         if name is None:
@@ -447,6 +472,19 @@ def import_file(path: Path, module_name: str, passthrough: tuple[type[BaseExcept
             raise
         raise ImportFailed(f"importing {path.name} failed:\n{student_frames(exc)}") from None
     return module
+
+
+def import_notebook(path: Path, module_name: str, passthrough: tuple[type[BaseException], ...] = ()) -> tuple[ModuleType, list[str]]:
+    """Run a notebook's code cells as one module (grader.notebook_cells); (the module, notes).
+    A notebook that cannot be read is an ImportFailed, like a module with a syntax error."""
+    from grader.notebook_cells import NotebookError, run_notebook
+
+    if not path.is_file():
+        raise ImportFailed(f"{path.name} not found: the graded folder must contain it")
+    try:
+        return run_notebook(path, module_name, passthrough)
+    except NotebookError as exc:
+        raise ImportFailed(str(exc)) from None
 
 
 def _restore_process(cwd: str, recursion_limit: int) -> None:

@@ -484,10 +484,11 @@ class IsolatedSandbox(Sandbox):
 
     # ---- requests ----
 
-    def _import(self, key: str) -> None:
-        super()._import(key)
+    def _import(self, key: str) -> list[str]:
+        notes = super()._import(key)
         if key not in self._imported:
             self._imported.append(key)
+        return notes
 
     def _exchange(self, request: bytes, what: str) -> bytes:
         if self._channel is None:

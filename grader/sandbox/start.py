@@ -90,6 +90,8 @@ class ScratchSandbox(IsolatedSandbox):
             relative = Path(path).resolve().relative_to(self.original_root.resolve())
         except ValueError:
             relative = Path(Path(path).name)
+        if self.original_root.is_file():  # one notebook: copied into the scratch folder by its name
+            relative = Path(self.original_root.name)
         return super().module(key, self.graded_copy / relative)
 
     def close(self) -> None:
@@ -104,6 +106,8 @@ def _copy_tree(source: Path, target: Path, link: bool = False) -> Path:
     `link`: hard-link where possible (a model's weights: read-only to the worker's user, and a
     copy of GPT-2's would cost half a gigabyte per run)."""
     target.mkdir(parents=True, exist_ok=True)
+    if source.is_file() and not source.is_symlink() and source.stat().st_size <= MAX_COPIED_FILE:
+        shutil.copyfile(source, target / source.name)  # a submission that is one notebook
     if not source.is_dir():
         return target
     for path in sorted(source.rglob("*")):
