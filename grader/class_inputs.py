@@ -90,13 +90,13 @@ def _from_folder(name: str, shown: str, folder: Path, staging: Path, topics: dic
     submission = Submission(name, shown)
     root = _unwrap(folder, topics)
     target = staging / "_staged" / SAFE_NAME.sub("_", name)
-    every = [p for p in root.rglob("*.py") if not (IGNORED & set(p.relative_to(root).parts)) and p.is_file()
+    every = [p for p in sorted(root.rglob("*.py"), key=lambda p: str(p.relative_to(root))) if not (IGNORED & set(p.relative_to(root).parts)) and p.is_file()
              and not p.is_symlink()]
     for exercise, topic in topics.items():
         claims = [p for p in every if p.name == f"{topic}.py"]
         accepted = [p for p in claims if p.relative_to(root).parts in
                     ((p.name,), (exercise, p.name), ("exercises", exercise, p.name))]
-        shown_paths = ", ".join(str(p.relative_to(root)) for p in accepted)
+        shown_paths = ", ".join(str(p.relative_to(folder)) for p in accepted)
         if len(accepted) > 1:
             submission.problems.append(f"exercise {exercise}: {len(accepted)} files claim it ({shown_paths}); "
                                        "neither was graded")
@@ -108,7 +108,7 @@ def _from_folder(name: str, shown: str, folder: Path, staging: Path, topics: dic
             shutil.copyfile(accepted[0], destination)
             submission.exercises.append(exercise)
         elif claims:
-            deep = ", ".join(str(p.relative_to(root)) for p in claims)
+            deep = ", ".join(str(p.relative_to(folder)) for p in claims)
             submission.problems.append(f"exercise {exercise}: {deep} is nested too deep; put it at {topic}.py "
                                        f"or {exercise}/{topic}.py")
     if submission.exercises:

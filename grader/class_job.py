@@ -59,6 +59,9 @@ def pytest_args(options: argparse.Namespace, submission: str, staging: Path) -> 
 
 def main(argv: list[str] | None = None) -> int:
     options = _parser().parse_args(argv)
+    from grader.sandbox.isolated import PR_SET_PDEATHSIG, _prctl
+
+    _prctl(PR_SET_PDEATHSIG, 9)  # never outlive grade-all (a killed grade-all leaves no grading behind)
     replies: TextIO = os.fdopen(os.dup(1), "w", buffering=1)
     quiet = os.open(os.devnull, os.O_WRONLY)
     os.dup2(quiet, 1)  # pytest and everything else print into each submission's log, not the replies
