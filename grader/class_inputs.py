@@ -72,7 +72,7 @@ def find_submissions(source: Path, staging: Path, topics: dict[str, str]) -> lis
         elif entry.suffix == ".zip":
             found.append(_from_zip(entry, staging, topics))
         elif entry.suffix == ".ipynb":
-            found.append(_from_notebook(entry))
+            found.append(_from_notebook(entry, staging))
         elif entry.suffix == ".py":
             loose.setdefault(_student_of(entry.stem, topics), []).append(entry)
         else:
@@ -127,7 +127,7 @@ def _from_zip(archive: Path, staging: Path, topics: dict[str, str]) -> Submissio
     return _from_folder(archive.stem, archive.name, unpacked, staging, topics)
 
 
-def _from_notebook(notebook: Path) -> Submission:
+def _from_notebook(notebook: Path, staging: Path) -> Submission:
     submission = Submission(notebook.stem, notebook.name)
     try:
         document = json.loads(notebook.read_text(encoding="utf-8"))
@@ -136,7 +136,10 @@ def _from_notebook(notebook: Path) -> Submission:
     except (ValueError, UnicodeDecodeError) as exc:
         submission.problems.append(f"not a valid notebook: {notebook.name}: {str(exc)[:200]}")
         return submission
-    submission.path = notebook.resolve()
+    copy = staging / "_notebooks" / SAFE_NAME.sub("_", notebook.name)  # the class folder stays out of reach
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(notebook, copy)
+    submission.path = copy
     return submission
 
 

@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from grader.lms import record_abnormal_end, write_failure_results, write_json_at
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STAGING = ".staging"
 INPUTS = ".inputs"
+JOB_UID_BASE = 2_000_000_000  # grading processes >= 2 run their workers as uids with no account
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ def grade_all(options: ClassOptions) -> int:
               f"graded in {out}; grading the other {len(missing)}", file=sys.stderr)
     progress = Progress(len(missing))
     stopped = False
+    locked = _lock_away([options.submissions.resolve(), out])
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)  # `kill`: stop as Ctrl-C does, gradebook written
     try:
         for submission in [s for s in missing if s.path is None]:  # nothing to grade: a line that says why
@@ -132,6 +135,8 @@ def grade_all(options: ClassOptions) -> int:
         csv_path, html_path = write_gradebook(book, out, f"mechgrade: {options.submissions.name}")
         shutil.rmtree(out / STAGING, ignore_errors=True)
         signal.signal(signal.SIGTERM, previous)
+        for folder, mode in locked:
+            os.chmod(folder, mode)
     timings = os.environ.get("MECHGRADE_TIMINGS")  # for benchmarks/class_benchmark.py
     if timings:
         Path(timings).write_text(json.dumps({"graded": progress.done, "started": progress.wall_started,
@@ -142,6 +147,20 @@ def grade_all(options: ClassOptions) -> int:
         return 130
     print(f"{csv_path}\n{html_path}")
     return 0
+
+
+def _lock_away(folders: list[Path]) -> list[tuple[Path, int]]:
+    """As root, workers run as another user: while they run, the class's submissions and the
+    gradebook's folder are root's only, so no student's code reads another's work or reports.
+    Returns the modes to put back."""
+    if os.geteuid() != 0:
+        return []
+    locked = []
+    for folder in folders:
+        if folder.is_dir() and folder not in (Path("/"), Path.home(), Path(tempfile.gettempdir())):
+            locked.append((folder, folder.stat().st_mode & 0o7777))
+            os.chmod(folder, 0o700)
+    return locked
 
 
 def _stop_on_sigterm(signum: int, frame: Any) -> None:
@@ -155,12 +174,22 @@ def _staging(out: Path, submission: Submission) -> Path:
     return staging
 
 
+def _has_tests(results: Path) -> bool:
+    try:
+        return bool(json.loads(results.read_text(encoding="utf-8")).get("tests"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _file(out: Path, submission: Submission, staging: Path, progress: Progress, reason: str | None = None) -> None:
     """Record what the class export held and what was wrong with it, then move the finished
     folder into place in one rename (its results.json is final by now)."""
     results = staging / "results.json"
     if reason is not None:
-        record_abnormal_end(results, reason, 0.0)
+        if _has_tests(results):  # what finished keeps its points; the rest already scores 0
+            record_abnormal_end(results, reason, 0.0)
+        else:
+            write_failure_results(results, reason)
     try:
         document = json.loads(results.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -204,10 +233,25 @@ def _start_job(options: ClassOptions, out: Path, index: int) -> Job:
     logs.mkdir(parents=True, exist_ok=True)
     log = open(logs / f"job-{index}.log", "a", encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    if options.jobs > 1 and os.geteuid() == 0 and "MECHGRADE_WORKER_USER" not in os.environ:
+        # Two students' workers at once must not share a user, or one could read the other's files
+        # (through /proc/<pid>/cwd) or signal it: each grading process gets a uid of its own.
+        env["MECHGRADE_WORKER_USER"] = f"#{_free_uid(JOB_UID_BASE + index)}"
     # Its own session: Ctrl-C reaches this process only, which then stops the jobs itself.
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                                text=True, env=env, start_new_session=True)
     return Job(process, log=log)
+
+
+def _free_uid(uid: int) -> int:
+    import pwd
+
+    while True:
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            return uid
+        uid += 1000
 
 
 def _stop_job(job: Job) -> int | None:

@@ -70,6 +70,8 @@ class WorkerUser:
         if os.geteuid() != 0:
             return None
         wanted = os.environ.get("MECHGRADE_WORKER_USER")
+        if wanted and wanted.startswith("#") and wanted[1:].isdigit():  # a bare uid nothing else runs as
+            return cls(wanted, int(wanted[1:]), int(wanted[1:]), dedicated=True)
         for name in ([wanted] if wanted else [DEDICATED_USER, FALLBACK_USER]):
             try:
                 entry = pwd.getpwnam(name)
