@@ -51,7 +51,7 @@ def make_class(folder: Path, copies: int, out: Path) -> int:
 
 def grade_all(submissions: Path, out: Path, jobs: int, model: str, fixtures: Path | None) -> dict[str, float]:
     timings = out.parent / f"timings-{out.name}.json"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MECHGRADE_TIMINGS": str(timings),
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MECHGRADE_CLASS_TIMINGS": str(timings),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, "-m", "grader", "grade-all", str(submissions), "--out", str(out), "--jobs", str(jobs),
                "--model", model, *(["--fixtures-dir", str(fixtures)] if fixtures else [])]

@@ -137,7 +137,7 @@ def grade_all(options: ClassOptions) -> int:
         signal.signal(signal.SIGTERM, previous)
         for folder, mode in locked:
             os.chmod(folder, mode)
-    timings = os.environ.get("MECHGRADE_TIMINGS")  # for benchmarks/class_benchmark.py
+    timings = os.environ.get("MECHGRADE_CLASS_TIMINGS")  # for benchmarks/class_benchmark.py
     if timings:
         Path(timings).write_text(json.dumps({"graded": progress.done, "started": progress.wall_started,
                                              "first_done": progress.first_done_wall, "finished": time.time()}))
@@ -232,7 +232,8 @@ def _start_job(options: ClassOptions, out: Path, index: int) -> Job:
     logs = out / STAGING / "jobs"
     logs.mkdir(parents=True, exist_ok=True)
     log = open(logs / f"job-{index}.log", "a", encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {**{k: v for k, v in os.environ.items() if k != "MECHGRADE_TIMINGS"},  # one run's, not ours
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     if options.jobs > 1 and os.geteuid() == 0 and "MECHGRADE_WORKER_USER" not in os.environ:
         # Two students' workers at once must not share a user, or one could read the other's files
         # (through /proc/<pid>/cwd) or signal it: each grading process gets a uid of its own.
