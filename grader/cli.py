@@ -7,6 +7,8 @@
   mechgrade report open                                                  open the last HTML report
   mechgrade bundle [--model M] [--out autograder.zip]                    a Gradescope autograder zip
   mechgrade notebooks build|check                                        the students' notebooks/, from exercises/
+  mechgrade grade-all SUBMISSIONS --out DIR [--jobs N] [...]             grade a class: grades.csv, class.html
+  mechgrade merge-results RESULTS... --out DIR                           a gradebook from results.json files
 
 mechgrade grade OPTIONS grades as pytest exercises OPTIONS does, with the same options, in a
 child process, so that a submission that kills or hangs it still leaves a results.json.
@@ -48,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         return fixtures(args)
     if args.command == "report":
         return open_report(Path(args.path))
+    if args.command == "grade-all":
+        return grade_all(args)
+    if args.command == "merge-results":
+        return merge_results(args)
     if args.command == "bundle":
         from grader.bundle import BundleError, build_bundle
 
@@ -107,6 +113,24 @@ def _parser() -> argparse.ArgumentParser:
     n = commands.add_parser("notebooks", help="write notebooks/NN_<topic>.ipynb from the exercise folders (build), "
                             "or say whether they are out of date (check)")
     n.add_argument("action", choices=["build", "check"])
+
+    c = commands.add_parser("grade-all", help="grade every submission in a folder or zip (isolated); write "
+                                             "grades.csv, class.html and each student's reports; resumable")
+    c.add_argument("submissions", metavar="SUBMISSIONS", help="a folder or zip: one folder, zip, .ipynb or set of .py files each")
+    c.add_argument("--out", required=True, metavar="DIR", help="where the gradebook and the students' reports go")
+    c.add_argument("--jobs", type=int, default=1, metavar="N", help="grading processes at once, each with the model loaded once (default 1)")
+    model_options(c)
+    c.add_argument("--check-timeout", type=float, default=60.0, help="seconds per check (default 60; 0: none)")
+    c.add_argument("--submission-timeout", type=float, default=1800.0, metavar="S",
+                   help="seconds one submission's grading may take in all (default 1800)")
+    c.add_argument("--worker-memory", type=int, default=4096, metavar="MIB",
+                   help="memory a worker may allocate beyond its size at start (default 4096)")
+    c.add_argument("--fixtures-dir", metavar="DIR", help="where the expected values live (default: fixtures/)")
+
+    m = commands.add_parser("merge-results", help="merge per-submission results.json files into grades.csv and class.html")
+    m.add_argument("results", nargs="+", metavar="RESULTS",
+                   help="results.json files, folders holding one, or a folder of those (DIR/<name>/results.json)")
+    m.add_argument("--out", required=True, metavar="DIR")
 
     r = commands.add_parser("report", help="open the last HTML report in a browser")
     r.add_argument("action", choices=["open"])
@@ -205,6 +229,39 @@ def grade(args: argparse.Namespace) -> int:
     if reason:
         print(f"mechgrade: {reason}", file=sys.stderr)
     return code
+
+
+def grade_all(args: argparse.Namespace) -> int:
+    """Grade a class in --jobs long-lived processes (grader.classroom)."""
+    from grader.classroom import ClassOptions
+    from grader.classroom import grade_all as run
+
+    if args.jobs < 1:
+        raise SystemExit("mechgrade grade-all: --jobs must be at least 1")
+    try:
+        return run(ClassOptions(Path(args.submissions), Path(args.out), args.jobs, args.model, args.device,
+                                [e.zfill(2) for e in args.exercise] if args.exercise else None, args.check_timeout,
+                                args.submission_timeout, args.worker_memory, args.fixtures_dir))
+    except ValueError as exc:
+        print(f"mechgrade grade-all: {exc}", file=sys.stderr)
+        return 2
+
+
+def merge_results(args: argparse.Namespace) -> int:
+    from grader.gradebook import find_results, gradebook_from, write_gradebook
+
+    out = Path(args.out).resolve()
+    try:
+        found = find_results([Path(r) for r in args.results])
+    except FileNotFoundError as exc:
+        print(f"mechgrade merge-results: {exc}", file=sys.stderr)
+        return 2
+    if not found:
+        print("mechgrade merge-results: no results.json found", file=sys.stderr)
+        return 2
+    for path in write_gradebook(gradebook_from(found, out), out, "mechgrade: merged results"):
+        print(path)
+    return 0
 
 
 def open_report(path: Path) -> int:

@@ -71,6 +71,10 @@ def _test_entry(test: TestResult, ex: ExerciseResult, index: int) -> dict[str, A
         "output": _test_output(test, ex),
         "output_format": "text",
         "visibility": "visible",
+        # Gradescope keeps extra_data as it is; `mechgrade merge-results` reads it to rank the
+        # class's mistakes by the hint each failed check showed.
+        "extra_data": {"exercise": ex.exercise, "status": test.status, "hints": [
+            {"check": c.name, "hint": c.hint} for c in test.checks if not c.passed and c.hint and not c.not_earned]},
     }
 
 

@@ -70,6 +70,8 @@ class WorkerUser:
         if os.geteuid() != 0:
             return None
         wanted = os.environ.get("MECHGRADE_WORKER_USER")
+        if wanted and wanted.startswith("#") and wanted[1:].isdigit():  # a bare uid nothing else runs as
+            return cls(wanted, int(wanted[1:]), int(wanted[1:]), dedicated=True)
         for name in ([wanted] if wanted else [DEDICATED_USER, FALLBACK_USER]):
             try:
                 entry = pwd.getpwnam(name)
@@ -163,6 +165,12 @@ class Template:
 
     def spawn(self, channel: socket.socket, output_fd: int, settings: dict[str, Any]) -> int:
         return int(self._ask({"op": "spawn", "settings": settings}, [channel.fileno(), output_fd])["pid"])
+
+    def alive(self) -> bool:
+        try:
+            return os.waitpid(self.pid, os.WNOHANG)[0] == 0
+        except ChildProcessError:
+            return False
 
     def reap(self, pid: int) -> int | None:
         """Kill the worker's whole process group and every process it left behind; its wait status."""
@@ -480,6 +488,12 @@ class IsolatedSandbox(Sandbox):
     def close(self) -> None:
         self._stop_worker()
         self.template.close()
+        self.output.close()
+
+    def close_workers(self) -> None:
+        """End this run's worker and whatever it left behind, and keep the template running for
+        the next run in this process (see grader.sandbox.start.keep_template_across_runs)."""
+        self._stop_worker()
         self.output.close()
 
     # ---- requests ----

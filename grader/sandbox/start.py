@@ -14,6 +14,7 @@ import shutil
 import socket
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,30 @@ class IsolationUnavailable(RuntimeError):
     """This platform cannot run isolated grading; the message says what can."""
 
 
+@dataclass
+class _KeptTemplate:
+    """A template (and the grader's model) kept for the next grading run in this process."""
+
+    key: tuple[Any, ...]
+    template: Template
+    model: Any
+
+
+_keep_templates = False
+_kept: _KeptTemplate | None = None
+
+
+def keep_template_across_runs() -> None:
+    """Make every later isolated run in this process reuse the first run's model and template
+    (whole-class grading: grader.class_job). Safe because the template was forked before this
+    process read any expected value or reference solution, and it never runs student code: each
+    run still gets fresh workers, forked from it, in a scratch folder of its own. A template that
+    died, or a run on another model or device, is not replaced: forking a new one now would hand
+    its workers this process's memory, so the run fails and the caller starts a fresh process."""
+    global _keep_templates
+    _keep_templates = True
+
+
 def start_isolated_sandbox(grading: GradingSession, needs_model: bool) -> tuple[IsolatedSandbox, Any]:
     """(the sandbox, the grader's own model or None)."""
     if not sys.platform.startswith("linux") or not hasattr(socket, "send_fds"):
@@ -38,16 +63,20 @@ def start_isolated_sandbox(grading: GradingSession, needs_model: bool) -> tuple[
                                    "grade without it, or in the course's Linux container")
     import torch
 
+    global _kept
     options = grading.options
     user = WorkerUser.choose()
     device = grading.device if needs_model else "cpu"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a process forked after a multi-threaded op deadlocks in its first one
-    model = None
-    if needs_model:
-        from grader.models import load_model
-
-        model = load_model(grading.choice.spec, "cpu")  # CUDA would not survive the fork
+    key = (grading.choice.spec.id if needs_model else None, device, user)
+    if _kept is not None:
+        if _kept.key != key or not _kept.template.alive():
+            raise RuntimeError("the grading process's template is gone or was made for another model; "
+                               "grade in a fresh process")
+        template, model = _kept.template, _kept.model
+    else:
+        template, model = _fork_template(grading, needs_model, device, torch)
+        if _keep_templates:
+            _kept = _KeptTemplate(key, template, model)
     scratch = Path(tempfile.mkdtemp(prefix="mechgrade-worker-"))
     graded_copy = _copy_tree(options.source.root, scratch / "graded")
     model_source = None
@@ -57,6 +86,22 @@ def start_isolated_sandbox(grading: GradingSession, needs_model: bool) -> tuple[
     if user is not None:
         _hand_over(scratch, user)
         _protect(grading)
+    limits = WorkerLimits(memory_mib=options.worker_memory_mib, output_bytes=max(options.max_output * 4, 20_000))
+    sandbox = ScratchSandbox(lambda: model, template, scratch, limits, options.timeout or 3600.0, device, user,
+                             model_source, original_root=options.source.root, graded_copy=graded_copy,
+                             keep_template=_kept is not None and _kept.template is template)
+    return sandbox, model
+
+
+def _fork_template(grading: GradingSession, needs_model: bool, device: str, torch: Any) -> tuple[Template, Any]:
+    """Load the model at one thread and fork the template from this still-clean process."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a process forked after a multi-threaded op deadlocks in its first one
+    model = None
+    if needs_model:
+        from grader.models import load_model
+
+        model = load_model(grading.choice.spec, "cpu")  # CUDA would not survive the fork
 
     def make_executor() -> Any:  # runs in the template, once
         from grader.model_guard import ModelGuard
@@ -71,19 +116,18 @@ def start_isolated_sandbox(grading: GradingSession, needs_model: bool) -> tuple[
     torch.set_num_threads(threads)
     if model is not None and device != "cpu":
         model.to(device)
-    limits = WorkerLimits(memory_mib=options.worker_memory_mib, output_bytes=max(options.max_output * 4, 20_000))
-    sandbox = ScratchSandbox(lambda: model, template, scratch, limits, options.timeout or 3600.0, device, user,
-                             model_source, original_root=options.source.root, graded_copy=graded_copy)
-    return sandbox, model
+    return template, model
 
 
 class ScratchSandbox(IsolatedSandbox):
     """An isolated sandbox whose worker imports the copies in its scratch folder."""
 
-    def __init__(self, *args: Any, original_root: Path, graded_copy: Path, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, original_root: Path, graded_copy: Path, keep_template: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.original_root = original_root
         self.graded_copy = graded_copy
+        self.keep_template = keep_template  # the next run in this process forks its workers from it
 
     def module(self, key: str, path: Any) -> StudentModule:
         try:
@@ -96,7 +140,10 @@ class ScratchSandbox(IsolatedSandbox):
 
     def close(self) -> None:
         try:
-            super().close()
+            if self.keep_template:
+                self.close_workers()
+            else:
+                super().close()
         finally:
             shutil.rmtree(self.scratch, ignore_errors=True)
 

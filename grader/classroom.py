@@ -1,0 +1,384 @@
+"""`mechgrade grade-all`: grade a class's submissions into a gradebook, resumably.
+
+This process imports no torch and never runs student code: it finds the submissions
+(grader.class_inputs), hands them one at a time to --jobs long-lived grading processes
+(grader.class_job, each loading the model once), shows progress, and files each result.
+
+Resumable: a submission is done when DIR/<name>/results.json exists. Each is graded into
+DIR/.staging/<name>/ and the whole folder is renamed into place only once its results are final,
+so a stop (Ctrl-C, kill, a crash) leaves either a complete folder or none; starting again grades
+only what is missing. grades.csv and class.html are rewritten (atomically) at the end of every
+start, from every DIR/<name>/results.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from grader.class_inputs import Submission, exercise_topics, find_submissions
+from grader.gradebook import gradebook_from, write_gradebook
+from grader.lms import record_abnormal_end, write_failure_results, write_json_atomic
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STAGING = ".staging"
+INPUTS = ".inputs"
+JOB_UID_BASE = 2_000_000_000  # grading processes >= 2 run their workers as uids with no account
+
+
+@dataclass(frozen=True)
+class ClassOptions:
+    submissions: Path
+    out: Path
+    jobs: int = 1
+    model: str | None = None
+    device: str | None = None
+    exercises: list[str] | None = None
+    check_timeout: float = 60.0
+    submission_timeout: float = 1800.0  # one submission's whole grading
+    worker_memory: int = 4096
+    fixtures_dir: str | None = None
+
+
+@dataclass
+class Job:
+    """One grading process and the submission it is grading."""
+
+    process: subprocess.Popen[str]
+    submission: Submission | None = None
+    started: float = 0.0
+    buffer: str = ""
+    log: IO[str] | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.submission is not None
+
+
+@dataclass
+class Progress:
+    total: int
+    done: int = 0
+    failed: int = 0
+    started: float = field(default_factory=time.monotonic)
+    first_done: float | None = None
+    wall_started: float = field(default_factory=time.time)
+    first_done_wall: float | None = None
+    tty: bool = field(default_factory=lambda: sys.stderr.isatty())
+
+    def show(self, running: int, last: str = "") -> None:
+        width = 30
+        filled = int(width * self.done / self.total) if self.total else width
+        elapsed = time.monotonic() - self.started
+        if self.done and self.first_done is not None and self.done < self.total:
+            # the pace after the first result: start-up (imports, the model load) is paid once
+            pace = (time.monotonic() - self.first_done) / max(self.done - 1, 1) if self.done > 1 else elapsed
+            eta = f"ETA {_clock(pace * (self.total - self.done))}"
+        else:
+            eta = "ETA --:--" if self.done < self.total else f"took {_clock(elapsed)}"
+        line = (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} graded"
+                f"{f', {self.failed} not cleanly' if self.failed else ''}, {running} running, {eta}"
+                f"{f'  (last: {last})' if last else ''}")
+        if self.tty:
+            sys.stderr.write("\r\x1b[K" + line[:160])
+            if self.done == self.total:
+                sys.stderr.write("\n")
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
+        f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def grade_all(options: ClassOptions) -> int:
+    """Grade what is missing, then write the gradebook. 0: every submission has results; 130: stopped."""
+    out = options.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    topics = exercise_topics(REPO_ROOT / "exercises", options.exercises)
+    if not topics:
+        raise SystemExit(f"mechgrade grade-all: no exercise {' '.join(options.exercises or [])} in exercises/")
+    submissions = find_submissions(options.submissions.resolve(), out / INPUTS, topics)
+    shutil.rmtree(out / STAGING, ignore_errors=True)  # what a stopped run left half-done
+    missing = [s for s in submissions if not (out / s.name / "results.json").is_file()]
+    if len(missing) < len(submissions):
+        print(f"mechgrade grade-all: {len(submissions) - len(missing)} of {len(submissions)} submissions already "
+              f"graded in {out}; grading the other {len(missing)}", file=sys.stderr)
+    progress = Progress(len(missing))
+    stopped = False
+    locked = _lock_away([options.submissions.resolve(), out])
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)  # `kill`: stop as Ctrl-C does, gradebook written
+    try:
+        for submission in [s for s in missing if s.path is None]:  # nothing to grade: a line that says why
+            staging = _staging(out, submission)
+            write_failure_results(staging / "results.json", "not graded: " + "; ".join(submission.problems))
+            _file(out, submission, staging, progress)
+        _run_jobs(options, out, [s for s in missing if s.path is not None], progress)
+    except KeyboardInterrupt:
+        stopped = True
+    finally:
+        order = [(s.name, out / s.name / "results.json") for s in submissions if (out / s.name / "results.json").is_file()]
+        book = gradebook_from(order, out)
+        csv_path, html_path = write_gradebook(book, out, f"mechgrade: {options.submissions.name}")
+        shutil.rmtree(out / STAGING, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
+        for folder, mode in locked:
+            os.chmod(folder, mode)
+    timings = os.environ.get("MECHGRADE_CLASS_TIMINGS")  # for benchmarks/class_benchmark.py
+    if timings:
+        Path(timings).write_text(json.dumps({"graded": progress.done, "started": progress.wall_started,
+                                             "first_done": progress.first_done_wall, "finished": time.time()}))
+    if stopped:
+        print(f"\nmechgrade grade-all: stopped with {len(order)} of {len(submissions)} graded; "
+              "run the same command again to grade the rest", file=sys.stderr)
+        return 130
+    print(f"{csv_path}\n{html_path}")
+    return 0
+
+
+def _lock_away(folders: list[Path]) -> list[tuple[Path, int]]:
+    """As root, workers run as another user: while they run, the class's submissions and the
+    gradebook's folder are root's only, so no student's code reads another's work or reports.
+    Returns the modes to put back."""
+    if os.geteuid() != 0:
+        return []
+    locked = []
+    for folder in folders:
+        if folder.is_dir() and folder not in (Path("/"), Path.home(), Path(tempfile.gettempdir())):
+            locked.append((folder, folder.stat().st_mode & 0o7777))
+            os.chmod(folder, 0o700)
+    return locked
+
+
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _staging(out: Path, submission: Submission) -> Path:
+    staging = out / STAGING / submission.name
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def _has_tests(results: Path) -> bool:
+    try:
+        return bool(json.loads(results.read_text(encoding="utf-8")).get("tests"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _file(out: Path, submission: Submission, staging: Path, progress: Progress, reason: str | None = None) -> None:
+    """Record what the class export held and what was wrong with it, then move the finished
+    folder into place in one rename (its results.json is final by now)."""
+    results = staging / "results.json"
+    if reason is not None:
+        if _has_tests(results):  # what finished keeps its points; the rest already scores 0
+            record_abnormal_end(results, reason, 0.0)
+        else:
+            write_failure_results(results, reason)
+    try:
+        document = json.loads(results.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        write_failure_results(results, reason or "grading left no readable results.json")
+        document = json.loads(results.read_text(encoding="utf-8"))
+    extra = document.setdefault("extra_data", {})
+    extra["mechgrade"] = {"submission": submission.source, "problems": submission.problems}
+    write_json_atomic(document, results)
+    os.chmod(staging, 0o755)  # the grader made it root-only while student code ran
+    target = out / submission.name
+    if target.exists():  # a folder without results.json: not ours to keep
+        shutil.rmtree(target)
+    os.replace(staging, target)
+    progress.done += 1
+    graded_cleanly = document.get("tests") and reason is None and not submission.problems
+    progress.failed += 0 if graded_cleanly else 1
+    if progress.first_done is None and document.get("tests"):  # the first graded one, not a bad input
+        progress.first_done, progress.first_done_wall = time.monotonic(), time.time()
+
+
+# ---- the grading processes ----
+
+
+def _threads(jobs: int) -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, cores // jobs)
+
+
+def _start_job(options: ClassOptions, out: Path, index: int) -> Job:
+    command = [sys.executable, "-m", "grader.class_job", "--check-timeout", str(options.check_timeout),
+               "--worker-memory", str(options.worker_memory), "--threads", str(_threads(options.jobs))]
+    for flag, value in (("--model", options.model), ("--device", options.device), ("--fixtures-dir", options.fixtures_dir)):
+        if value:
+            command += [flag, str(Path(value).resolve()) if flag != "--device" and Path(value).exists() else value]
+    for exercise in options.exercises or []:
+        command += ["--exercise", exercise]
+    logs = out / STAGING / "jobs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log = open(logs / f"job-{index}.log", "a", encoding="utf-8")
+    env = {**{k: v for k, v in os.environ.items() if k != "MECHGRADE_TIMINGS"},  # one run's, not ours
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    if options.jobs > 1 and os.geteuid() == 0 and "MECHGRADE_WORKER_USER" not in os.environ:
+        # Two students' workers at once must not share a user, or one could read the other's files
+        # (through /proc/<pid>/cwd) or signal it: each grading process gets a uid of its own.
+        env["MECHGRADE_WORKER_USER"] = f"#{_free_uid(JOB_UID_BASE + index)}"
+    # Its own session: Ctrl-C reaches this process only, which then stops the jobs itself.
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                               text=True, env=env, start_new_session=True)
+    return Job(process, log=log)
+
+
+def _free_uid(uid: int) -> int:
+    import pwd
+
+    while True:
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            return uid
+        uid += 1000
+
+
+def _stop_job(job: Job) -> int | None:
+    try:
+        os.killpg(job.process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        code = job.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        code = None
+    for stream in (job.process.stdin, job.process.stdout, job.log):
+        try:
+            if stream is not None:
+                stream.close()
+        except OSError:
+            pass
+    return code
+
+
+def _run_jobs(options: ClassOptions, out: Path, queue: list[Submission], progress: Progress) -> None:
+    if not queue:
+        progress.show(0)
+        return
+    queue = list(queue)
+    retried: set[str] = set()
+    selector = selectors.DefaultSelector()
+    jobs: list[Job] = []
+    progress.show(0)
+
+    def launch(index: int) -> Job:
+        job = _start_job(options, out, index)
+        assert job.process.stdout is not None
+        os.set_blocking(job.process.stdout.fileno(), False)
+        selector.register(job.process.stdout, selectors.EVENT_READ, job)
+        return job
+
+    def replace(job: Job) -> Job:
+        selector.unregister(job.process.stdout)
+        _stop_job(job)
+        fresh = launch(jobs.index(job))
+        jobs[jobs.index(job)] = fresh
+        return fresh
+
+    try:
+        jobs.extend(launch(i) for i in range(min(options.jobs, len(queue))))
+        while queue or any(job.busy for job in jobs):
+            for job in jobs:
+                if not job.busy and queue:
+                    job.submission, job.started = queue.pop(0), time.monotonic()
+                    staging = _staging(out, job.submission)
+                    request = {"submission": str(job.submission.path), "staging": str(staging)}
+                    try:
+                        assert job.process.stdin is not None
+                        job.process.stdin.write(json.dumps(request) + "\n")
+                        job.process.stdin.flush()
+                    except OSError:
+                        pass  # a job that died is found below, by its closed output
+            for key, _ in selector.select(timeout=1.0):
+                job = key.data
+                reply = _read_reply(job)
+                if reply is None:
+                    continue
+                submission = job.submission
+                if submission is None:  # an idle job ended: start another when there is work
+                    replace(job)
+                    continue
+                job.submission = None
+                if reply.get("status") in ("restart", "died"):
+                    code = job.process.poll()
+                    replace(job)
+                    if reply["status"] == "restart" and submission.name not in retried:  # its grading never started: try once more
+                        retried.add(submission.name)
+                        queue.insert(0, submission)
+                        continue
+                    reason = f"the grading process ended while grading this submission (exit status {code})"
+                    _file(out, submission, out / STAGING / submission.name, progress, reason)
+                else:
+                    _finish(out, submission, reply, progress)
+                progress.show(sum(j.busy for j in jobs), submission.name)
+            now = time.monotonic()
+            for job in list(jobs):
+                if job.busy and now - job.started > options.submission_timeout:
+                    submission = job.submission
+                    assert submission is not None
+                    job.submission = None
+                    replace(job)
+                    _file(out, submission, out / STAGING / submission.name, progress,
+                          f"grading was stopped after {options.submission_timeout:g} s")
+                    progress.show(sum(j.busy for j in jobs), submission.name)
+    finally:
+        for job in jobs:
+            _stop_job(job)
+        selector.close()
+
+
+def _read_reply(job: Job) -> dict[str, Any] | None:
+    """The job's reply once a whole line is in; {"status": "died"} once its output closed."""
+    assert job.process.stdout is not None
+    try:
+        chunk = os.read(job.process.stdout.fileno(), 1 << 16)
+    except BlockingIOError:
+        return None
+    except (OSError, ValueError):
+        chunk = b""
+    job.buffer += chunk.decode("utf-8", errors="replace")
+    if "\n" in job.buffer:
+        line, job.buffer = job.buffer.split("\n", 1)
+        return json.loads(line)
+    if not chunk:  # closed: the process ended
+        try:
+            job.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        return {"status": "died"}
+    return None
+
+
+def _finish(out: Path, submission: Submission, reply: dict[str, Any], progress: Progress) -> None:
+    staging = out / STAGING / submission.name
+    code = int(reply.get("code", -1))
+    reason = None
+    if reply.get("error"):
+        reason = f"the grader failed on this submission: {reply['error']}"
+    elif code not in (0, 1):  # 0: all passed, 1: some checks failed; else pytest could not grade it
+        log = (staging / "grading.log").read_text(encoding="utf-8", errors="replace") if (staging / "grading.log").exists() else ""
+        said = [line for line in log.splitlines() if line.startswith(("ERROR:", "mechgrade", "UsageError"))]
+        reason = f"could not be graded (pytest exit status {code})" + (f": {said[-1]}" if said else "")
+    _file(out, submission, staging, progress, reason)

@@ -1,0 +1,230 @@
+"""A class's gradebook, read from per-submission Gradescope results.json files.
+
+`mechgrade grade-all` and `mechgrade merge-results` both end here: one row per submission
+(grades.csv) and what the class page shows (grader.report_class). Everything is read from the
+results.json files, so results graded anywhere (one `mechgrade grade --submission` per job on a
+batch scheduler, say) merge into the same gradebook.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from grader.lms import write_text_atomic
+
+INCOMPLETE = ("did not reach its end", "ended abnormally", "was stopped after", "The run stopped early")
+HINT_LINE = re.compile(r"^  hint: (.+)$", re.MULTILINE)  # results.json without extra_data
+
+
+@dataclass(frozen=True)
+class TestLine:
+    exercise: str  # "03"
+    number: str  # "3.1"
+    title: str  # "03 · attention_pattern gives ..."
+    passed: bool
+    hints: tuple[tuple[str, str], ...]  # (soft check, hint) of the checks that failed with a hint
+
+
+@dataclass
+class Row:
+    name: str
+    points: dict[str, float] = field(default_factory=dict)  # exercise -> points
+    possible: dict[str, float] = field(default_factory=dict)  # exercise -> max points in this file
+    status: str = "completed"
+    report: str | None = None  # report.html, relative to the gradebook's folder
+    tests: list[TestLine] = field(default_factory=list)
+
+    @property
+    def total(self) -> float:
+        return round(sum(self.points.values()), 4)
+
+    @property
+    def graded(self) -> bool:
+        return bool(self.tests)
+
+
+def exercise_of_number(number: str) -> str:
+    """"3.1" -> "03" (grader.lms.gradescope_number, backwards)."""
+    head = str(number).split(".")[0]
+    return head.zfill(2) if head.isdigit() else head
+
+
+def read_row(results: Path, name: str, report_base: Path | None = None) -> Row:
+    """One submission's row from its results.json; a file that cannot be read is a row that says so."""
+    row = Row(name)
+    try:
+        document = json.loads(results.read_text(encoding="utf-8"))
+        tests = document["tests"]
+        assert isinstance(tests, list)
+    except (OSError, ValueError, KeyError, TypeError, AssertionError) as exc:
+        row.status = f"failed: unreadable results.json ({type(exc).__name__}: {str(exc)[:200]})"
+        return row
+    for test in tests:
+        extra = test.get("extra_data") if isinstance(test.get("extra_data"), dict) else {}
+        exercise = str(extra.get("exercise") or exercise_of_number(test.get("number", "0")))
+        row.points[exercise] = row.points.get(exercise, 0.0) + float(test.get("score") or 0.0)
+        row.possible[exercise] = row.possible.get(exercise, 0.0) + float(test.get("max_score") or 0.0)
+        if "hints" in extra:
+            hints = tuple((str(h.get("check", "")), str(h.get("hint", ""))) for h in extra["hints"] if h.get("hint"))
+        else:
+            hints = tuple(("", hint.strip()) for hint in HINT_LINE.findall(str(test.get("output", ""))))
+        row.tests.append(TestLine(exercise, str(test.get("number", "")), str(test.get("name", "")),
+                                  test.get("status") == "passed", hints))
+    row.status = _status(document)
+    report = results.parent / "report.html"
+    if report.exists():
+        row.report = os.path.relpath(report, report_base) if report_base else str(report)
+    return row
+
+
+def _status(document: dict[str, Any]) -> str:
+    """Otter's grading_status: "completed", or what went wrong, in one line."""
+    extra = document.get("extra_data") if isinstance(document.get("extra_data"), dict) else {}
+    recorded = extra.get("mechgrade", {}) if isinstance(extra.get("mechgrade"), dict) else {}
+    output = str(document.get("output", ""))
+    problems = [str(p) for p in recorded.get("problems", [])]
+    if not document.get("tests"):
+        return "not graded: " + ("; ".join(problems) if problems else _first_line(output, "no check was graded"))
+    if any(marker in output for marker in INCOMPLETE):
+        reason = next(line for line in output.splitlines() if any(m in line for m in INCOMPLETE))
+        return "; ".join(["incomplete: " + reason.strip(), *problems])
+    return "completed with problems: " + "; ".join(problems) if problems else "completed"
+
+
+def _first_line(text: str, default: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0][:300] if lines else default
+
+
+# ---- finding results ----
+
+
+def find_results(inputs: list[Path]) -> list[tuple[str, Path]]:
+    """(name, results.json) for every input: a results.json (named after its folder), any other
+    .json file (named after itself), a folder holding results.json, or a folder of those."""
+    found: list[tuple[str, Path]] = []
+    for given in inputs:
+        if given.is_file():
+            found.append((given.parent.name if given.name == "results.json" else given.stem, given))
+        elif (given / "results.json").is_file():
+            found.append((given.name, given / "results.json"))
+        elif given.is_dir():
+            for entry in sorted(given.iterdir()):
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir() and (entry / "results.json").is_file():
+                    found.append((entry.name, entry / "results.json"))
+                elif entry.is_file() and entry.suffix == ".json":
+                    found.append((entry.stem, entry))
+        else:
+            raise FileNotFoundError(f"{given}: no such file or folder")
+    names: Counter[str] = Counter()
+    unique = []
+    for name, path in found:
+        names[name] += 1
+        unique.append((name if names[name] == 1 else f"{name}-{names[name]}", path))
+    return unique
+
+
+# ---- the gradebook ----
+
+
+@dataclass
+class Gradebook:
+    rows: list[Row]
+
+    @property
+    def exercises(self) -> list[str]:
+        return sorted({ex for row in self.rows for ex in row.possible})
+
+    @property
+    def possible(self) -> dict[str, float]:
+        """Each exercise's points: the most any file gives it (a failed run gives it none)."""
+        return {ex: max(row.possible.get(ex, 0.0) for row in self.rows) for ex in self.exercises}
+
+    @property
+    def possible_total(self) -> float:
+        return round(sum(self.possible.values()), 4)
+
+    def percent(self, row: Row) -> float:
+        return round(100 * row.total / self.possible_total, 2) if self.possible_total else 0.0
+
+    def csv_text(self) -> str:
+        """Otter-Grader's column order: file, one column per question (here: exercise), total,
+        possible, percent_correct, grading_status; then the report's path."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["file", *self.exercises, "total", "possible", "percent_correct", "grading_status", "report"])
+        for row in self.rows:
+            writer.writerow([row.name, *(_number(row.points.get(ex, 0.0)) for ex in self.exercises),
+                             _number(row.total), _number(self.possible_total), _number(self.percent(row)),
+                             row.status, row.report or ""])
+        return out.getvalue()
+
+    # ---- what the class page shows ----
+
+    def distribution(self, bins: int = 10) -> list[tuple[str, int]]:
+        """("0-10%", n), ..., ("90-100%", n): the graded submissions by percent."""
+        counts = [0] * bins
+        for row in self.rows:
+            if row.graded:
+                counts[min(int(self.percent(row) // (100 / bins)), bins - 1)] += 1
+        width = 100 // bins
+        return [(f"{i * width}–{(i + 1) * width}%", n) for i, n in enumerate(counts)]
+
+    def pass_rates(self) -> list[tuple[str, str, int, int]]:
+        """(number, title, passed, graded) of every check, in the order of the results."""
+        seen: dict[str, list[Any]] = {}
+        for row in self.rows:
+            for test in row.tests:
+                entry = seen.setdefault(test.number, [test.title, 0, 0])
+                entry[1] += test.passed
+                entry[2] += 1
+        return sorted(((n, t, p, g) for n, (t, p, g) in seen.items()), key=lambda x: _number_key(x[0]))
+
+    def mistakes(self) -> list[tuple[str, str, int, list[str]]]:
+        """(hint, where, students, their names): every hint a failed check showed, by how many
+        students saw it (each student once per hint and check)."""
+        students: dict[tuple[str, str], list[str]] = {}
+        for row in self.rows:
+            for test in row.tests:
+                for check, hint in dict.fromkeys(test.hints):
+                    where = test.title + (f" › {check}" if check else "")
+                    names = students.setdefault((hint, where), [])
+                    if row.name not in names:
+                        names.append(row.name)
+        ranked = sorted(students.items(), key=lambda kv: (-len(kv[1]), kv[0][1], kv[0][0]))
+        return [(hint, where, len(names), names) for (hint, where), names in ranked]
+
+    @property
+    def graded_count(self) -> int:
+        return sum(row.graded for row in self.rows)
+
+
+def _number(value: float) -> str:
+    return f"{value:g}" if float(value).is_integer() else f"{value:.4g}"
+
+
+def _number_key(number: str) -> tuple[int, ...]:
+    return tuple(int(part) if part.isdigit() else 0 for part in number.split("."))
+
+
+def gradebook_from(found: list[tuple[str, Path]], out: Path) -> Gradebook:
+    return Gradebook([read_row(path, name, out) for name, path in found])
+
+
+def write_gradebook(book: Gradebook, out: Path, title: str = "") -> tuple[Path, Path]:
+    """grades.csv and class.html in `out`, each written atomically."""
+    from grader.report_class import render_class
+
+    csv_path = write_text_atomic(book.csv_text(), out / "grades.csv")
+    html_path = write_text_atomic(render_class(book, title), out / "class.html")
+    return csv_path, html_path

@@ -1,0 +1,39 @@
+"""The class page: one self-contained HTML file (no scripts, no network), like the student report.
+
+It shows the score distribution, the pass rate of every check, the mistakes the failed checks
+named, ranked by how many students made them, and every student's line with a link to their
+report. Everything in it comes from results.json files (grader.gradebook), so it is untrusted
+text: jinja2 escapes all of it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from pathlib import Path
+
+import jinja2
+
+from grader.gradebook import Gradebook
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def render_class(book: Gradebook, title: str = "") -> str:
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                                     undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    environment.filters["points"] = lambda v: f"{v:g}" if float(v).is_integer() else f"{v:.2f}"
+    graded = [book.percent(row) for row in book.rows if row.graded]
+    distribution = book.distribution()
+    return environment.get_template("class.html.j2").render(
+        book=book,
+        title=title or "mechgrade: the class",
+        made=dt.datetime.now().astimezone().isoformat(timespec="minutes"),
+        mean=statistics.fmean(graded) if graded else 0.0,
+        median=statistics.median(graded) if graded else 0.0,
+        distribution=distribution,
+        tallest=max((n for _, n in distribution), default=0) or 1,
+        pass_rates=book.pass_rates(),
+        mistakes=book.mistakes(),
+        not_completed=[row for row in book.rows if row.status != "completed"],
+    )
