@@ -53,6 +53,7 @@ from grader.timeouts import GradingTimeout
 pytest_plugins = ["grader.check_fixtures"]
 
 NOT_RUN = "not run yet"
+PYTEST_DEFAULT_REPORTCHARS = "fE"  # pytest's own default for -r (a private constant there)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -176,9 +177,10 @@ class GradingHooks:
                 raise pytest.UsageError(str(exc)) from None
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            # pytest's short summary would repeat every failure's headline: the score table that
-            # the run ends with says it all (as -rN would)
-            reporter.reportchars = ""
+            # pytest's default short summary would repeat every failure's headline: the score table
+            # the run ends with says it all. An explicit -r... is kept.
+            if self.config.getoption("reportchars") == PYTEST_DEFAULT_REPORTCHARS:
+                reporter.reportchars = ""
             mode = "in isolated workers" if grading.options.isolate else "in this process"
             reporter.write_line(f"mechgrade: grading {grading.options.source.describe()} on {choice.spec.id} "
                                 f"({choice.reason}), device {device}, student code {mode}")
