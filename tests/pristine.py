@@ -6,7 +6,10 @@ pass all the same, so whatever they read or grade as "the stub" comes from here.
 
 from __future__ import annotations
 
+import io
+import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,3 +33,17 @@ def write_stubs(folder: Path, topics: dict[str, str]) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(stub_source(exercise, topic))
     return folder
+
+
+def exercises_tree(folder: Path) -> Path:
+    """A copy of exercises/ as committed (READMEs, stubs, checks), at `folder`/exercises."""
+    target = folder / "exercises"
+    try:
+        archive = subprocess.run(["git", "archive", "HEAD", "exercises"], cwd=REPO, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        shutil.copytree(REPO / "exercises", target)  # no git history: the files as found
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    return target

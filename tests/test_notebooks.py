@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pristine import exercises_tree
 
 from grader.notebook_cells import NotebookError, read_notebook, strip_ipython
 from grader.notebooks import (
@@ -75,21 +76,32 @@ def without_function(notebook: dict[str, Any], name: str) -> dict[str, Any]:
 # ---- building the notebooks ----
 
 
-def test_the_committed_notebooks_are_in_sync_with_the_exercise_folders() -> None:
-    assert stale_notebooks() == [], "run `mechgrade notebooks build` and commit notebooks/"
+@pytest.fixture(scope="module")
+def committed_exercises(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """exercises/ as git HEAD holds it: a student's work in the checkout changes nothing here."""
+    return exercises_tree(tmp_path_factory.mktemp("pristine"))
 
 
-@pytest.mark.parametrize("folder", exercise_folders(), ids=lambda p: p.name)
-def test_a_notebook_is_the_readme_then_a_setup_cell_then_the_stubs_functions_then_check(folder: Path) -> None:
+def test_the_committed_notebooks_are_in_sync_with_the_exercise_folders(committed_exercises: Path) -> None:
+    assert stale_notebooks(committed_exercises) == [], "run `mechgrade notebooks build` and commit notebooks/"
+
+
+@pytest.mark.parametrize("name", [p.name for p in exercise_folders()])
+def test_a_notebook_is_the_readme_then_a_setup_cell_then_the_stubs_functions_then_check(
+    name: str, committed_exercises: Path
+) -> None:
+    folder = committed_exercises / name
     notebook = json.loads((REPO / "notebooks" / notebook_name(folder)).read_text())
     cells = [(c["cell_type"], "".join(c["source"])) for c in notebook["cells"]]
     assert cells[0] == ("markdown", (folder / "README.md").read_text().strip())
     setup = cells[2][1]
     assert "model = course_model()" in setup and "__future__" not in setup
     stub = exercise_stub(folder).read_text()
-    functions = [ast.get_source_segment(stub, node) for node in ast.parse(stub).body if isinstance(node, ast.FunctionDef)]
-    assert [text for kind, text in cells[3:-1]] == functions  # docstring, hint and raise, as in the stub
-    assert cells[-1][0] == "code" and f'check("{folder.name}")' in cells[-1][1]
+    definitions = [ast.get_source_segment(stub, node) for node in ast.parse(stub).body
+                   if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
+    code = [text for kind, text in cells[3:-1]]
+    assert [text for text in code if text.startswith(("def ", "class ", "@"))] == definitions  # as in the stub
+    assert cells[-1][0] == "code" and f'check("{name}")' in cells[-1][1]
 
 
 def test_build_writes_every_notebook_and_removes_those_no_exercise_makes(tmp_path: Path) -> None:
