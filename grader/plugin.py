@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import textwrap
 import time
 from collections.abc import Generator
 from pathlib import Path
@@ -183,10 +182,8 @@ class GradingHooks:
             if self.config.getoption("reportchars") == PYTEST_DEFAULT_REPORTCHARS:
                 reporter.reportchars = ""
             mode = "in isolated workers" if grading.options.isolate else "in this process"
-            line = (f"mechgrade: grading {grading.options.source.describe()} on {choice.spec.id} ({choice.reason}), "
-                    f"device {device}, student code {mode}")
-            for part in textwrap.wrap(line, _terminal_width(reporter), subsequent_indent="  ", break_on_hyphens=False):
-                reporter.write_line(part)
+            reporter.write_line(f"mechgrade: grading {grading.options.source.describe()} on {choice.spec.id} "
+                                f"({choice.reason}), device {device}, student code {mode}")
             if choice.banner():
                 for line in render_banner(choice.banner() or "", _terminal_width(reporter)):
                     reporter.write_line(line, yellow=True, bold=True)
