@@ -115,8 +115,13 @@ class Grade:
         """An answer of the wrong kind (None, an error, a dict for a list): a failure that says
         what came back, in the student's terms. Returns False."""
         __tracebackhide__ = True
-        reason = getattr(got, "ungradable_reason", None)  # an error, or an object that stayed in the sandbox
-        message = reason if isinstance(reason, str) else f"expected {wanted}, got {type(got).__name__}: {short(got)}"
+        kept = getattr(got, "type_name", None)  # an object that stayed in the sandbox: a Figure, an Axes
+        if isinstance(got, Raised):
+            message = got.ungradable_reason
+        elif isinstance(kept, str):
+            message = f"expected {wanted}, got {kept}"
+        else:
+            message = f"expected {wanted}, got {type(got).__name__}: {short(got)}"
         return self.check(name, False, message, hint)
 
     def note(self, name: str, message: str, hint: str) -> None:
@@ -177,11 +182,10 @@ class Grade:
         from grader.report_html import png_artifact  # late: matplotlib only for checks that draw
 
         fig = getattr(answer, "figure", None)
-        hint = "return fig (from fig, ax = plt.subplots()); don't call plt.show() and don't return the Axes"
-        if fig is None and isinstance(getattr(answer, "type_name", None), str):  # an object that stayed there
-            self.check("returns the Figure", False, f"expected a matplotlib Figure, got {answer.type_name}", hint)
-        elif fig is None:
-            self.wrong_kind("returns the Figure", answer, "a matplotlib Figure", hint)
+        if fig is None:
+            self.wrong_kind("returns the Figure", answer, "a matplotlib Figure",
+                            hint="return fig (from fig, ax = plt.subplots()); don't call plt.show() and don't "
+                                 "return the Axes")
         elif fig.png:
             self.figure(png_artifact(fig.png, "your plot", group=reference.group))
         self.figure(reference)

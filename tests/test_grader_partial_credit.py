@@ -173,3 +173,23 @@ def test_points_for_follows_the_documented_rule(max_points, checks, raised, poin
 def test_points_for_a_test_without_a_grade_is_all_or_nothing() -> None:
     assert points_for(2.0, None, raised=False) == 2.0
     assert points_for(2.0, None, raised=True) == 0.0
+
+
+def test_an_answer_of_the_wrong_kind_is_named_in_the_students_terms(monkeypatch) -> None:
+    """None, an error, or an object that stayed in the sandbox (a Figure's Axes): each said as it is."""
+    from grader import scoring
+    from grader.sandbox.client import student_error
+
+    monkeypatch.setattr(scoring, "soft", type("Quiet", (), {"fail": staticmethod(lambda text: None)}))
+    kept = type("Handle", (), {"type_name": "Axes"})()
+    raised = scoring.Raised(student_error("ValueError", "ValueError", "no France", ""))
+    raised.error.function = "token_index"
+    grade = Grade()
+    for got in (None, kept, raised):
+        assert grade.wrong_kind("returns a Figure", got, "a matplotlib Figure", hint="return fig") is False
+    assert [c.message for c in grade.checks] == [
+        "expected a matplotlib Figure, got NoneType: None",
+        "expected a matplotlib Figure, got Axes",
+        "your token_index raised ValueError: no France",
+    ]
+    assert grade.share_passed() == 0

@@ -70,7 +70,7 @@ def test_patch_hook_pastes_one_position_and_leaves_the_clean_cache_alone(student
     clean_there = sandbox.put(clean_cache)  # where the student's hook runs, so we can see if it writes into it
     hook = attempt(student.patch_hook, clean_there, position)
     if getattr(hook, "kind", None) != "callable":
-        grade.wrong_kind("returns a hook function", getattr(hook, "type_name", hook), "a function",
+        grade.wrong_kind("returns a hook function", hook, "a function",
                          hint="define a function hook(activation, hook) inside patch_hook and return it")
         return
     out = attempt(hook, corrupted.clone(), HookPointName(name=name))
