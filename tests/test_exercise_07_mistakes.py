@@ -11,12 +11,10 @@ from __future__ import annotations
 import ast
 import textwrap
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from test_exercise_mistakes import (
-    PARALLEL_RUNS,
     Graded,
     Mistake,
     _fn,
@@ -24,7 +22,7 @@ from test_exercise_mistakes import (
     assert_caught_and_named,
     assert_untouched_keep_full_points,
     build_submission,
-    grade,
+    grading_batches,
     replace_function,
 )
 
@@ -231,18 +229,7 @@ def graded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         if name and name not in needed:
             needed.append(name)
 
-    def run(name: str) -> Graded:
-        root = tmp_path_factory.mktemp(f"ex07_{name}")
-        return grade(SUBMISSIONS[name](root / "submission"), root / "out", CHECKS)
-
-    with ThreadPoolExecutor(max_workers=PARALLEL_RUNS) as pool:
-        futures = {name: pool.submit(run, name) for name in needed}
-
-        def get(name: str) -> Graded:
-            if name not in futures:
-                futures[name] = pool.submit(run, name)
-            return futures[name].result()
-
+    with grading_batches(tmp_path_factory, None, needed, CHECKS, build=lambda name, folder: SUBMISSIONS[name](folder)) as get:
         yield get
 
 

@@ -480,14 +480,18 @@ def graded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 
 @contextmanager
-def grading_batches(tmp_path_factory: pytest.TempPathFactory, rewrites: Callable[[str], dict[tuple[str, str], str]],
-                    batches: list[str], target: str = "exercises") -> Iterator[Callable[[str], Graded]]:
-    """get(batch) -> the Graded run of `solutions/` with `rewrites(batch)` applied, on the checks
-    under `target`. The batches start at once, PARALLEL_RUNS at a time; one asked for later starts then."""
+def grading_batches(tmp_path_factory: pytest.TempPathFactory, rewrites: Callable[[str], dict[tuple[str, str], str]] | None,
+                    batches: list[str], target: str = "exercises",
+                    build: Callable[[str, Path], Path] | None = None) -> Iterator[Callable[[str], Graded]]:
+    """get(batch) -> the Graded run of `solutions/` with `rewrites(batch)` applied (or of what
+    `build(batch, folder)` writes), on the checks under `target`. The batches start at once,
+    PARALLEL_RUNS at a time; one asked for later starts then."""
 
     def run(batch: str) -> Graded:
         root = tmp_path_factory.mktemp(f"batch_{batch}")
-        return grade(build_submission(root / "submission", rewrites(batch)), root / "out", target)
+        folder = root / "submission"
+        submission = build(batch, folder) if build else build_submission(folder, rewrites(batch) if rewrites else {})
+        return grade(submission, root / "out", target)
 
     with ThreadPoolExecutor(max_workers=PARALLEL_RUNS) as pool:
         futures = {batch: pool.submit(run, batch) for batch in batches}
