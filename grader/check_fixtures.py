@@ -108,21 +108,22 @@ def device(request: pytest.FixtureRequest) -> str:
 def run_cached(request: pytest.FixtureRequest, model: Any) -> Callable[[str], tuple[Any, Any]]:
     """``run_cached(prompt) -> (logits, cache)`` from the grader's own run of the model.
 
-    One forward pass per prompt and session; every call returns fresh copies, since student
-    code may modify what it receives.
+    One forward pass per prompt (see GradingSession.remembered); every call returns fresh
+    copies, since student code may modify what it receives.
     """
     from transformer_lens import ActivationCache
 
-    runs = _require_session(request).grader_runs
+    session = _require_session(request)
+
+    def forward(prompt: str) -> tuple[Any, dict[str, Any]]:
+        import torch
+
+        with torch.no_grad():
+            logits, cache = model.run_with_cache(model.to_tokens(prompt))
+        return logits, dict(cache.items())
 
     def run(prompt: str) -> tuple[Any, ActivationCache]:
-        if prompt not in runs:
-            import torch
-
-            with torch.no_grad():
-                logits, cache = model.run_with_cache(model.to_tokens(prompt))
-            runs[prompt] = (logits, dict(cache.items()))
-        logits, stored = runs[prompt]
+        logits, stored = session.remembered(("run_with_cache", prompt), lambda: forward(prompt))
         return logits.clone(), ActivationCache({k: v.clone() for k, v in stored.items()}, model)
 
     return run

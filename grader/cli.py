@@ -187,6 +187,7 @@ def pytest_command(args: argparse.Namespace) -> list[str]:
     pytest_args = [
         sys.executable, "-m", "pytest", *_targets(args.exercise),
         "-p", "grader.plugin", "--rootdir", str(REPO_ROOT), "-p", "no:cacheprovider",
+        "-p", "no:logging",  # its log capture goes unread, and cost 4 ms a test
         "-rN",  # no short test summary: the score table that follows says it all
         "--check-timeout", str(args.check_timeout), *_model_args(args),
     ]

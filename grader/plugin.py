@@ -226,7 +226,16 @@ class GradingHooks:
     @pytest.hookimpl(hookwrapper=True, tryfirst=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
         raised = call.excinfo  # read before pytest-check replaces it with its own summary
-        outcome = yield
+        grade = item.stash.get(GRADE_KEY, None)
+        graded = self.grading is not None and item.nodeid in self.grading.results
+        if call.when == "call" and graded and _replaces_traceback(raised, grade):
+            # pytest would format a traceback (parsing the source of every frame: 50 ms a test)
+            # only for the code below to replace it
+            item.repr_failure = _summary_only  # type: ignore[method-assign]
+        try:
+            outcome = yield
+        finally:
+            vars(item).pop("repr_failure", None)
         report: pytest.TestReport = outcome.get_result()
         grading = self.grading
         result = grading.results.get(item.nodeid) if grading else None
@@ -238,7 +247,6 @@ class GradingHooks:
         result.captured = cap((report.capstdout + report.capstderr).strip(), limit)
         report.sections = [(title, cap(text, limit)) for title, text in report.sections]
         result.duration += call.duration
-        grade = item.stash.get(GRADE_KEY, None)
         if grade is not None:
             result.checks = list(grade.checks)
             result.figures = list(grade.figures)
@@ -356,6 +364,18 @@ def _terminal_width(reporter: Any) -> int:
         return int(reporter._tw.fullwidth)  # pytest's TerminalWriter: the width it wraps at itself
     except (AttributeError, TypeError, ValueError):
         return 80
+
+
+def _replaces_traceback(raised: pytest.ExceptionInfo[BaseException] | None, grade: Grade | None) -> bool:
+    """Whether pytest_runtest_makereport puts its own text where pytest's traceback would go: for
+    everything but a plain assertion of a test, which keeps pytest's traceback."""
+    if grade is not None and grade.any_failed:
+        return True
+    return raised is not None and (isinstance(raised.value, StudentError) or not isinstance(raised.value, AssertionError))
+
+
+def _summary_only(excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+    return excinfo.exconly()
 
 
 def _classify(exception: BaseException | None, grade: Grade | None, grading: GradingSession) -> tuple[Any, str]:

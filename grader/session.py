@@ -8,7 +8,7 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,7 +119,7 @@ class GradingSession:
         self._guard: ModelGuard | None = guard
         self._grader_model: Any = None  # isolated grading: the grader's model, with no guard
         self._store: FixtureStore | None = None
-        self.grader_runs: dict[str, tuple[Any, dict[str, Any]]] = {}  # prompt -> the grader's own run
+        self._memo: dict[Any, Any] = {}  # see `remembered`
         self._references: dict[tuple[str, str], ModuleType | SubmissionImportError] = {}
         self._sandbox: Sandbox | None = None
         self._students: dict[str, StudentModule | SubmissionImportError] = {}
@@ -179,7 +179,7 @@ class GradingSession:
         from grader.sandbox.start import start_isolated_sandbox
 
         self.timings["load_start"] = time.time()
-        self._sandbox, self._grader_model = start_isolated_sandbox(self, needs_model)
+        self._sandbox, self._grader_model, self._memo = start_isolated_sandbox(self, needs_model)
         self.timings["load_end"] = time.time()
 
     @contextmanager
@@ -199,8 +199,17 @@ class GradingSession:
         if self._sandbox is not None:
             self._sandbox.close()
 
+    def remembered(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """The grader's own result `compute` gives on its model (a forward pass, activations),
+        computed once per run; in whole-class grading once per grading process, where the
+        grader's model (which no student code touches) serves run after run. Callers must not
+        change what they get: hand out copies where code may (grader.check_fixtures.run_cached)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
     def _reload(self) -> Any:
-        self.grader_runs.clear()  # computed with weights a test has since changed, perhaps
+        self._memo.clear()  # computed with weights a test has since changed, perhaps
         return load_model(self.choice.spec, self.device)
 
     @property

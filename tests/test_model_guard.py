@@ -118,8 +118,10 @@ def test_transformer_lens_hooks_are_reset_through_reset_hooks(reload: Reloads) -
 
     model = WithResetHooks().eval()
     guard = ModelGuard(model, reload=reload)
-    assert guard.repair() == []
-    assert model.resets == [True]
+    assert guard.repair() == [] and model.resets == []  # nothing left: nothing to reset
+    model.blocks[1].register_forward_hook(lambda module, args, output: output)
+    assert guard.repair() == ["removed 1 hook(s) left on the model"]
+    assert model.resets == [True]  # permanent hooks included
 
 
 def test_attached_hooks_names_hook_points_with_hooks() -> None:
@@ -195,13 +197,13 @@ def test_a_removed_parameter_triggers_a_reload(guard: ModelGuard, reload: Reload
     assert reload.calls == 1
 
 
-def test_a_broken_state_dict_triggers_a_reload(guard: ModelGuard, reload: Reloads) -> None:
-    def broken(*args: object, **kwargs: object) -> dict:
-        raise RuntimeError("student broke state_dict")
-
-    guard.model.state_dict = broken  # type: ignore[method-assign]
-    assert guard.repair() == ["the model's weights were changed: reloaded them"]
-    assert reload.calls == 1
+def test_a_replaced_state_dict_method_does_not_hide_changed_weights(guard: ModelGuard, reload: Reloads) -> None:
+    saved = {name: tensor.clone() for name, tensor in guard.model.state_dict().items()}
+    guard.model.state_dict = lambda *args, **kwargs: saved  # type: ignore[method-assign]
+    with torch.no_grad():
+        guard.model.blocks[0].weight.add_(1.0)
+    assert guard.repair() == [COPIED_BACK]  # the guard reads the tensors through torch itself
+    assert torch.equal(guard.model.blocks[0].weight, saved["blocks.0.weight"])
 
 
 def test_weights_permuted_in_place_are_caught_and_copied_back(guard: ModelGuard, reload: Reloads) -> None:

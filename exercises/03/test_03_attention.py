@@ -17,7 +17,7 @@ from grader.prompts import (
     HELD_OUT_PROMPT,
     HELD_OUT_WORD,
 )
-from grader.report_html import heatmap_artifact
+from grader.report_html import reference_heatmap
 from grader.scoring import Raised, attempt
 
 TOPIC = "attention"
@@ -74,7 +74,7 @@ def test_plot_attention_draws_a_labelled_heatmap(student, model, run_cached, gra
     pattern = cache["pattern", layer][0, head].detach().cpu()
     title = f"Layer {layer}, head {head}"
     answer = student.plot_attention(pattern.clone(), list(str_tokens), title=title)
-    reference_picture = heatmap_artifact(pattern, str_tokens, str_tokens, f"reference: {title}", group="heatmap",
+    reference_picture = reference_heatmap(pattern, str_tokens, str_tokens, f"reference: {title}", group="heatmap",
                                          xlabel="Key (attends to)", ylabel="Query (from)")
     # The Figure stays where it was drawn; what comes back is its description and a PNG.
     fig = grade.student_figure(answer, reference_picture)

@@ -14,7 +14,7 @@ from grader.prompts import (
     HELD_OUT_CLEAN,
     HELD_OUT_CORRUPTED,
 )
-from grader.report_html import heatmap_artifact
+from grader.report_html import heatmap_artifact, reference_heatmap
 from grader.sandbox.executor import HookPointName
 from grader.scoring import attempt
 
@@ -115,7 +115,7 @@ def test_patch_residual_stream_measures_every_layer_and_position(pair, student, 
     if isinstance(got, torch.Tensor) and got.dim() == 2 and bool(torch.isfinite(got).all()):
         grade.figure(heatmap_artifact(got.detach().float().cpu(), seq_tokens, [f"L{l}" for l in range(got.shape[0])],
                                       f"your patching result ({pair})", group=pair, xlabel="position", ylabel="layer"))
-    grade.figure(heatmap_artifact(want.value.float(), seq_tokens, [f"L{l}" for l in range(want.value.shape[0])],
+    grade.figure(reference_heatmap(want.value.float(), seq_tokens, [f"L{l}" for l in range(want.value.shape[0])],
                                   f"reference ({pair})", group=pair, xlabel="position", ylabel="layer"))
     right = grade.compare(
         "normalised logit differences",

@@ -16,7 +16,7 @@ from grader.prompts import (
     HELD_OUT_IOI_ANSWERS,
     HELD_OUT_IOI_PROMPT,
 )
-from grader.report_html import figure_to_artifact, heatmap_artifact
+from grader.report_html import figure_to_artifact, heatmap_artifact, reference_heatmap, remembered
 
 TOPIC = "residual"
 # prompt, (answer, wrong). France is the exercise text's example; the other two are held out.
@@ -192,7 +192,7 @@ def test_head_attributions_give_each_heads_direct_effect(case, student, referenc
     if isinstance(got, torch.Tensor) and got.shape == want.value.shape and bool(torch.isfinite(got).all()):
         grade.figure(heatmap_artifact(got.detach().float().cpu(), heads, layers, f"your head attributions ({case})",
                                       group=f"heads-{case}", xlabel="head", ylabel="layer"))
-    grade.figure(heatmap_artifact(want.value.float(), heads, layers, f"reference ({case})", group=f"heads-{case}",
+    grade.figure(reference_heatmap(want.value.float(), heads, layers, f"reference ({case})", group=f"heads-{case}",
                                   xlabel="head", ylabel="layer"))
     grade.compare("each head's direct contribution", got, want, mistakes=_head_mistakes(model, cache, answers),
                   hint="(z @ W_O) of each head at [0, -1], centred, divided by cache['ln_final.hook_scale'][0, -1], "
@@ -274,8 +274,9 @@ def test_plot_logit_lens_draws_a_labelled_line(student, model, run_cached, grade
     labels = _lens_labels(model.cfg.n_layers)
     title = f"Logit lens: '{answers[0].strip()}' minus '{answers[1].strip()}'"
     answer = student.plot_logit_lens(values.clone(), list(labels), title=title)
-    reference_picture = figure_to_artifact(_reference_plot(values, labels, f"reference: {title}"), "reference",
-                                           group="lens")
+    reference_picture = remembered(("logit lens", values.numpy().tobytes(), tuple(labels), title),
+                                   lambda: figure_to_artifact(_reference_plot(values, labels, f"reference: {title}"),
+                                                              "reference", group="lens"))
     fig = grade.student_figure(answer, reference_picture)
     if fig is None:
         return

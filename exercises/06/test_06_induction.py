@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from grader.compare import Tolerance
-from grader.report_html import heatmap_artifact
+from grader.report_html import reference_heatmap
 
 TOPIC = "induction"
 SCORE_TOL = dict(atol=1e-4, rtol=1e-3)  # attention weights are in [0, 1]
@@ -370,7 +370,7 @@ def test_plot_induction_scores_draws_a_labelled_heatmap(student, reference, mode
     n_layers, n_heads = scores.shape
     heads, layers = [str(h) for h in range(n_heads)], [str(layer) for layer in range(n_layers)]
     answer = student.plot_induction_scores(scores.clone())
-    reference_picture = heatmap_artifact(scores, heads, layers, "reference: induction scores", group="scores",
+    reference_picture = reference_heatmap(scores, heads, layers, "reference: induction scores", group="scores",
                                          xlabel="Head", ylabel="Layer")
     fig = grade.student_figure(answer, reference_picture)
     if fig is None:

@@ -11,7 +11,7 @@ import torch
 
 from grader.compare import Tolerance, matches
 from grader.prompts import CLEAN_PROMPT
-from grader.report_html import heatmap_artifact
+from grader.report_html import reference_heatmap
 from grader.sandbox.client import Handle
 from grader.session import session_of
 from grader.toy import sae as ref
@@ -71,8 +71,9 @@ def _on(device: str, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 @pytest.fixture(scope="module")
 def activations(request: pytest.FixtureRequest) -> dict[str, torch.Tensor]:
     """The grader's own activations of the graded model: to train on, and held out to judge by."""
-    model = session_of(request.config).model
-    return {"train": ref.training_activations(model), "held_out": ref.held_out_activations(model)}
+    session = session_of(request.config)
+    return session.remembered("sae activations", lambda: {"train": ref.training_activations(session.model),
+                                                          "held_out": ref.held_out_activations(session.model)})
 
 
 @pytest.fixture(scope="module")
@@ -483,7 +484,7 @@ def test_plot_latent_activations_draws_latents_by_tokens(student, model, run_cac
     title = "Latents along 'The capital of France is'"
     y_labels = [f"latent {latent}" for latent in latents]
     answer = student.plot_latent_activations(latent_acts.clone(), str_tokens, list(latents), title=title)
-    reference_picture = heatmap_artifact(picture, str_tokens, y_labels, f"reference: {title}", group="latents",
+    reference_picture = reference_heatmap(picture, str_tokens, y_labels, f"reference: {title}", group="latents",
                                          xlabel="Token", ylabel="Latent")
     fig = grade.student_figure(answer, reference_picture)
     if fig is None:

@@ -14,7 +14,7 @@ import shutil
 import socket
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,7 @@ class _KeptTemplate:
     key: tuple[Any, ...]
     template: Template
     model: Any
+    memo: dict[Any, Any] = field(default_factory=dict)  # the grader's own results on the model
 
 
 _keep_templates = False
@@ -56,8 +57,9 @@ def keep_template_across_runs() -> None:
     _keep_templates = True
 
 
-def start_isolated_sandbox(grading: GradingSession, needs_model: bool) -> tuple[IsolatedSandbox, Any]:
-    """(the sandbox, the grader's own model or None)."""
+def start_isolated_sandbox(grading: GradingSession, needs_model: bool) -> tuple[IsolatedSandbox, Any, dict[Any, Any]]:
+    """(the sandbox, the grader's own model or None, the memo of the grader's own results on that
+    model: kept with the template, since no student code ever touches the grader's model)."""
     if not sys.platform.startswith("linux") or not hasattr(socket, "send_fds"):
         raise IsolationUnavailable("--isolate needs Linux (fork, prctl and file-descriptor passing); "
                                    "grade without it, or in the course's Linux container")
@@ -72,11 +74,12 @@ def start_isolated_sandbox(grading: GradingSession, needs_model: bool) -> tuple[
         if _kept.key != key or not _kept.template.alive():
             raise RuntimeError("the grading process's template is gone or was made for another model; "
                                "grade in a fresh process")
-        template, model = _kept.template, _kept.model
+        template, model, memo = _kept.template, _kept.model, _kept.memo
     else:
         template, model = _fork_template(grading, needs_model, device, torch)
+        memo = {}
         if _keep_templates:
-            _kept = _KeptTemplate(key, template, model)
+            _kept = _KeptTemplate(key, template, model, memo)
     scratch = Path(tempfile.mkdtemp(prefix="mechgrade-worker-"))
     graded_copy = _copy_tree(options.source.root, scratch / "graded")
     model_source = None
@@ -90,7 +93,7 @@ def start_isolated_sandbox(grading: GradingSession, needs_model: bool) -> tuple[
     sandbox = ScratchSandbox(lambda: model, template, scratch, limits, options.timeout or 3600.0, device, user,
                              model_source, original_root=options.source.root, graded_copy=graded_copy,
                              keep_template=_kept is not None and _kept.template is template)
-    return sandbox, model
+    return sandbox, model, memo
 
 
 def _fork_template(grading: GradingSession, needs_model: bool, device: str, torch: Any) -> tuple[Template, Any]:
