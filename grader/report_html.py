@@ -23,6 +23,7 @@ import jinja2
 import numpy as np
 from matplotlib.figure import Figure
 
+from grader.figure_png import figure_png
 from grader.report_terminal import STATUS_WORDS, format_points
 from grader.results import CheckResult, FigureArtifact, RunResult
 
@@ -143,14 +144,13 @@ def figure_to_artifact(
     fig: Figure, title: str, caption: str = "", group: str = ""
 ) -> FigureArtifact:
     """Render a matplotlib Figure to an inline PNG and close it (loops must not leak figures)."""
-    buffer = BytesIO()
     try:
-        fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+        drawn = figure_png(fig, DPI)
     finally:
         import matplotlib.pyplot as plt  # late: only to release figures pyplot may be tracking
 
         plt.close(fig)
-    png = base64.b64encode(buffer.getvalue()).decode("ascii")
+    png = base64.b64encode(drawn).decode("ascii")
     return FigureArtifact(title=title, png_base64=png, caption=caption, group=group)
 
 
@@ -210,13 +210,20 @@ def heatmap_artifact(
     ys = _labels(y_labels, rows, "y_labels", "rows")
 
     # Figure() rather than pyplot: no global state, no GUI backend, safe in any thread.
-    width = min(14.0, max(4.0, 0.32 * cols + 2.5))
-    height = min(12.0, max(3.0, 0.28 * rows + 1.5))
+    xstep, ystep = _tick_step(cols), _tick_step(rows)
+    # Margins wide enough for the labels, so that everything is drawn inside the canvas: then one
+    # draw suffices (figure_png crops the margins' excess away).
+    char = 8 * 0.7 / 72  # inches, at least, per character of an 8-point tick label
+    left = char * max(map(len, ys[::ystep])) + 0.6
+    bottom = char * max(map(len, xs[::xstep])) + 0.6
+    top, right = 0.5, 1.2  # the title; the colour bar and its numbers
+    width = min(14.0, max(2.5, 0.32 * cols + 1.0)) + left + right
+    height = min(12.0, max(1.5, 0.28 * rows)) + top + bottom
     fig = Figure(figsize=(width, height))
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height)
     ax = fig.add_subplot()
     image = ax.imshow(matrix, cmap=HEATMAP_CMAP, aspect="auto", interpolation="nearest")
     fig.colorbar(image, ax=ax)
-    xstep, ystep = _tick_step(cols), _tick_step(rows)
     ax.set_xticks(range(0, cols, xstep), xs[::xstep], rotation=90, fontsize=8)
     ax.set_yticks(range(0, rows, ystep), ys[::ystep], fontsize=8)
     ax.set_title(_plain(title))

@@ -25,6 +25,7 @@ from grader.report_html import (  # noqa: E402
     figure_groups,
     figure_to_artifact,
     heatmap_artifact,
+    reference_heatmap,
     render_html,
     write_html,
 )
@@ -363,3 +364,17 @@ def test_higher_ranks_show_the_slice_where_they_differ_most_and_passed_compariso
 
 def test_sample_png_helper_makes_valid_pngs() -> None:
     assert _png_size(png_base64(7, 2)) == (7, 2)
+
+
+def test_a_reference_picture_is_drawn_once_for_the_same_values_and_labels() -> None:
+    values = torch.arange(12.0).reshape(3, 4)
+    first = reference_heatmap(values, list("abcd"), list("xyz"), "reference: a pattern")
+    assert reference_heatmap(values.clone(), list("abcd"), list("xyz"), "reference: a pattern") is first
+    assert reference_heatmap(values + 1, list("abcd"), list("xyz"), "reference: a pattern") is not first
+    assert reference_heatmap(values, list("abce"), list("xyz"), "reference: a pattern") is not first
+    assert reference_heatmap(values, list("abcd"), list("xyz"), "reference: another") is not first
+
+
+def test_a_students_picture_is_always_drawn_afresh() -> None:
+    values = torch.arange(12.0).reshape(3, 4)
+    assert heatmap_artifact(values, None, None, "yours") is not heatmap_artifact(values, None, None, "yours")

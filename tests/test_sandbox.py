@@ -29,6 +29,10 @@ MODULE = """
     def double(x):
         return x * 2
 
+    def frozen_objects():
+        import gc
+        return gc.get_freeze_count()
+
     def shout(word):
         raise ValueError(f"no {word}")
 
@@ -293,3 +297,11 @@ def test_a_modules_weights_can_be_set_and_its_state_dict_comes_back_as_plain_ten
 def test_a_tensor_subclass_in_a_state_dict_arrives_as_its_data(sandbox) -> None:
     params = sandbox.student.Boasting(2).call_method("state_dict")
     assert type(params["weight"]) is torch.Tensor and params["weight"].tolist() == [1.0, 1.0]
+
+
+def test_a_worker_leaves_what_it_inherited_to_no_garbage_collection(sandbox) -> None:
+    # The template freezes its heap before it forks: a collection in a worker must not walk (and,
+    # by writing each object's header, copy) the libraries and the model every worker shares.
+    if not sandbox.isolated:
+        pytest.skip("in-process grading forks nothing")
+    assert sandbox.student.frozen_objects() > 10_000  # torch, TransformerLens, matplotlib: far more

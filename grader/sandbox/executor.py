@@ -48,6 +48,7 @@ def preload() -> None:
     # worker's warnings reach the student's output, and this one would follow the hint's advice.
     warnings.filterwarnings("ignore", message=re.escape(TENSOR_ARRAY_WARNING), category=DeprecationWarning)
 
+    import grader.figure_png
     import grader.kernel
     import grader.model_guard
     import grader.notebook_cells
@@ -362,12 +363,16 @@ def describe_model(model: Any) -> dict[str, Any]:
 
 def describe_figure(fig: Any) -> dict[str, Any]:
     """What a check can grade about a matplotlib Figure, and a PNG of it for the report."""
-    from io import BytesIO
-
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig.canvas.draw()  # tick labels are only filled in by a draw
+    from grader.figure_png import figure_png
+
+    try:
+        png = figure_png(fig, dpi=80)  # a draw: it also fills in the tick labels read below
+    except BaseException:
+        plt.close(fig)
+        raise
     axes = []
     for ax in fig.axes:
         axes.append({
@@ -382,12 +387,8 @@ def describe_figure(fig: Any) -> dict[str, Any]:
             "ylabel": ax.get_ylabel(),
             "title": ax.get_title(),
         })
-    png = BytesIO()
-    try:
-        fig.savefig(png, format="png", dpi=80, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return {"axes": axes, "suptitle": fig.get_suptitle(), "png": png.getvalue()}
+    plt.close(fig)
+    return {"axes": axes, "suptitle": fig.get_suptitle(), "png": png}
 
 
 def _is_instance(value: Any, module: str, name: str) -> bool:
