@@ -11,7 +11,7 @@ submission that patches the grader, one that looks for the grading session in me
   first result to the last, divided by the submissions after the first (target <= 1.5 x the floor's work);
 - `grade-all --jobs 2`: its total against --jobs 1 (target: at least 1.6 x faster).
 
-    python benchmarks/class_benchmark.py [--copies 40] [--jobs 2] [--gpt2-shaped]
+    python benchmarks/class_benchmark.py [--copies 40] [--jobs 2] [--gpt2-shaped [--gpt2-copies 8] [--skip-toy]]
 """
 
 from __future__ import annotations
@@ -83,10 +83,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--gpt2-shaped", action="store_true", help="also the GPT-2-small-shaped model (slow)")
     parser.add_argument("--gpt2-copies", type=int, default=8)
+    parser.add_argument("--skip-toy", action="store_true", help="only the GPT-2-small-shaped model")
     args = parser.parse_args()
     import grading_benchmark as single
 
-    models = [("toy-gpt2", "toy-gpt2", args.copies, None)]
+    models = [] if args.skip_toy else [("toy-gpt2", "toy-gpt2", args.copies, None)]
     with tempfile.TemporaryDirectory(prefix="mechgrade-class-bench-") as tmp:
         work = Path(tmp)
         if args.gpt2_shaped:

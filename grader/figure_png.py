@@ -29,13 +29,27 @@ def figure_png(fig: Any, dpi: float) -> bytes:
     box = fig.get_tightbbox(canvas.get_renderer()).padded(PAD_INCHES)  # in inches
     width, height = fig.get_size_inches()
     if box.x0 < 0 or box.y0 < 0 or box.x1 > width or box.y1 > height:  # drawn beyond the canvas
-        buffer = BytesIO()
-        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches=box)
-        return buffer.getvalue()
+        return _savefig(fig, dpi, box)
     pixels = np.asarray(canvas.buffer_rgba())
     rows = pixels.shape[0]
     left, right = int(box.x0 * dpi), min(math.ceil(box.x1 * dpi), pixels.shape[1])
     top, bottom = max(rows - math.ceil(box.y1 * dpi), 0), rows - int(box.y0 * dpi)
     buffer = BytesIO()
     Image.fromarray(np.ascontiguousarray(pixels[top:bottom, left:right])).save(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _savefig(fig: Any, dpi: float, box: Any) -> bytes:
+    """savefig into a known box: one draw. But a figure that ran tight_layout() keeps a
+    placeholder layout engine, which lays out nothing and makes savefig draw a second time."""
+    buffer = BytesIO()
+    engine = fig.get_layout_engine()
+    placeholder = type(engine).__name__ == "PlaceHolderLayoutEngine" and hasattr(fig, "_layout_engine")
+    if placeholder:
+        fig._layout_engine = None
+    try:
+        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches=box)
+    finally:
+        if placeholder:
+            fig._layout_engine = engine
     return buffer.getvalue()
