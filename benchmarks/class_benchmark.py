@@ -5,7 +5,8 @@ tests/test_adversarial_submissions.py (os._exit, sys.exit, a str that equals eve
 submission that patches the grader, one that looks for the grading session in memory). Printed:
 
 - the floor's work: a plain script that makes the calls the solutions make, with no grader, minus
-  its imports and model load (benchmarks/grading_benchmark.py measures it): the checks' own time;
+  its imports and model load (benchmarks/grading_benchmark.py measures it; the median of
+  --floor-runs runs): the checks' own time;
 - `grade-all --jobs 1`: start-up (process start, imports, the model load, up to the first
   result, less one submission's share) and the marginal cost per submission: the time from the
   first result to the last, divided by the submissions after the first (target <= 1.5 x the floor's work);
@@ -67,6 +68,15 @@ def grade_all(submissions: Path, out: Path, jobs: int, model: str, fixtures: Pat
             "startup": stamps["first_done"] - started - marginal}
 
 
+def median_floor(single, model: str, runs: int) -> dict[str, float]:
+    """The floor's run with the median work of `runs` runs: on a shared 2-core machine one run's
+    work varied from 1.9 to 3.2 s on toy-gpt2 (its SAE training, most of it, varies most)."""
+    measured = sorted((single.floor(model, "cpu") for _ in range(runs)), key=lambda floor: floor["work"])
+    works = ", ".join(f"{floor['work']:.1f}" for floor in measured)
+    print(f"  (floor work over {runs} runs: {works} s; the median is used)", flush=True)
+    return measured[len(measured) // 2]
+
+
 def check_scores(out: Path, copies: int) -> None:
     import csv
 
@@ -84,6 +94,7 @@ def main() -> None:
     parser.add_argument("--gpt2-shaped", action="store_true", help="also the GPT-2-small-shaped model (slow)")
     parser.add_argument("--gpt2-copies", type=int, default=8)
     parser.add_argument("--skip-toy", action="store_true", help="only the GPT-2-small-shaped model")
+    parser.add_argument("--floor-runs", type=int, default=3, help="the floor's runs, of which the median counts")
     args = parser.parse_args()
     import grading_benchmark as single
 
@@ -96,7 +107,7 @@ def main() -> None:
             single.refresh(str(shaped), "cpu", fixtures)
             models.append(("GPT-2-small-shaped, random weights", str(shaped), args.gpt2_copies, fixtures))
         for label, model, copies, fixtures in models:
-            floor = single.floor(model if fixtures else "toy-gpt2", "cpu")
+            floor = median_floor(single, model if fixtures else "toy-gpt2", args.floor_runs)
             folder = work / f"class-{len(label)}"
             count = make_class(folder, copies, work / "hostile-out")
             one = grade_all(folder, work / f"out-{len(label)}-1", 1, model, fixtures)

@@ -14,7 +14,7 @@ from grader.prompts import (
     HELD_OUT_CLEAN,
     HELD_OUT_CORRUPTED,
 )
-from grader.report_html import heatmap_artifact, reference_heatmap
+from grader.report_html import MATCHES, reference_heatmap
 from grader.sandbox.executor import HookPointName
 from grader.scoring import attempt
 
@@ -112,11 +112,6 @@ def test_patch_residual_stream_measures_every_layer_and_position(pair, student, 
     left = sandbox.hooks_on_model()
     model.reset_hooks()  # so the mistake checks below measure the model, not a leftover hook
     seq_tokens = model.to_str_tokens(corrupted_prompt)
-    if isinstance(got, torch.Tensor) and got.dim() == 2 and bool(torch.isfinite(got).all()):
-        grade.figure(heatmap_artifact(got.detach().float().cpu(), seq_tokens, [f"L{l}" for l in range(got.shape[0])],
-                                      f"your patching result ({pair})", group=pair, xlabel="position", ylabel="layer"))
-    grade.figure(reference_heatmap(want.value.float(), seq_tokens, [f"L{l}" for l in range(want.value.shape[0])],
-                                  f"reference ({pair})", group=pair, xlabel="position", ylabel="layer"))
     right = grade.compare(
         "normalised logit differences",
         got,
@@ -135,6 +130,10 @@ def test_patch_residual_stream_measures_every_layer_and_position(pair, student, 
              "blocks.{layer}.hook_resid_pre, then normalise the logit difference",
         axes=(("layer", [f"L{l}" for l in range(model.cfg.n_layers)]), ("position", seq_tokens)),
     )
+    # A wrong answer is drawn beside the reference in the failed check's picture of differences.
+    grade.figure(reference_heatmap(want.value.float(), seq_tokens, [f"L{l}" for l in range(want.value.shape[0])],
+                                   f"reference ({pair})", caption=MATCHES if right else "", group=pair,
+                                   xlabel="position", ylabel="layer"))
     # Doing nothing leaves no hook and an untouched cache: these count with a right answer.
     grade.guard("no hook left on the model", not left, f"hooks still attached after the call: {left[:5]}",
                 hint="use model.run_with_hooks (it removes its hooks), or call model.reset_hooks() afterwards",

@@ -16,7 +16,7 @@ from grader.prompts import (
     HELD_OUT_IOI_ANSWERS,
     HELD_OUT_IOI_PROMPT,
 )
-from grader.report_html import figure_to_artifact, heatmap_artifact, reference_heatmap, remembered
+from grader.report_html import MATCHES, figure_to_artifact, reference_heatmap, remembered
 
 TOPIC = "residual"
 # prompt, (answer, wrong). France is the exercise text's example; the other two are held out.
@@ -189,15 +189,13 @@ def test_head_attributions_give_each_heads_direct_effect(case, student, referenc
     got = student.head_attributions(model, cache, *answers)
     heads = [f"H{head}" for head in range(model.cfg.n_heads)]
     layers = [f"L{layer}" for layer in range(model.cfg.n_layers)]
-    if isinstance(got, torch.Tensor) and got.shape == want.value.shape and bool(torch.isfinite(got).all()):
-        grade.figure(heatmap_artifact(got.detach().float().cpu(), heads, layers, f"your head attributions ({case})",
-                                      group=f"heads-{case}", xlabel="head", ylabel="layer"))
-    grade.figure(reference_heatmap(want.value.float(), heads, layers, f"reference ({case})", group=f"heads-{case}",
-                                  xlabel="head", ylabel="layer"))
-    grade.compare("each head's direct contribution", got, want, mistakes=_head_mistakes(model, cache, answers),
-                  hint="(z @ W_O) of each head at [0, -1], centred, divided by cache['ln_final.hook_scale'][0, -1], "
-                       "@ (W_U[:, answer] - W_U[:, wrong])",
-                  axes=(("layer", layers), ("head", heads)))
+    right = grade.compare("each head's direct contribution", got, want, mistakes=_head_mistakes(model, cache, answers),
+                          hint="(z @ W_O) of each head at [0, -1], centred, divided by "
+                               "cache['ln_final.hook_scale'][0, -1], @ (W_U[:, answer] - W_U[:, wrong])",
+                          axes=(("layer", layers), ("head", heads)))
+    # A wrong answer is drawn beside the reference in the failed check's picture of differences.
+    grade.figure(reference_heatmap(want.value.float(), heads, layers, f"reference ({case})",
+                                   caption=MATCHES if right else "", group=f"heads-{case}", xlabel="head", ylabel="layer"))
 
 
 @pytest.mark.points(1)
