@@ -239,3 +239,18 @@ def test_a_changed_integer_buffer_is_copied_back(guard: ModelGuard, reload: Relo
     guard.model.counts += 1
     assert guard.repair() == [COPIED_BACK]
     assert reload.calls == 0
+
+
+def test_a_parameter_replaced_by_one_of_the_same_shape_is_caught_and_checked_from_then_on(guard: ModelGuard) -> None:
+    block = guard.model.blocks[0]
+    block.weight = torch.nn.Parameter(block.weight.detach() + 1.0)  # a new object, other values
+    assert guard.repair() == [COPIED_BACK]
+    with torch.no_grad():
+        block.weight.mul_(2.0)  # the replacement is what the model holds now: it is watched too
+    assert guard.repair() == [COPIED_BACK]
+    assert guard.repair() == []
+
+
+def test_a_weight_changed_through_data_is_caught(guard: ModelGuard) -> None:
+    guard.model.blocks[0].weight.data[0] = 0.0  # .data bypasses autograd's version counter
+    assert guard.repair() == [COPIED_BACK]
