@@ -252,20 +252,14 @@ def remembered(key: tuple[Any, ...], draw: Callable[[], FigureArtifact]) -> Figu
 
 
 def reference_heatmap(
-    values: Any,
-    x_labels: Sequence[Any] | None,
-    y_labels: Sequence[Any] | None,
-    title: str,
-    caption: str = "",
-    group: str = "",
-    xlabel: str = "",
-    ylabel: str = "",
+    values: Any, x_labels: Sequence[Any] | None, y_labels: Sequence[Any] | None, title: str, **options: str
 ) -> FigureArtifact:
-    """heatmap_artifact for the grader's own values, drawn once per process (see `remembered`)."""
+    """heatmap_artifact (with its `options`: caption, group, xlabel, ylabel) for the grader's own
+    values, drawn once per process (see `remembered`)."""
     matrix = _as_matrix(values)
     labels = tuple(None if axis is None else tuple(map(str, axis)) for axis in (x_labels, y_labels))
-    key = ("heatmap", matrix.shape, matrix.tobytes(), labels, title, caption, group, xlabel, ylabel)
-    return remembered(key, lambda: heatmap_artifact(matrix, x_labels, y_labels, title, caption, group, xlabel, ylabel))
+    key = ("heatmap", matrix.shape, matrix.tobytes(), labels, title, tuple(sorted(options.items())))
+    return remembered(key, lambda: heatmap_artifact(matrix, x_labels, y_labels, title, **options))
 
 
 Axis = tuple[str, Sequence[Any] | None]  # (what the axis is, e.g. "query", and its tick labels or None)
