@@ -10,6 +10,7 @@ submission that patches the grader, one that looks for the grading session in me
 - `grade-all --jobs 1`: start-up (process start, imports, the model load, up to the first
   result, less one submission's share) and the marginal cost per submission: the time from the
   first result to the last, divided by the submissions after the first (target <= 1.5 x the floor's work);
+  and the median time of a copy of the solutions and of a hostile submission, apart;
 - `grade-all --jobs 2`: its total against --jobs 1 (target: at least 1.6 x faster).
 
     python benchmarks/class_benchmark.py [--copies 40] [--jobs 2] [--gpt2-shaped [--gpt2-copies 8] [--skip-toy]]
