@@ -406,6 +406,7 @@ CASES: list[Case] = [
         def attention_pattern(cache, layer, head):
             import gc
             # the worker is a fork of the grader: its GradingSession object is somewhere in memory
+            gc.unfreeze()  # the template froze what the worker inherits; thawed, the collector lists it
             sessions = [obj for obj in gc.get_objects() if type(obj).__name__ == "GradingSession"]
             if not sessions:
                 raise LookupError("no grading session in this process")
