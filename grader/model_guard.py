@@ -65,8 +65,13 @@ def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A copy of every tensor of the state dict, on the model's device: exact comparison later
     costs one memory pass, and catches any edit, a permutation of weights included."""
+    copies: dict[int, torch.Tensor] = {}  # one copy of a tensor the state dict names twice or more
     with torch.no_grad():
-        return {name: t.detach().clone() for name, t in _state(model).items()}
+        state = _state(model)  # holds every tensor while it is read: their ids stay theirs
+        for tensor in state.values():
+            if id(tensor) not in copies:
+                copies[id(tensor)] = tensor.detach().clone()
+        return {name: copies[id(tensor)] for name, tensor in state.items()}
 
 
 def _config_changes(model: torch.nn.Module, saved_object: object, saved: dict[str, object]) -> list[str]:

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from grader.model_guard import ModelGuard, attached_hooks
+from grader.model_guard import ModelGuard, attached_hooks, snapshot
 
 
 class Tiny(nn.Module):
@@ -254,3 +254,17 @@ def test_a_parameter_replaced_by_one_of_the_same_shape_is_caught_and_checked_fro
 def test_a_weight_changed_through_data_is_caught(guard: ModelGuard) -> None:
     guard.model.blocks[0].weight.data[0] = 0.0  # .data bypasses autograd's version counter
     assert guard.repair() == [COPIED_BACK]
+
+
+def test_a_tensor_the_state_dict_names_twice_is_copied_once() -> None:
+    # A TransformerBridge names each weight two or three times (its components and the wrapped
+    # Hugging Face model's): one copy each keeps the snapshot as large as the model, not a multiple.
+    model = Tiny().eval()
+    model.tied = model.embed  # the same module under a second name
+    saved = snapshot(model)
+    assert saved["tied.weight"] is saved["embed.weight"]
+    guard = ModelGuard(model)
+    with torch.no_grad():
+        model.tied.weight.add_(1.0)
+    assert guard.repair() == [COPIED_BACK]
+    assert torch.equal(model.embed.weight, saved["embed.weight"])
