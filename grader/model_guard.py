@@ -110,9 +110,9 @@ class ModelGuard:
 
     def _take_snapshot(self, model: torch.nn.Module) -> None:
         self.model = model
-        self._hooks = _survey(model)[0]
+        self._hooks, held = _survey(model)
         self._weights = snapshot(model)
-        self._pair_up()
+        self._pair_up(held)
         self._cfg_object = getattr(model, "cfg", None)
         self._cfg = copy.deepcopy(vars(self._cfg_object)) if self._cfg_object is not None else {}
 
@@ -149,10 +149,10 @@ class ModelGuard:
             repaired.append(self._restore_weights())
         return repaired
 
-    def _pair_up(self) -> None:
-        """Each tensor the model holds now, with its snapshot: while the model holds these same
-        tensor objects, comparing the pairs is the whole weight check (a third of its cost)."""
-        self._held = _survey(self.model)[1]  # kept, so that their ids stay theirs
+    def _pair_up(self, held: list[torch.Tensor]) -> None:
+        """Each tensor the model holds now (`held`, from _survey), with its snapshot: while the
+        model holds these same tensor objects, comparing the pairs is the whole weight check."""
+        self._held = held  # kept, so that their ids stay theirs
         names = {id(tensor): name for name, tensor in _state(self.model).items()}
         self._pairs = [(t, self._weights[names[id(t)]]) for t in self._held if id(t) in names]
         # Only where the pairs cover every tensor of the state dict (none that a hook adds).
@@ -174,7 +174,7 @@ class ModelGuard:
                 for name, saved in self._weights.items():
                     now[name].copy_(saved)
             if self._weights_intact():
-                self._pair_up()  # a replaced tensor, now holding the snapshot's values, is checked as its own
+                self._pair_up(_survey(self.model)[1])  # a replaced tensor, now holding the snapshot's values, is checked as its own
                 return "the model's weights were changed: copied them back"
         except Exception:
             pass
