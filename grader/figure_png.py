@@ -26,14 +26,17 @@ def figure_png(fig: Any, dpi: float) -> bytes:
     canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
     fig.set_dpi(dpi)
     canvas.draw()
-    box = fig.get_tightbbox(canvas.get_renderer()).padded(PAD_INCHES)  # in inches
+    drawn = fig.get_tightbbox(canvas.get_renderer())  # in inches
     width, height = fig.get_size_inches()
-    if box.x0 < 0 or box.y0 < 0 or box.x1 > width or box.y1 > height:  # drawn beyond the canvas
-        return _savefig(fig, dpi, box)
+    if drawn.x0 < 0 or drawn.y0 < 0 or drawn.x1 > width or drawn.y1 > height:  # drawn beyond the canvas
+        return _savefig(fig, dpi, drawn.padded(PAD_INCHES))
+    # The margin is only white: where the canvas ends before it, the picture has less of it (a
+    # figure whose labels touch its edge would otherwise be drawn a second time, by savefig).
+    box = drawn.padded(PAD_INCHES)
     pixels = np.asarray(canvas.buffer_rgba())
-    rows = pixels.shape[0]
-    left, right = int(box.x0 * dpi), min(math.ceil(box.x1 * dpi), pixels.shape[1])
-    top, bottom = max(rows - math.ceil(box.y1 * dpi), 0), rows - int(box.y0 * dpi)
+    rows, columns = pixels.shape[:2]
+    left, right = max(int(box.x0 * dpi), 0), min(math.ceil(box.x1 * dpi), columns)
+    top, bottom = max(rows - math.ceil(box.y1 * dpi), 0), min(rows - int(box.y0 * dpi), rows)
     buffer = BytesIO()
     Image.fromarray(np.ascontiguousarray(pixels[top:bottom, left:right])).save(buffer, format="png")
     return buffer.getvalue()

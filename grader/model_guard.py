@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from numpy import equal as _elementwise_equal  # bound now, as torch.equal below
 from torch import (
     equal as _tensors_equal,  # bound now: student code may replace torch.equal later
 )
@@ -35,14 +36,25 @@ def _hook_keys(model: torch.nn.Module) -> set[tuple[str, str, int]]:
 
 def _survey(model: torch.nn.Module) -> tuple[set[tuple[str, str, int]], list[torch.Tensor]]:
     """One walk over the modules: the hooks on them, and every tensor they hold (parameters and
-    buffers, the objects themselves: a replaced one shows as another object)."""
-    keys, tensors = set(), []
-    for name, module in model.named_modules():
+    buffers, the objects themselves: a replaced one shows as another object). The order of
+    named_modules, walked by hand: its nested generators made it 2.5 times slower."""
+    keys: set[tuple[str, str, int]] = set()
+    tensors: list[torch.Tensor] = []
+    seen: set[int] = set()
+    stack: list[tuple[str, torch.nn.Module]] = [("", model)]
+    while stack:
+        name, module = stack.pop()
+        if id(module) in seen:  # a module reachable twice is walked once, as named_modules does
+            continue
+        seen.add(id(module))
+        state = vars(module)
         for attribute in _HOOK_DICTS:
-            for key in getattr(module, attribute, {}) or {}:
-                keys.add((name, attribute, key))
+            keys.update((name, attribute, key) for key in state.get(attribute) or ())
         for store in ("_parameters", "_buffers"):
-            tensors.extend(t for t in (vars(module).get(store) or {}).values() if isinstance(t, torch.Tensor))
+            tensors.extend(t for t in (state.get(store) or {}).values() if isinstance(t, torch.Tensor))
+        children = state.get("_modules") or {}
+        prefix = f"{name}." if name else ""
+        stack.extend((prefix + child, sub) for child, sub in reversed(children.items()) if sub is not None)
     return keys, tensors
 
 
@@ -89,6 +101,28 @@ def _config_changes(model: torch.nn.Module, saved_object: object, saved: dict[st
         else:
             del now[key]
     return sorted(changed)
+
+
+# An integer type for each element size: a tensor viewed as one compares bit for bit.
+_BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+SMALL_TENSOR = 1 << 20  # elements: below this, a parallel torch.equal costs more in waiting than in work
+
+
+def _bitwise_equal(now: torch.Tensor, saved: torch.Tensor) -> bool:
+    """`now` holds exactly the bits of `saved` (a NaN equals itself; -0.0 is not 0.0).
+
+    A small CPU tensor is compared by numpy, on this thread: torch.equal splits the work across
+    torch's threads, and on a busy machine waiting for the second one took up to 18 ms of a check
+    (toy-gpt2's 42 tensors: 95 ms of a submission's 62 weight checks, 61 ms now)."""
+    if now.shape != saved.shape or now.dtype != saved.dtype:
+        return False
+    bits = _BITS.get(now.element_size())
+    if bits is None:
+        return bool(_tensors_equal(now, saved))
+    now, saved = now.detach().view(bits), saved.detach().view(bits)
+    if now.device.type == "cpu" and now.numel() <= SMALL_TENSOR:
+        return bool(_elementwise_equal(now.numpy(), saved.numpy()).all())
+    return bool(_tensors_equal(now, saved))
 
 
 def _same(a: object, b: object) -> bool:
@@ -163,7 +197,7 @@ class ModelGuard:
 
     def _pairs_equal(self) -> bool:
         try:
-            return all(now.shape == saved.shape and bool(_tensors_equal(now, saved)) for now, saved in self._pairs)
+            return all(_bitwise_equal(now, saved) for now, saved in self._pairs)
         except Exception:
             return False
 
@@ -188,7 +222,7 @@ class ModelGuard:
         try:
             now = _state(self.model)
             return now.keys() == self._weights.keys() and all(
-                now[name].shape == saved.shape and bool(_tensors_equal(now[name], saved))
+                _bitwise_equal(now[name], saved)
                 for name, saved in self._weights.items()
             )
         except Exception:  # a state dict the student broke is not intact

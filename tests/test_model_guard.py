@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from grader.model_guard import ModelGuard, attached_hooks, snapshot
+from grader.model_guard import SMALL_TENSOR, ModelGuard, attached_hooks, snapshot
 
 
 class Tiny(nn.Module):
@@ -268,3 +268,33 @@ def test_a_tensor_the_state_dict_names_twice_is_copied_once() -> None:
         model.tied.weight.add_(1.0)
     assert guard.repair() == [COPIED_BACK]
     assert torch.equal(model.embed.weight, saved["embed.weight"])
+
+
+class Wide(nn.Module):
+    """A weight over SMALL_TENSOR elements (compared by torch.equal) beside small ones (numpy)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.big = nn.Parameter(torch.zeros(SMALL_TENSOR + 1))
+        self.small = nn.Parameter(torch.zeros(3, 4).T)  # not contiguous: compared as it is laid out
+
+
+@pytest.mark.parametrize("name", ["big", "small"])
+def test_weights_are_compared_bit_for_bit_at_every_size(name: str) -> None:
+    model = Wide().eval()
+    guard = ModelGuard(model)
+    weight = getattr(model, name)
+    with torch.no_grad():
+        weight[-1] = -0.0  # equal to 0.0 for torch.equal, and harmless; but not the same bits
+    assert guard.repair() == [COPIED_BACK]
+    assert not weight.signbit().any()
+    assert guard.repair() == []
+
+
+def test_a_nan_weight_left_as_it_was_needs_no_repair() -> None:
+    # NaN != NaN for torch.equal: a model that holds a NaN would be copied back after every check.
+    model = Tiny().eval()
+    with torch.no_grad():
+        model.blocks[0].bias[0] = float("nan")
+    guard = ModelGuard(model)
+    assert guard.repair() == []

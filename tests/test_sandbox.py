@@ -305,3 +305,51 @@ def test_a_worker_leaves_what_it_inherited_to_no_garbage_collection(sandbox) -> 
     if not sandbox.isolated:
         pytest.skip("in-process grading forks nothing")
     assert sandbox.student.frozen_objects() > 10_000  # torch, TransformerLens, matplotlib: far more
+
+
+ESCAPING = """
+    import os, time
+
+    def escape(path):
+        '''Leave behind a process outside this worker's group and parentage (setsid, double fork).'''
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                with open(path + ".tmp", "w") as handle:
+                    handle.write(str(os.getpid()))
+                os.rename(path + ".tmp", path)
+                while True:
+                    time.sleep(0.05)
+            os._exit(0)
+        while not os.path.exists(path):
+            time.sleep(0.01)
+        return os.getpid()
+"""
+
+
+def _exists(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+@pytest.mark.parametrize("then", ["the next exercise starts", "the run ends"])
+def test_an_exercises_worker_and_what_it_left_are_gone_before_anything_else_runs(then: str, tmp_path: Path) -> None:
+    # The template ends the last exercise's worker while it forks the next one: the two overlap
+    # only while the new one starts, and nothing of the old is left once it can be sent work.
+    path = tmp_path / "escaping.py"
+    path.write_text(textwrap.dedent(ESCAPING))
+    box = IsolatedSandbox(lambda: None, Template.fork(Executor), tmp_path / "scratch", WorkerLimits(), timeout=10.0,
+                          device="cpu", user=None, model_source=None)
+    (tmp_path / "scratch").mkdir()
+    try:
+        box.start_exercise("01")
+        worker = box.module("01/escaping", path).escape(str(tmp_path / "stray.pid"))
+        stray = int((tmp_path / "stray.pid").read_text())
+        assert _exists(worker) and _exists(stray)
+        box.start_exercise("02")
+        if then == "the next exercise starts":
+            assert box.module("02/escaping", path).escape(str(tmp_path / "second.pid")) != worker
+        else:
+            box.close_workers()
+        assert not _exists(worker) and not _exists(stray)
+    finally:
+        box.close()
