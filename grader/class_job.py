@@ -70,8 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(options.threads)
-    from grader.cli import REPO_ROOT
+    from grader.cli import GRADING_ENV, REPO_ROOT
     from grader.sandbox import start
+
+    os.environ.update(GRADING_ENV)
 
     start.keep_template_across_runs()
     os.chdir(REPO_ROOT)

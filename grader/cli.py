@@ -181,12 +181,18 @@ def fixtures(args: argparse.Namespace) -> int:
     return int(pytest.main(pytest_args))
 
 
+# A grading run loads no pytest plugin that happens to be installed (pytest-randomly would reseed
+# and reorder the checks; anyio, typeguard and jaxtyping's cost 0.6 s of every start).
+GRADING_ENV = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+
+
 def pytest_command(args: argparse.Namespace) -> list[str]:
     """The pytest run `mechgrade grade` starts: the same grading options, paths made absolute
     (pytest runs from the project root)."""
     pytest_args = [
         sys.executable, "-m", "pytest", *_targets(args.exercise),
-        "-p", "grader.plugin", "--rootdir", str(REPO_ROOT), "-p", "no:cacheprovider",
+        "-p", "grader.plugin", "-p", "check",  # pytest-check: the one plugin grading loads (see GRADING_ENV)
+        "--rootdir", str(REPO_ROOT), "-p", "no:cacheprovider",
         "-p", "no:logging",  # its log capture goes unread, and cost 4 ms a test
         "-rN",  # no short test summary: the score table that follows says it all
         "--check-timeout", str(args.check_timeout), *_model_args(args),
@@ -219,7 +225,7 @@ def grade(args: argparse.Namespace) -> int:
         results.unlink(missing_ok=True)  # a stale file must not pass for this run's result
     started = time.monotonic()
     try:
-        completed = subprocess.run(pytest_args, cwd=REPO_ROOT, timeout=args.total_timeout)
+        completed = subprocess.run(pytest_args, cwd=REPO_ROOT, timeout=args.total_timeout, env={**os.environ, **GRADING_ENV})
         code = completed.returncode
         died = code < 0 or code > 5  # killed by a signal, or exited by the student's os._exit
         reason = f"the grading process ended abnormally (exit status {code})" if died else None

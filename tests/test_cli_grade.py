@@ -120,3 +120,22 @@ def test_help_reads_as_plain_text(capsys) -> None:
     shown = capsys.readouterr().out
     assert "`" not in shown  # no reST markup
     assert "--report-html PATH" in shown and "where to write the HTML report" in shown
+
+
+def test_a_grading_run_loads_pytest_check_and_no_other_installed_plugin(tmp_path: Path) -> None:
+    # An installed plugin could change a grade (pytest-randomly reseeds and reorders the checks).
+    import importlib.metadata
+
+    from grader.cli import GRADING_ENV, REPO_ROOT, _parser, pytest_command
+
+    installed = {entry.name for entry in importlib.metadata.entry_points(group="pytest11")} - {"check"}
+    (tmp_path / "list_plugins.py").write_text(
+        "def pytest_configure(config):\n"
+        "    names = [name for name, _ in config.pluginmanager.list_name_plugin()]\n"
+        f"    open({str(tmp_path / 'loaded.txt')!r}, 'w').write('\\n'.join(names))\n")
+    command = pytest_command(_parser().parse_args(["grade", "--exercise", "01"]))
+    env = {**os.environ, **GRADING_ENV, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO_ROOT)])}
+    subprocess.run([*command, "-p", "list_plugins", "--collect-only"], cwd=REPO_ROOT, env=env, capture_output=True)
+    loaded = set((tmp_path / "loaded.txt").read_text().split())
+    assert "check" in loaded and "grader.plugin" in loaded
+    assert not installed & loaded, f"autoloaded: {sorted(installed & loaded)}"

@@ -54,6 +54,14 @@ def preload() -> None:
     import grader.notebook_cells
     import grader.submission  # noqa: F401
 
+    # One picture drawn here loads the fonts and fills matplotlib's text caches for every worker
+    # (each worker's first picture: 15 ms less; 4 of a submission's 7 workers draw one).
+    fig, ax = matplotlib.pyplot.subplots()
+    ax.imshow([[0.0, 1.0]])
+    ax.set(title="title", xlabel="x", ylabel="y", xticks=[0, 1], xticklabels=["<|endoftext|>", " France"])
+    grader.figure_png.figure_png(fig, dpi=80)
+    matplotlib.pyplot.close(fig)
+
 
 # ---- an ActivationCache crosses as its tensors, on either side ----
 
