@@ -225,7 +225,8 @@ def grade(args: argparse.Namespace) -> int:
         results.unlink(missing_ok=True)  # a stale file must not pass for this run's result
     started = time.monotonic()
     try:
-        completed = subprocess.run(pytest_args, cwd=REPO_ROOT, timeout=args.total_timeout, env={**os.environ, **GRADING_ENV})
+        completed = subprocess.run(pytest_args, cwd=REPO_ROOT, timeout=args.total_timeout,
+                                   env={**os.environ, **GRADING_ENV})
         code = completed.returncode
         died = code < 0 or code > 5  # killed by a signal, or exited by the student's os._exit
         reason = f"the grading process ended abnormally (exit status {code})" if died else None

@@ -170,7 +170,8 @@ class Template:
             raise RuntimeError("the template process that starts workers has died")
         return json.loads(data)
 
-    def spawn(self, channel: socket.socket, output_fd: int, settings: dict[str, Any], retiring: int | None = None) -> int:
+    def spawn(self, channel: socket.socket, output_fd: int, settings: dict[str, Any],
+              retiring: int | None = None) -> int:
         """A fresh worker's pid. `retiring`, the worker it replaces, is killed first, and it and
         everything it left behind are gone before this returns; the two overlap only in time the
         new one spends starting (it runs no student code until it is sent a request)."""
