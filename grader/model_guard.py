@@ -77,13 +77,18 @@ def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A copy of every tensor of the state dict, on the model's device: exact comparison later
     costs one memory pass, and catches any edit, a permutation of weights included."""
-    copies: dict[int, torch.Tensor] = {}  # one copy of a tensor the state dict names twice or more
+    return _copies(_state(model))
+
+
+def _copies(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state` copied, one copy of a tensor it names twice or more (`state` holds every tensor
+    while it is read: their ids stay theirs)."""
+    copies: dict[int, torch.Tensor] = {}
     with torch.no_grad():
-        state = _state(model)  # holds every tensor while it is read: their ids stay theirs
         for tensor in state.values():
             if id(tensor) not in copies:
                 copies[id(tensor)] = tensor.detach().clone()
-        return {name: copies[id(tensor)] for name, tensor in state.items()}
+    return {name: copies[id(tensor)] for name, tensor in state.items()}
 
 
 def _config_changes(model: torch.nn.Module, saved_object: object, saved: dict[str, object]) -> list[str]:
@@ -145,8 +150,9 @@ class ModelGuard:
     def _take_snapshot(self, model: torch.nn.Module) -> None:
         self.model = model
         self._hooks, held = _survey(model)
-        self._weights = snapshot(model)
-        self._pair_up(held)
+        state = _state(model)
+        self._weights = _copies(state)
+        self._pair_up(held, state)
         self._cfg_object = getattr(model, "cfg", None)
         self._cfg = copy.deepcopy(vars(self._cfg_object)) if self._cfg_object is not None else {}
 
@@ -183,11 +189,12 @@ class ModelGuard:
             repaired.append(self._restore_weights())
         return repaired
 
-    def _pair_up(self, held: list[torch.Tensor]) -> None:
-        """Each tensor the model holds now (`held`, from _survey), with its snapshot: while the
-        model holds these same tensor objects, comparing the pairs is the whole weight check."""
+    def _pair_up(self, held: list[torch.Tensor], state: dict[str, torch.Tensor]) -> None:
+        """Each tensor the model holds now (`held`, from _survey; `state`, its state dict), with its
+        snapshot: while the model holds these same tensor objects, comparing the pairs is the
+        whole weight check."""
         self._held = held  # kept, so that their ids stay theirs
-        names = {id(tensor): name for name, tensor in _state(self.model).items()}
+        names = {id(tensor): name for name, tensor in state.items()}
         self._pairs = [(t, self._weights[names[id(t)]]) for t in self._held if id(t) in names]
         # Only where the pairs cover every tensor of the state dict (none that a hook adds).
         self._fast = {id(t) for t, _ in self._pairs} == set(names)
@@ -208,7 +215,8 @@ class ModelGuard:
                 for name, saved in self._weights.items():
                     now[name].copy_(saved)
             if self._weights_intact():
-                self._pair_up(_survey(self.model)[1])  # a replaced tensor, now holding the snapshot's values, is checked as its own
+                # A replaced tensor, now holding the snapshot's values, is checked as its own.
+                self._pair_up(_survey(self.model)[1], now)
                 return "the model's weights were changed: copied them back"
         except Exception:
             pass
