@@ -13,7 +13,7 @@ import sys
 
 import torch
 
-from grader import prompts
+from grader.judging import prompts
 from grader.models import choose_device, describe_environment, get_spec, load_model
 
 PROMPTS = [prompts.CLEAN_PROMPT, prompts.CORRUPTED_PROMPT, prompts.HELD_OUT_PROMPT, prompts.HELD_OUT_CLEAN]

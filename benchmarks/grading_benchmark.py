@@ -162,7 +162,7 @@ def floor_script(model: str, device: str) -> None:
     import transformer_lens  # noqa: F401  (its import is part of the floor)
 
     from grader.models import get_spec
-    from grader.prompts import (
+    from grader.judging.prompts import (
         APART_PROMPT,
         HELD_OUT_ADJACENT,
         HELD_OUT_APART,
@@ -211,7 +211,7 @@ def floor_script(model: str, device: str) -> None:
             patching.patch_residual_stream(model_, model_.to_tokens(clean), model_.to_tokens(corrupted), clean_cache,
                                            model_.to_single_token(answers[0]), model_.to_single_token(answers[1]))
         # Exercise 05: the residual stream (each check also runs the grader's own forward pass).
-        from grader.prompts import HELD_OUT_IOI_ANSWERS, HELD_OUT_IOI_PROMPT
+        from grader.judging.prompts import HELD_OUT_IOI_ANSWERS, HELD_OUT_IOI_PROMPT
 
         residual = solution("05", "residual")
         for prompt, answers in ((CLEAN_PROMPT, CLEAN_ANSWERS), (HELD_OUT_CLEAN, HELD_OUT_ANSWERS),
@@ -243,7 +243,7 @@ def _sae_floor(sae_ex, model_, model_id: str) -> None:
     import matplotlib.pyplot as plt
     import torch
 
-    from grader.prompts import CLEAN_PROMPT
+    from grader.judging.prompts import CLEAN_PROMPT
     from grader.toy import sae as ref
     from grader.toy.corpus import generate
 

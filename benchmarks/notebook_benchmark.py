@@ -32,10 +32,10 @@ import json, time
 from grader import check
 started = time.perf_counter(); check("{exercise}"); first = time.perf_counter() - started
 started = time.perf_counter(); check("{exercise}"); second = time.perf_counter() - started
-import grader.kernel
-checks = sum(t.duration for e in grader.kernel.last_run.exercises for t in e.tests)
+import grader.notebooks.check
+checks = sum(t.duration for e in grader.notebooks.check.last_run.exercises for t in e.tests)
 print("TIMES", json.dumps({{"first": first, "second": second, "in_check_tests": checks,
-                           "points": grader.kernel.last_run.points, "max": grader.kernel.last_run.max_points}}))
+                           "points": grader.notebooks.check.last_run.points, "max": grader.notebooks.check.last_run.max_points}}))
 '''
 
 
@@ -53,7 +53,7 @@ def in_kernel(exercise: str, env: dict[str, str]) -> dict[str, float]:
     import nbclient
     import nbformat
 
-    from grader.notebooks import build_notebook, exercise_stub
+    from grader.notebooks.build import build_notebook, exercise_stub
 
     folder = REPO / "exercises" / exercise
     solution = REPO / "solutions" / exercise / exercise_stub(folder).name

@@ -9,7 +9,7 @@ DEFAULT_REPORT = Path("reports") / "report.html"
 
 
 def check(exercise: str | int, show_report: bool = True) -> None:
-    """In a notebook: grade exercise `exercise` on the functions the notebook defines (see grader.kernel)."""
-    from grader.kernel import check as check_in_kernel
+    """In a notebook: grade exercise `exercise` on the functions the notebook defines (see grader.notebooks.check)."""
+    from grader.notebooks.check import check as check_in_kernel
 
     return check_in_kernel(exercise, show_report)

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return toy_main(rest)
     if args.command == "notebooks":
-        from grader.notebooks import main as notebooks_main
+        from grader.notebooks.build import main as notebooks_main
 
         return notebooks_main([args.action, *rest])
     if rest:
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "merge-results":
         return merge_results(args)
     if args.command == "bundle":
-        from grader.bundle import BundleError, build_bundle
+        from grader.course.bundle import BundleError, build_bundle
 
         try:
             print(build_bundle(Path(args.out), args.model))  # always checks the fixtures for drift
@@ -217,7 +217,7 @@ def pytest_command(args: argparse.Namespace) -> list[str]:
 
 def grade(args: argparse.Namespace) -> int:
     """Grade in a child process, so that a submission that kills or hangs it still gets a report."""
-    from grader.lms import record_abnormal_end
+    from grader.reports.gradescope import record_abnormal_end
 
     pytest_args = pytest_command(args)
     results = Path(args.gradescope_json).resolve() if args.gradescope_json else None
@@ -240,9 +240,9 @@ def grade(args: argparse.Namespace) -> int:
 
 
 def grade_all(args: argparse.Namespace) -> int:
-    """Grade a class in --jobs long-lived processes (grader.classroom)."""
-    from grader.classroom import ClassOptions
-    from grader.classroom import grade_all as run
+    """Grade a class in --jobs long-lived processes (grader.classroom.grade_all)."""
+    from grader.classroom.grade_all import ClassOptions
+    from grader.classroom.grade_all import grade_all as run
 
     if args.jobs < 1:
         raise SystemExit("mechgrade grade-all: --jobs must be at least 1")
@@ -256,7 +256,7 @@ def grade_all(args: argparse.Namespace) -> int:
 
 
 def merge_results(args: argparse.Namespace) -> int:
-    from grader.gradebook import find_results, gradebook_from, write_gradebook
+    from grader.classroom.gradebook import find_results, gradebook_from, write_gradebook
 
     out = Path(args.out).resolve()
     try:

@@ -26,15 +26,15 @@ from typing import Any
 import pytest
 
 from grader import DEFAULT_REPORT
-from grader.fixtures import FixtureError, render_drift
+from grader.judging.fixtures import FixtureError, render_drift
 from grader.models import ModelChoiceError, ModelLoadError
-from grader.notebook_cells import NOT_DEFINED
-from grader.report_terminal import render_banner, render_failed_checks
-from grader.results import RunResult, TestResult, cap
+from grader.student.notebook_cells import NOT_DEFINED
+from grader.reports.terminal import render_banner, render_failed_checks
+from grader.judging.results import RunResult, TestResult, cap
 from grader.sandbox.client import StudentError, WorkerLost
-from grader.sandbox.executor import TENSOR_ARRAY_WARNING
-from grader.scoring import Grade, points_for
-from grader.session import (
+from grader.student.executor import TENSOR_ARRAY_WARNING
+from grader.judging.scoring import Grade, points_for
+from grader.grading.session import (
     DEFAULT_MAX_OUTPUT,
     DEFAULT_TIMEOUT,
     GRADE_KEY,
@@ -46,11 +46,11 @@ from grader.session import (
     exercise_of,
     session_of,
 )
-from grader.submission import SubmissionImportError, student_traceback
-from grader.timeouts import GradingTimeout
+from grader.student.submission import SubmissionImportError, student_traceback
+from grader.sandbox.timeouts import GradingTimeout
 
 # The fixtures checks receive live in their own module, registered with this plugin.
-pytest_plugins = ["grader.check_fixtures"]
+pytest_plugins = ["grader.grading.check_fixtures"]
 
 NOT_RUN = "not run yet"
 PYTEST_DEFAULT_REPORTCHARS = "fE"  # pytest's own default for -r (a private constant there)
@@ -190,7 +190,7 @@ class GradingHooks:
         if grading.options.isolate and grading.options.gradescope_json is not None:
             # Written for real only once every worker is dead (see pytest_sessionfinish); until then
             # the file says that grading did not reach its end, which is true if it never does.
-            from grader.lms import write_failure_results
+            from grader.reports.gradescope import write_failure_results
 
             write_failure_results(grading.options.gradescope_json,
                                   "grading started but did not reach its end: no grade was recorded")
@@ -315,7 +315,7 @@ class GradingHooks:
             Path(timings_path).write_text(json.dumps(grading.timings))
 
     def _write_reports(self, grading: GradingSession) -> None:
-        from grader.report_html import write_html
+        from grader.reports.html import write_html
 
         run = self.final_run = grading.run_result()
         if grading.options.report_html is not None:
@@ -329,7 +329,7 @@ class GradingHooks:
     def _write_gradescope(grading: GradingSession, run: RunResult | None = None) -> None:
         if grading.options.gradescope_json is None:
             return
-        from grader.lms import write_gradescope
+        from grader.reports.gradescope import write_gradescope
 
         write_gradescope(run or grading.run_result(), grading.options.gradescope_json)
 
@@ -338,7 +338,7 @@ class GradingHooks:
         path = self.config.getoption("mechgrade_gradescope_json")
         if not path:
             return
-        from grader.lms import write_failure_results
+        from grader.reports.gradescope import write_failure_results
 
         reason = "\n".join(self.collection_errors) or "no graded checks were collected"
         write_failure_results(Path(path), f"grading could not start: {reason}")
@@ -347,7 +347,7 @@ class GradingHooks:
         grading = self.grading
         if grading is None:
             return
-        from grader.report_terminal import render_terminal
+        from grader.reports.terminal import render_terminal
 
         terminalreporter.write_line("")
         if self.drift_text:

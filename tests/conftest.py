@@ -9,8 +9,8 @@ import graded_project
 import pytest
 from graded_project import GradedProject
 
-import grader.lms  # noqa: F401
-import grader.report_html  # noqa: F401
+import grader.reports.gradescope  # noqa: F401
+import grader.reports.html  # noqa: F401
 
 # Imported once here on purpose: pytester's in-process runs drop every module a run imported, and the
 # plugin imports the HTML report (hence matplotlib, about a second) at the end of every run.

@@ -12,7 +12,7 @@ import struct
 import zlib
 
 from grader.models import MODELS, ModelChoice
-from grader.results import (
+from grader.judging.results import (
     CheckResult,
     ExerciseResult,
     FigureArtifact,

@@ -301,16 +301,16 @@ CASES: list[Case] = [
         ''')}, expected=EX["03"], says={"3.3": ("1 escaped process running",)}, settle=True),
     # ------------------------------------------------ patching the grader from the worker
     Case("patches-grader-scoring-and-reports", ("03",), {IMPORT_TIME: fn('''
-        import grader.compare, grader.fixtures, grader.scoring
-        grader.scoring.points_for = lambda *args, **kwargs: 999.0
-        grader.scoring.Grade.check = lambda self, *args, **kwargs: True
-        grader.scoring.Grade.compare = lambda self, *args, **kwargs: True
-        grader.compare.compare = lambda *args, **kwargs: grader.compare.Comparison(True)
-        grader.fixtures.FixtureStore.get = lambda self, *args, **kwargs: None
+        import grader.judging.compare, grader.judging.fixtures, grader.judging.scoring
+        grader.judging.scoring.points_for = lambda *args, **kwargs: 999.0
+        grader.judging.scoring.Grade.check = lambda self, *args, **kwargs: True
+        grader.judging.scoring.Grade.compare = lambda self, *args, **kwargs: True
+        grader.judging.compare.compare = lambda *args, **kwargs: grader.judging.compare.Comparison(True)
+        grader.judging.fixtures.FixtureStore.get = lambda self, *args, **kwargs: None
         try:
-            import grader.lms, grader.plugin
-            grader.lms.write_gradescope = lambda run, path: path
-            grader.plugin.points_for = grader.scoring.points_for
+            import grader.reports.gradescope, grader.plugin
+            grader.reports.gradescope.write_gradescope = lambda run, path: path
+            grader.plugin.points_for = grader.judging.scoring.points_for
         except ImportError:
             pass
         '''), "attention_pattern": fn(f'''

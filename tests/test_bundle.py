@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.bundle import BundleError, build_bundle
+from grader.course.bundle import BundleError, build_bundle
 from grader.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,7 +77,7 @@ def provenance(repo: Path, exercise: str) -> dict[str, str]:
 
 def test_the_bundle_holds_the_scripts_and_the_project(bundle: Path) -> None:
     for needed in ("setup.sh", "run_autograder", "pyproject.toml", "README.md", "grader/plugin.py",
-                   "grader/templates/report.html.j2", "exercises/03/test_03_attention.py",
+                   "grader/reports/templates/report.html.j2", "exercises/03/test_03_attention.py",
                    "fixtures/toy-gpt2/03.json", "fixtures/models/toy-gpt2/model.safetensors"):
         assert needed in names(bundle)
     assert not [n for n in names(bundle) if "__pycache__" in n or ".pytest_cache" in n]

@@ -10,7 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 CHECK_FILES = sorted((REPO / "exercises").glob("[0-9][0-9]/test_[0-9][0-9]_*.py"))
-# Positional index of `hint` in each Grade method (grader/scoring.py).
+# Positional index of `hint` in each Grade method (grader/judging/scoring.py).
 HINT_POSITION = {"check": 3, "compare": 6, "guard": 3, "wrong_kind": 3, "note": 2}
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from grader.sandbox import codec
+from grader.student import codec
 
 
 def roundtrip(value, **kwargs):

@@ -1,4 +1,4 @@
-"""grader.compare: shape and kind before values, NaN equal to NaN, and the failure text pinned."""
+"""grader.judging.compare: shape and kind before values, NaN equal to NaN, and the failure text pinned."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from grader.compare import (
+from grader.judging.compare import (
     MAX_LISTED,
     Comparison,
     Tolerance,

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import torch
 
-from grader.prompts import (
+from grader.judging.prompts import (
     CLEAN_ANSWERS,
     CLEAN_PROMPT,
     CORRUPTED_PROMPT,

@@ -1,4 +1,4 @@
-"""grader.figure_png: a figure as the PNG savefig(bbox_inches="tight") would give, drawn once
+"""grader.student.figure_png: a figure as the PNG savefig(bbox_inches="tight") would give, drawn once
 where the figure's drawing fits its canvas (a report draws a dozen pictures per submission)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from grader.figure_png import figure_png
+from grader.student.figure_png import figure_png
 
 DPI = 80
 

@@ -8,7 +8,7 @@ import json
 import pytest
 from graded_project import GradedProject
 
-from grader.fixtures import FORMAT_VERSION
+from grader.judging.fixtures import FORMAT_VERSION
 
 CHECKS = '''
     def test_double(student, reference, expected, grade):

@@ -1,12 +1,12 @@
-"""Points follow the share of check weight that passed (rules in grader.scoring.points_for)."""
+"""Points follow the share of check weight that passed (rules in grader.judging.scoring.points_for)."""
 
 from __future__ import annotations
 
 import pytest
 from graded_project import GradedProject
 
-from grader.results import CheckResult
-from grader.scoring import Grade, points_for
+from grader.judging.results import CheckResult
+from grader.judging.scoring import Grade, points_for
 
 # add() is right except for negative numbers, so each check below can be made to pass or fail.
 STUB = '''
@@ -177,7 +177,7 @@ def test_points_for_a_test_without_a_grade_is_all_or_nothing() -> None:
 
 def test_an_answer_of_the_wrong_kind_is_named_in_the_students_terms(monkeypatch) -> None:
     """None, an error, or an object that stayed in the sandbox (a Figure's Axes): each said as it is."""
-    from grader import scoring
+    from grader.judging import scoring
     from grader.sandbox.client import student_error
 
     monkeypatch.setattr(scoring, "soft", type("Quiet", (), {"fail": staticmethod(lambda text: None)}))

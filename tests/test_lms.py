@@ -10,15 +10,15 @@ import pytest
 from gradescope_shape import PER_TEST, TOP_LEVEL, assert_shape
 from sample_results import XSS, sample_run
 
-import grader.lms as lms
-from grader.lms import (
+import grader.reports.gradescope as lms
+from grader.reports.gradescope import (
     CAPTURED_CAP,
     gradescope_number,
     gradescope_results,
     write_failure_results,
     write_gradescope,
 )
-from grader.results import RunResult
+from grader.judging.results import RunResult
 
 
 def _test(doc: dict, number: str) -> dict:

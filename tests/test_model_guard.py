@@ -1,4 +1,4 @@
-"""grader.model_guard: after each test the shared model is put back as it was, and the guard says
+"""grader.student.model_guard: after each test the shared model is put back as it was, and the guard says
 what it repaired. A small torch module stands in for the TransformerBridge."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from grader.model_guard import SMALL_TENSOR, ModelGuard, attached_hooks, snapshot
+from grader.student.model_guard import SMALL_TENSOR, ModelGuard, attached_hooks, snapshot
 
 
 class Tiny(nn.Module):

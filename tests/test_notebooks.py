@@ -33,8 +33,8 @@ from typing import Any
 import pytest
 from pristine import exercises_tree
 
-from grader.notebook_cells import NotebookError, read_notebook, strip_ipython
-from grader.notebooks import (
+from grader.student.notebook_cells import NotebookError, read_notebook, strip_ipython
+from grader.notebooks.build import (
     build,
     build_notebook,
     exercise_folders,
@@ -43,7 +43,7 @@ from grader.notebooks import (
     render,
     stale_notebooks,
 )
-from grader.submission import GradedSource
+from grader.student.submission import GradedSource
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "toy-gpt2"
@@ -169,9 +169,9 @@ def execute(notebook: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> list[d
 
 RESULT_CELL = '''
 import json
-import grader.kernel
-run = grader.kernel.last_run
-print("RESULT", json.dumps({"points": run.points, "max": run.max_points, "models_loaded": len(grader.kernel._loaded),
+import grader.notebooks.check
+run = grader.notebooks.check.last_run
+print("RESULT", json.dumps({"points": run.points, "max": run.max_points, "models_loaded": len(grader.notebooks.check._loaded),
       "status": {t.name: t.status for e in run.exercises for t in e.tests}}))
 '''
 

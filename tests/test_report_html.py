@@ -20,7 +20,7 @@ from sample_results import XSS, figure_count, png_base64, sample_run
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 
-from grader.report_html import (  # noqa: E402
+from grader.reports.html import (  # noqa: E402
     STATUS_STYLES,
     figure_groups,
     figure_to_artifact,
@@ -29,7 +29,7 @@ from grader.report_html import (  # noqa: E402
     render_html,
     write_html,
 )
-from grader.results import FigureArtifact, RunResult  # noqa: E402
+from grader.judging.results import FigureArtifact, RunResult  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -307,8 +307,8 @@ def _render_in_chromium(report: str, tmp_path: Path, width: int = 1280) -> tuple
 
 def _failed_pattern_run(monkeypatch: pytest.MonkeyPatch) -> RunResult:
     """A report of a student whose attention pattern is transposed, graded by the real Grade."""
-    from grader import scoring
-    from grader.scoring import Grade
+    from grader.judging import scoring
+    from grader.judging.scoring import Grade
 
     monkeypatch.setattr(scoring, "soft", type("Quiet", (), {"fail": staticmethod(lambda text: None)}))  # not this test's failure
 
@@ -336,7 +336,7 @@ def test_a_failed_pattern_shows_expected_got_and_difference_within_1280_px(tmp_p
 
 
 def test_the_difference_picture_has_three_panels_on_one_colour_scale() -> None:
-    from grader.report_html import difference_figure
+    from grader.reports.html import difference_figure
 
     want = torch.eye(4)
     fig = difference_figure(want, want.flip(0), "pattern", (("query", list("abcd")), ("key", list("abcd"))))
@@ -350,8 +350,8 @@ def test_the_difference_picture_has_three_panels_on_one_colour_scale() -> None:
 
 
 def test_higher_ranks_show_the_slice_where_they_differ_most_and_passed_comparisons_nothing() -> None:
-    from grader.report_html import difference_artifact
-    from grader.scoring import Grade
+    from grader.reports.html import difference_artifact
+    from grader.judging.scoring import Grade
 
     want = torch.zeros(2, 3, 4, 4)
     got = want.clone()

@@ -7,9 +7,9 @@ import re
 import pytest
 from sample_results import sample_run
 
-from grader import results
-from grader.report_terminal import WIDTH, format_points, render_terminal
-from grader.results import ExerciseResult, RunResult
+from grader.judging import results
+from grader.reports.terminal import WIDTH, format_points, render_terminal
+from grader.judging.results import ExerciseResult, RunResult
 
 
 def _lines(text: str) -> list[str]:

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from grader.compare import compare
+from grader.judging.compare import compare
 from grader.sandbox.client import Handle, InProcessSandbox, StudentError, WorkerLost
-from grader.sandbox.executor import Executor, HookPointName
+from grader.student.executor import Executor, HookPointName
 from grader.sandbox.isolated import IsolatedSandbox, Template, WorkerLimits
-from grader.submission import SubmissionImportError
-from grader.timeouts import GradingTimeout
+from grader.student.submission import SubmissionImportError
+from grader.sandbox.timeouts import GradingTimeout
 
 MODULE = """
     import os, sys, time

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from grader.compare import Tolerance
-from grader.scoring import attempt
+from grader.judging.compare import Tolerance
+from grader.judging.scoring import attempt
 
 TOPIC = "load_model"
 PROMPT = "The capital of Spain is"  # held out: the exercise text never shows it

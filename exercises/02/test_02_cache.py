@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from grader.prompts import CLEAN_PROMPT, HELD_OUT_PROMPT
-from grader.scoring import attempt
+from grader.judging.prompts import CLEAN_PROMPT, HELD_OUT_PROMPT
+from grader.judging.scoring import attempt
 
 TOPIC = "cache"
 PROMPTS = [CLEAN_PROMPT, HELD_OUT_PROMPT]

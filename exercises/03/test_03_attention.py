@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from grader.compare import compare
-from grader.prompts import (
+from grader.judging.compare import compare
+from grader.judging.prompts import (
     APART_PROMPT,
     CLEAN_PROMPT,
     HELD_OUT_ADJACENT,
@@ -17,8 +17,8 @@ from grader.prompts import (
     HELD_OUT_PROMPT,
     HELD_OUT_WORD,
 )
-from grader.report_html import reference_heatmap
-from grader.scoring import Raised, attempt
+from grader.reports.html import reference_heatmap
+from grader.judging.scoring import Raised, attempt
 
 TOPIC = "attention"
 ATTENTION_TOL = dict(atol=1e-4, rtol=1e-3)  # attention weights are in [0, 1]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from grader.compare import matches
-from grader.prompts import (
+from grader.judging.compare import matches
+from grader.judging.prompts import (
     CLEAN_ANSWERS,
     CLEAN_PROMPT,
     CORRUPTED_PROMPT,
@@ -14,9 +14,9 @@ from grader.prompts import (
     HELD_OUT_CLEAN,
     HELD_OUT_CORRUPTED,
 )
-from grader.report_html import MATCHES, reference_heatmap
-from grader.sandbox.executor import HookPointName
-from grader.scoring import attempt
+from grader.reports.html import MATCHES, reference_heatmap
+from grader.student.executor import HookPointName
+from grader.judging.scoring import attempt
 
 TOPIC = "patching"
 PAIRS = {

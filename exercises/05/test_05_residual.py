@@ -7,8 +7,8 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from grader.compare import Tolerance
-from grader.prompts import (
+from grader.judging.compare import Tolerance
+from grader.judging.prompts import (
     CLEAN_ANSWERS,
     CLEAN_PROMPT,
     HELD_OUT_ANSWERS,
@@ -16,7 +16,7 @@ from grader.prompts import (
     HELD_OUT_IOI_ANSWERS,
     HELD_OUT_IOI_PROMPT,
 )
-from grader.report_html import MATCHES, figure_to_artifact, reference_heatmap, remembered
+from grader.reports.html import MATCHES, figure_to_artifact, reference_heatmap, remembered
 
 TOPIC = "residual"
 # prompt, (answer, wrong). France is the exercise text's example; the other two are held out.

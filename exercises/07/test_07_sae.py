@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from grader.compare import Tolerance, matches
-from grader.prompts import CLEAN_PROMPT
-from grader.report_html import reference_heatmap
+from grader.judging.compare import Tolerance, matches
+from grader.judging.prompts import CLEAN_PROMPT
+from grader.reports.html import reference_heatmap
 from grader.sandbox.client import Handle
-from grader.session import session_of
+from grader.grading.session import session_of
 from grader.toy import sae as ref
 from grader.toy.corpus import generate
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from grader.sandbox import codec
-from grader.sandbox.executor import HookPointName, decode_cache, encode_cache
-from grader.submission import SubmissionImportError
+from grader.student import codec
+from grader.student.executor import HookPointName, decode_cache, encode_cache
+from grader.student.submission import SubmissionImportError
 
 # Built-in exception types a student error is rebuilt as, so that a check can ``except ValueError``
 # around a call. AssertionError is left out: the grader reads it as a failed check of its own.
@@ -297,7 +297,7 @@ class Sandbox:
     @contextmanager
     def watching(self) -> Iterator[ModelActivity]:
         """Record what student code does with the sandbox's model inside the block (see
-        grader.sandbox.executor.ModelWatch); the record is filled in when the block ends. Run no
+        grader.student.executor.ModelWatch); the record is filled in when the block ends. Run no
         forward pass of the grader's own inside it: in local mode it would be counted too."""
         activity = ModelActivity()
         self._value(self._request({"op": "watch", "on": True}, "watching the model"))
@@ -364,7 +364,7 @@ class InProcessSandbox(Sandbox):
 
     def __init__(self, model: Callable[[], Any], guard: Callable[[], Any] | None = None,
                  passthrough: tuple[type[BaseException], ...] = ()) -> None:
-        from grader.sandbox.executor import Executor
+        from grader.student.executor import Executor
 
         super().__init__(model)
         self._guard = guard

@@ -37,9 +37,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from grader.sandbox import codec
+from grader.student import codec
 from grader.sandbox.client import Sandbox, StudentError, WorkerLost
-from grader.timeouts import GradingTimeout
+from grader.sandbox.timeouts import GradingTimeout
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36

@@ -22,7 +22,7 @@ from grader.sandbox.client import StudentModule
 from grader.sandbox.isolated import IsolatedSandbox, Template, WorkerLimits, WorkerUser
 
 if TYPE_CHECKING:
-    from grader.session import GradingSession
+    from grader.grading.session import GradingSession
 
 MAX_COPIED_FILE = 20 * 2**20  # a submission's files larger than this are not given to the worker
 SKIPPED = {"__pycache__", ".git", ".ipynb_checkpoints"}
@@ -48,7 +48,7 @@ _kept: _KeptTemplate | None = None
 
 def keep_template_across_runs() -> None:
     """Make every later isolated run in this process reuse the first run's model and template
-    (whole-class grading: grader.class_job). Safe because the template was forked before this
+    (whole-class grading: grader.classroom.job). Safe because the template was forked before this
     process read any expected value or reference solution, and it never runs student code: each
     run still gets fresh workers, forked from it, in a scratch folder of its own. A template that
     died, or a run on another model or device, is not replaced: forking a new one now would hand
@@ -107,8 +107,8 @@ def _fork_template(grading: GradingSession, needs_model: bool, device: str, torc
         model = load_model(grading.choice.spec, "cpu")  # CUDA would not survive the fork
 
     def make_executor() -> Any:  # runs in the template, once
-        from grader.model_guard import ModelGuard
-        from grader.sandbox.executor import Executor, preload
+        from grader.student.model_guard import ModelGuard
+        from grader.student.executor import Executor, preload
 
         preload()
 

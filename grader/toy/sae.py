@@ -282,7 +282,7 @@ def build(folder: Path = SAE_DIR) -> ShipReport:
 
 def card_latents(model: TransformerBridge, params: dict[str, Tensor]) -> dict[str, int]:
     """The latent most active on a few words of "The capital of France is": what the card shows."""
-    from grader.prompts import CLEAN_PROMPT
+    from grader.judging.prompts import CLEAN_PROMPT
 
     tokens = model.to_tokens(CLEAN_PROMPT)
     _, cache = model.run_with_cache(tokens, names_filter=HOOK_POINT)

@@ -9,7 +9,7 @@ decoder only ever builds plain values from it. Types that cross:
 - ``bytes`` (a PNG of a student's figure, say).
 
 Everything else is an *extension*: a tag such as ``{"$cache": ...}`` or ``{"$handle": ...}`` that
-each side encodes and decodes with hooks of its own (see grader.sandbox.executor and .client).
+each side encodes and decodes with hooks of its own (see grader.student.executor and .client).
 A subclass of a plain type (a ``str`` whose ``==`` is always true, a tensor whose ``.numpy()``
 lies) arrives as the plain type: the decoder builds a new ``str`` or tensor from the data, so the
 grader never runs a method that student code defined.

@@ -1,6 +1,6 @@
 """One long-lived grading process of `mechgrade grade-all`: grades submission after submission.
 
-    grade-all (grader.classroom: the queue, progress, gradebook; imports no torch)
+    grade-all (grader.classroom.grade_all: the queue, progress, gradebook; imports no torch)
       └─ this process, one per --jobs (pytest in-process, once per submission)
            └─ template: forked by the FIRST run, right after the model load at one thread, before
               this process read any expected value or reference solution; kept for every later run
@@ -33,7 +33,7 @@ RESTART = "restart"  # the reply's status when this process must be replaced
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m grader.class_job")
+    parser = argparse.ArgumentParser(prog="python -m grader.classroom.job")
     parser.add_argument("--model")
     parser.add_argument("--device")
     parser.add_argument("--exercise", action="append")

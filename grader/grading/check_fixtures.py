@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from grader.fixtures import Expected
+from grader.judging.fixtures import Expected
 from grader.sandbox.client import Sandbox, StudentModule
-from grader.scoring import Grade
-from grader.session import GRADE_KEY, GradingSession, exercise_of, session_of
+from grader.judging.scoring import Grade
+from grader.grading.session import GRADE_KEY, GradingSession, exercise_of, session_of
 
 
 def _require_session(request: pytest.FixtureRequest) -> GradingSession:
@@ -63,7 +63,7 @@ def reference(request: pytest.FixtureRequest) -> ModuleType | None:
 
 @pytest.fixture
 def expected(request: pytest.FixtureRequest) -> Callable[..., Expected]:
-    """``expected(key, compute, atol=..., rtol=...)``: the expected value for `key` (see grader.fixtures)."""
+    """``expected(key, compute, atol=..., rtol=...)``: the expected value for `key` (see grader.judging.fixtures)."""
     grading = _require_session(request)
     exercise, topic = _exercise_and_topic(request)
     store = grading.store

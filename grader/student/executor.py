@@ -22,7 +22,7 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-from grader.sandbox import codec
+from grader.student import codec
 
 TENSOR_ARRAY_WARNING = "__array__ implementation doesn't accept a copy keyword"
 # The path that names the namespace of the process's __main__ (a Jupyter kernel's) instead of a file.
@@ -48,18 +48,18 @@ def preload() -> None:
     # worker's warnings reach the student's output, and this one would follow the hint's advice.
     warnings.filterwarnings("ignore", message=re.escape(TENSOR_ARRAY_WARNING), category=DeprecationWarning)
 
-    import grader.figure_png
-    import grader.kernel
-    import grader.model_guard
-    import grader.notebook_cells
-    import grader.submission  # noqa: F401
+    import grader.student.figure_png
+    import grader.notebooks.check
+    import grader.student.model_guard
+    import grader.student.notebook_cells
+    import grader.student.submission  # noqa: F401
 
     # One picture drawn here loads the fonts and fills matplotlib's text caches for every worker
     # (each worker's first picture: 15 ms less; 4 of a submission's 7 workers draw one).
     fig, ax = matplotlib.pyplot.subplots()
     ax.imshow([[0.0, 1.0]])
     ax.set(title="title", xlabel="x", ylabel="y", xticks=[0, 1], xticklabels=["<|endoftext|>", " France"])
-    grader.figure_png.figure_png(fig, dpi=80)
+    grader.student.figure_png.figure_png(fig, dpi=80)
     matplotlib.pyplot.close(fig)
 
 
@@ -148,7 +148,7 @@ class Executor:
             if path == KERNEL_NAMESPACE:
                 self.modules[key] = sys.modules["__main__"]
             elif path.endswith(".ipynb"):
-                from grader.kernel import serve_model
+                from grader.notebooks.check import serve_model
 
                 serve_model(self._model)  # its setup cell's course_model() is this side's model
                 self.modules[key], notes = import_notebook(Path(path), f"mechgrade_student_{key.replace('/', '_')}",
@@ -178,7 +178,7 @@ class Executor:
         return {"status": "ok", "value": message["value"]}  # a handle's object, sent by value if it can be
 
     def _op_hooks(self, message: dict[str, Any]) -> dict[str, Any]:
-        from grader.model_guard import attached_hooks
+        from grader.student.model_guard import attached_hooks
 
         model = self._model()
         return {"status": "ok", "value": attached_hooks(model) if model is not None else []}
@@ -212,7 +212,7 @@ class Executor:
             owner = module
             where = self.notebooks.get(message["module"])
             if where is not None and type(name) is str and name not in vars(module):
-                from grader.notebook_cells import not_defined
+                from grader.student.notebook_cells import not_defined
 
                 return {"status": "raised", "error": _error_of(not_defined(name, where))}
         else:
@@ -245,7 +245,7 @@ class Executor:
     def move_model_to(self, device: str) -> None:
         """In a fresh worker: put the model on the graded device (CUDA does not survive a fork,
         so the template keeps it on the CPU) and guard it there."""
-        from grader.model_guard import ModelGuard
+        from grader.student.model_guard import ModelGuard
 
         model = self._model()
         if model is not None:
@@ -374,7 +374,7 @@ def describe_figure(fig: Any) -> dict[str, Any]:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from grader.figure_png import figure_png
+    from grader.student.figure_png import figure_png
 
     try:
         png = figure_png(fig, dpi=80)  # a draw: it also fills in the tick labels read below
@@ -440,7 +440,7 @@ def student_frames(exc: BaseException) -> str:
     """The traceback without the grader's frames: the student reads only their own code."""
     import sysconfig
 
-    from grader.submission import format_frames
+    from grader.student.submission import format_frames
 
     hidden = (str(Path(__file__).resolve().parent.parent), sysconfig.get_paths()["stdlib"], "<frozen")
     try:
@@ -461,7 +461,7 @@ def import_file(path: Path, module_name: str, passthrough: tuple[type[BaseExcept
     ImportFailed that costs this module's exercise only."""
     import importlib.util
 
-    from grader.submission import format_syntax_error
+    from grader.student.submission import format_syntax_error
 
     if not path.is_file():
         raise ImportFailed(f"{path.name} not found: the graded folder must contain it")
@@ -484,9 +484,9 @@ def import_file(path: Path, module_name: str, passthrough: tuple[type[BaseExcept
 
 
 def import_notebook(path: Path, module_name: str, passthrough: tuple[type[BaseException], ...] = ()) -> tuple[ModuleType, list[str]]:
-    """Run a notebook's code cells as one module (grader.notebook_cells); (the module, notes).
+    """Run a notebook's code cells as one module (grader.student.notebook_cells); (the module, notes).
     A notebook that cannot be read is an ImportFailed, like a module with a syntax error."""
-    from grader.notebook_cells import NotebookError, run_notebook
+    from grader.student.notebook_cells import NotebookError, run_notebook
 
     if not path.is_file():
         raise ImportFailed(f"{path.name} not found: the graded folder must contain it")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import textwrap
 
-from grader.results import CheckResult, ExerciseResult, RunResult
+from grader.judging.results import CheckResult, ExerciseResult, RunResult
 
 WIDTH = 100
 

@@ -1,6 +1,6 @@
 """Grading from a Jupyter cell: ``check("03")`` grades the functions defined in the notebook.
 
-The course's notebooks (grader.notebooks) start with ``model = course_model()`` and end with
+The course's notebooks (grader.notebooks.build) start with ``model = course_model()`` and end with
 ``check("NN")``. ``check`` runs the exercise's checks with pytest in the kernel's own process, on
 the functions found in the kernel's namespace (``__main__``), with the model already loaded in
 the kernel: a second run costs the checks' own time, not an import and a load. It prints the
@@ -21,7 +21,7 @@ from typing import Any
 
 from grader import DEFAULT_REPORT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 EXERCISES_DIR = REPO_ROOT / "exercises"
 REPORT_HEIGHT_PX = 640
 
@@ -33,7 +33,7 @@ last_run: Any = None  # the RunResult of the last check(), for code that wants m
 
 
 def serve_model(model: Callable[[], Any]) -> None:
-    """Where a submitted notebook is graded (grader.sandbox.executor): `course_model()` in its
+    """Where a submitted notebook is graded (grader.student.executor): `course_model()` in its
     cells returns the model the grader's side already holds, instead of loading another."""
     global _graded_model
     _graded_model = model
@@ -59,17 +59,17 @@ def course_model(name: str | None = None, device: str | None = None) -> Any:
 
 def check(exercise: str | int, show_report: bool = True) -> None:
     """Grade exercise `exercise` ("03") on the functions this notebook defines; print the score
-    table and show the HTML report. The result (grader.results.RunResult) is kept as
-    ``grader.kernel.last_run``: returned, a notebook would print its repr under the report."""
+    table and show the HTML report. The result (grader.judging.results.RunResult) is kept as
+    ``grader.notebooks.check.last_run``: returned, a notebook would print its repr under the report."""
     global last_run
     if _graded_model is not None:
         return None  # a submitted notebook being graded: its last cell must not start a grading of its own
     import pytest
 
-    from grader.model_guard import ModelGuard
-    from grader.report_terminal import render_terminal
-    from grader.session import PRESET_KEY, Preset
-    from grader.submission import GradedSource
+    from grader.student.model_guard import ModelGuard
+    from grader.reports.terminal import render_terminal
+    from grader.grading.session import PRESET_KEY, Preset
+    from grader.student.submission import GradedSource
 
     folder = EXERCISES_DIR / str(exercise).zfill(2)
     if not folder.is_dir():

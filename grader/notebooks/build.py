@@ -1,7 +1,7 @@
 """The students' notebooks, made from the exercise folders so that the two never disagree.
 
-    python -m grader.notebooks build     (or: mechgrade notebooks build)   write notebooks/NN_<topic>.ipynb
-    python -m grader.notebooks check                                        exit 1 if one is out of date
+    python -m grader.notebooks.build build     (or: mechgrade notebooks build)   write notebooks/NN_<topic>.ipynb
+    python -m grader.notebooks.build check                                        exit 1 if one is out of date
 
 A notebook is the exercise's README.md (markdown), a setup cell (the stub's imports and the
 course's model, loaded once per kernel), one code cell per top-level definition of the stub,
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 EXERCISES_DIR = REPO_ROOT / "exercises"
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 
@@ -34,7 +34,7 @@ run it as often as you like; a function you have not written yet is "not attempt
 
 SETUP_COMMENT = "# Setup: the exercise's imports, and the course's model, loaded once per kernel."
 MODEL_LINES = (
-    "from grader.kernel import course_model",
+    "from grader.notebooks.check import course_model",
     "",
     "model = course_model()  # GPT-2 small, or the practice model when GPT-2 small is out of reach",
 )

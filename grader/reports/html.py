@@ -22,9 +22,9 @@ import jinja2
 import numpy as np
 from matplotlib.figure import Figure
 
-from grader.figure_png import figure_png
-from grader.report_terminal import STATUS_WORDS, format_points
-from grader.results import CheckResult, FigureArtifact, RunResult
+from grader.student.figure_png import figure_png
+from grader.reports.terminal import STATUS_WORDS, format_points
+from grader.judging.results import CheckResult, FigureArtifact, RunResult
 
 TEMPLATES = Path(__file__).parent / "templates"
 DPI = 80  # small files; the heatmaps are read, not printed
@@ -126,7 +126,7 @@ def render_html(run: RunResult) -> str:
 
 def write_html(run: RunResult, path: Path) -> Path:
     """Render `run` to `path` (parent folders created); returns the path."""
-    from grader.lms import write_text_atomic
+    from grader.reports.gradescope import write_text_atomic
 
     return write_text_atomic(render_html(run), path)
 
@@ -319,7 +319,7 @@ def difference_figure(expected: Any, got: Any, title: str, axes: Sequence[Axis] 
 
 
 def _finite_array(value: Any) -> np.ndarray | None:
-    from grader.compare import to_numpy
+    from grader.judging.compare import to_numpy
 
     if isinstance(getattr(value, "ungradable_reason", None), str):
         return None

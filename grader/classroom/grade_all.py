@@ -1,8 +1,8 @@
 """`mechgrade grade-all`: grade a class's submissions into a gradebook, resumably.
 
 This process imports no torch and never runs student code: it finds the submissions
-(grader.class_inputs), hands them one at a time to --jobs long-lived grading processes
-(grader.class_job, each loading the model once), shows progress, and files each result.
+(grader.classroom.inputs), hands them one at a time to --jobs long-lived grading processes
+(grader.classroom.job, each loading the model once), shows progress, and files each result.
 
 Resumable: a submission is done when DIR/<name>/results.json exists. Each is graded into
 DIR/.staging/<name>/ and the whole folder is renamed into place only once its results are final,
@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from grader.class_inputs import Submission, exercise_topics, find_submissions
-from grader.gradebook import gradebook_from, write_gradebook
-from grader.lms import record_abnormal_end, write_failure_results, write_json_atomic
+from grader.classroom.inputs import Submission, exercise_topics, find_submissions
+from grader.classroom.gradebook import gradebook_from, write_gradebook
+from grader.reports.gradescope import record_abnormal_end, write_failure_results, write_json_atomic
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 STAGING = ".staging"
 INPUTS = ".inputs"
 JOB_UID_BASE = 2_000_000_000  # grading processes >= 2 run their workers as uids with no account
@@ -222,7 +222,7 @@ def _threads(jobs: int) -> int:
 
 
 def _start_job(options: ClassOptions, out: Path, index: int) -> Job:
-    command = [sys.executable, "-m", "grader.class_job", "--check-timeout", str(options.check_timeout),
+    command = [sys.executable, "-m", "grader.classroom.job", "--check-timeout", str(options.check_timeout),
                "--worker-memory", str(options.worker_memory), "--threads", str(_threads(options.jobs))]
     for flag, value in (("--model", options.model), ("--device", options.device), ("--fixtures-dir", options.fixtures_dir)):
         if value:

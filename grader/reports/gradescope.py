@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from grader.report_terminal import STATUS_WORDS, format_points
-from grader.results import ExerciseResult, RunResult, TestResult, cap
+from grader.reports.terminal import STATUS_WORDS, format_points
+from grader.judging.results import ExerciseResult, RunResult, TestResult, cap
 
 # Gradescope shows these verbatim; long captured output would bury the failing checks.
 CAPTURED_CAP = 2_000

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from grader import DEFAULT_REPORT
-from grader.fixtures import FixtureError, FixtureStore, Mode, refresh_command
-from grader.model_guard import ModelGuard
+from grader.judging.fixtures import FixtureError, FixtureStore, Mode, refresh_command
+from grader.student.model_guard import ModelGuard
 from grader.models import (
     ModelChoice,
     choose_device,
@@ -28,11 +28,11 @@ from grader.models import (
     load_model,
     weights_digest,
 )
-from grader.results import ExerciseResult, RunResult, TestResult
+from grader.judging.results import ExerciseResult, RunResult, TestResult
 from grader.sandbox.client import InProcessSandbox, Sandbox, StudentModule
-from grader.scoring import Grade
-from grader.submission import GradedSource, SubmissionImportError, import_file
-from grader.timeouts import GradingTimeout, time_limit
+from grader.judging.scoring import Grade
+from grader.student.submission import GradedSource, SubmissionImportError, import_file
+from grader.sandbox.timeouts import GradingTimeout, time_limit
 
 SESSION_KEY = pytest.StashKey["GradingSession | None"]()  # on the pytest Config
 GRADE_KEY = pytest.StashKey[Grade]()  # on each test item: its soft checks
@@ -203,7 +203,7 @@ class GradingSession:
         """The grader's own result `compute` gives on its model (a forward pass, activations),
         computed once per run; in whole-class grading once per grading process, where the
         grader's model (which no student code touches) serves run after run. Callers must not
-        change what they get: hand out copies where code may (grader.check_fixtures.run_cached)."""
+        change what they get: hand out copies where code may (grader.grading.check_fixtures.run_cached)."""
         if key not in self._memo:
             self._memo[key] = compute()
         return self._memo[key]

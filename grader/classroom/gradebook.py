@@ -1,7 +1,7 @@
 """A class's gradebook, read from per-submission Gradescope results.json files.
 
 `mechgrade grade-all` and `mechgrade merge-results` both end here: one row per submission
-(grades.csv) and what the class page shows (grader.report_class). Everything is read from the
+(grades.csv) and what the class page shows (grader.reports.class_page). Everything is read from the
 results.json files, so results graded anywhere (one `mechgrade grade --submission` per job on a
 batch scheduler, say) merge into the same gradebook.
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grader.lms import write_text_atomic
+from grader.reports.gradescope import write_text_atomic
 
 INCOMPLETE = ("did not reach its end", "ended abnormally", "was stopped after", "The run stopped early")
 HINT_LINE = re.compile(r"^  hint: (.+)$", re.MULTILINE)  # results.json without extra_data
@@ -52,7 +52,7 @@ class Row:
 
 
 def exercise_of_number(number: str) -> str:
-    """"3.1" -> "03" (grader.lms.gradescope_number, backwards)."""
+    """"3.1" -> "03" (grader.reports.gradescope.gradescope_number, backwards)."""
     head = str(number).split(".")[0]
     return head.zfill(2) if head.isdigit() else head
 
@@ -223,7 +223,7 @@ def gradebook_from(found: list[tuple[str, Path]], out: Path) -> Gradebook:
 
 def write_gradebook(book: Gradebook, out: Path, title: str = "") -> tuple[Path, Path]:
     """grades.csv and class.html in `out`, each written atomically."""
-    from grader.report_class import render_class
+    from grader.reports.class_page import render_class
 
     csv_path = write_text_atomic(book.csv_text(), out / "grades.csv")
     html_path = write_text_atomic(render_class(book, title), out / "class.html")

@@ -1,7 +1,7 @@
 """A Jupyter notebook as graded code: read its code cells, run them as one module.
 
 A submitted notebook is graded like a module: its code cells run in order, at import time, where
-student code runs (grader.sandbox.executor), and the contract's functions are read from the
+student code runs (grader.student.executor), and the contract's functions are read from the
 namespace they leave. Three rules make that fair to notebook habits:
 
 - magics (``%matplotlib inline``, ``%%time``) and shell lines (``!pip install ...``) are IPython,
@@ -151,7 +151,7 @@ def strip_ipython(source: str) -> tuple[str, tuple[str, ...]]:
     return "\n".join(lines), tuple(skipped)
 
 
-# ---- running the cells: only where student code runs (grader.sandbox.executor) ----
+# ---- running the cells: only where student code runs (grader.student.executor) ----
 
 
 def run_notebook(path: Path, module_name: str, passthrough: tuple[type[BaseException], ...] = ()) -> tuple[ModuleType, list[str]]:
@@ -159,7 +159,7 @@ def run_notebook(path: Path, module_name: str, passthrough: tuple[type[BaseExcep
     was skipped and which cells raised). A cell that raises, even with SystemExit or
     KeyboardInterrupt, is noted and the next cell runs; `passthrough` exceptions (the grader's own
     time limit) end the run."""
-    from grader.sandbox.executor import student_frames
+    from grader.student.executor import student_frames
 
     notebook = read_notebook(path)
     module = ModuleType(module_name)
@@ -175,7 +175,7 @@ def run_notebook(path: Path, module_name: str, passthrough: tuple[type[BaseExcep
             if isinstance(exc, passthrough):
                 raise
             if isinstance(exc, SyntaxError):
-                from grader.submission import format_syntax_error
+                from grader.student.submission import format_syntax_error
 
                 error = format_syntax_error(exc)
             else:

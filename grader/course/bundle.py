@@ -30,10 +30,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from grader.fixtures import FixtureError, FixtureFile, fixture_path, refresh_command
+from grader.judging.fixtures import FixtureError, FixtureFile, fixture_path, refresh_command
 from grader.models import MODELS
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 INCLUDED = ["pyproject.toml", "README.md", "grader", "exercises", "fixtures"]
 REQUIRED = ["pyproject.toml", "grader", "exercises"]
 SOLUTIONS = "solutions"  # exported for the drift check only; never zipped

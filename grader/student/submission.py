@@ -9,9 +9,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Literal
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # submission: a folder of modules (or of notebooks); notebook: one .ipynb file; namespace: the
-# functions a notebook kernel holds (grader.kernel.check), graded in that kernel's process.
+# functions a notebook kernel holds (grader.notebooks.check.check), graded in that kernel's process.
 SourceKind = Literal["exercises", "solutions", "submission", "notebook", "namespace"]
 
 
@@ -31,7 +31,7 @@ class GradedSource:
         if submission:
             folder = Path(submission).expanduser().resolve()
             if folder.suffix == ".ipynb" and folder.is_file():
-                from grader.notebook_cells import NotebookError, read_notebook
+                from grader.student.notebook_cells import NotebookError, read_notebook
 
                 try:
                     read_notebook(folder)  # bad input is refused now, in one line, not once per exercise
@@ -48,7 +48,7 @@ class GradedSource:
     @classmethod
     def namespace(cls) -> GradedSource:
         """The functions defined in this process's ``__main__`` (a Jupyter kernel's namespace)."""
-        from grader.sandbox.executor import KERNEL_NAMESPACE
+        from grader.student.executor import KERNEL_NAMESPACE
 
         return cls("namespace", Path(KERNEL_NAMESPACE))
 
@@ -83,9 +83,9 @@ def notebook_for(folder: Path, exercise: str) -> Path | None:
 
 def import_file(path: Path, module_name: str) -> ModuleType:
     """Import one trusted file (a reference solution) as `module_name`, fresh; errors become
-    SubmissionImportError. Student modules are imported by grader.sandbox.executor instead."""
-    from grader.sandbox.executor import ImportFailed
-    from grader.sandbox.executor import import_file as import_in_this_process
+    SubmissionImportError. Student modules are imported by grader.student.executor instead."""
+    from grader.student.executor import ImportFailed
+    from grader.student.executor import import_file as import_in_this_process
 
     try:
         return import_in_this_process(path, module_name)

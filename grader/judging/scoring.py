@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_check import check as soft
 
-from grader.compare import Tolerance, compare, diagnose, short
-from grader.fixtures import Expected
-from grader.results import CheckResult, FigureArtifact
+from grader.judging.compare import Tolerance, compare, diagnose, short
+from grader.judging.fixtures import Expected
+from grader.judging.results import CheckResult, FigureArtifact
 from grader.sandbox.client import StudentError, WorkerLost
 
 if TYPE_CHECKING:
-    from grader.report_html import Axis
+    from grader.reports.html import Axis
 
 Mistakes = Mapping[str, Any]  # hint -> the value that mistake produces (or a callable making it)
 NOT_EARNED = "holds, but an answer that does nothing would pass it too: it counts once the answer is right"
@@ -35,7 +35,7 @@ class Raised:
     error: StudentError
 
     @property
-    def ungradable_reason(self) -> str:  # what grader.compare reports for an answer it cannot grade
+    def ungradable_reason(self) -> str:  # what grader.judging.compare reports for an answer it cannot grade
         return self.error.headline
 
     def __repr__(self) -> str:
@@ -179,7 +179,7 @@ class Grade:
         student's picture beside `reference` in the report; None, and a failed check, when the
         answer is not a Figure. Returning a Figure earns nothing by itself (an empty one is one)."""
         __tracebackhide__ = True
-        from grader.report_html import png_artifact  # late: matplotlib only for checks that draw
+        from grader.reports.html import png_artifact  # late: matplotlib only for checks that draw
 
         fig = getattr(answer, "figure", None)
         if fig is None:
@@ -217,7 +217,7 @@ class Grade:
 def _difference_picture(expected: Any, got: Any, name: str, axes: Sequence[Axis]) -> FigureArtifact | None:
     """The picture of a failed tensor comparison; a picture that cannot be drawn is left out,
     it never costs the grade."""
-    from grader.report_html import difference_artifact  # late: matplotlib only when a picture is drawn
+    from grader.reports.html import difference_artifact  # late: matplotlib only when a picture is drawn
 
     try:
         return difference_artifact(expected, got, name, axes)

@@ -26,10 +26,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from grader.compare import Tolerance, compare, to_numpy
+from grader.judging.compare import Tolerance, compare, to_numpy
 
 FORMAT_VERSION = 1
-FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures"
+FIXTURES_DIR = Path(__file__).resolve().parents[2] / "fixtures"
 # refresh-incomplete: also write exercises whose reference fails a check (benchmarks on random weights)
 Mode = Literal["use", "refresh", "check", "refresh-incomplete"]
 

@@ -2,7 +2,7 @@
 
 It shows the score distribution, the pass rate of every check, the mistakes the failed checks
 named, ranked by how many students made them, and every student's line with a link to their
-report. Everything in it comes from results.json files (grader.gradebook), so it is untrusted
+report. Everything in it comes from results.json files (grader.classroom.gradebook), so it is untrusted
 text: jinja2 escapes all of it.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jinja2
 
-from grader.gradebook import Gradebook
+from grader.classroom.gradebook import Gradebook
 
 TEMPLATES = Path(__file__).parent / "templates"
 
