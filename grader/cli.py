@@ -256,7 +256,8 @@ def grade_all(args: argparse.Namespace) -> int:
 
 
 def merge_results(args: argparse.Namespace) -> int:
-    from grader.classroom.gradebook import find_results, gradebook_from, write_gradebook
+    from grader.classroom.gradebook import find_results, gradebook_from
+    from grader.classroom.page import write_gradebook
 
     out = Path(args.out).resolve()
     try:

@@ -1,7 +1,7 @@
 """A class's gradebook, read from per-submission Gradescope results.json files.
 
 `mechgrade grade-all` and `mechgrade merge-results` both end here: one row per submission
-(grades.csv) and what the class page shows (grader.reports.class_page). Everything is read from the
+(grades.csv) and what the class page shows (grader.classroom.page). Everything is read from the
 results.json files, so results graded anywhere (one `mechgrade grade --submission` per job on a
 batch scheduler, say) merge into the same gradebook.
 """
@@ -17,8 +17,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from grader.reports.gradescope import write_text_atomic
 
 INCOMPLETE = ("did not reach its end", "ended abnormally", "was stopped after", "The run stopped early")
 HINT_LINE = re.compile(r"^  hint: (.+)$", re.MULTILINE)  # results.json without extra_data
@@ -219,12 +217,3 @@ def _number_key(number: str) -> tuple[int, ...]:
 
 def gradebook_from(found: list[tuple[str, Path]], out: Path) -> Gradebook:
     return Gradebook([read_row(path, name, out) for name, path in found])
-
-
-def write_gradebook(book: Gradebook, out: Path, title: str = "") -> tuple[Path, Path]:
-    """grades.csv and class.html in `out`, each written atomically."""
-    from grader.reports.class_page import render_class
-
-    csv_path = write_text_atomic(book.csv_text(), out / "grades.csv")
-    html_path = write_text_atomic(render_class(book, title), out / "class.html")
-    return csv_path, html_path

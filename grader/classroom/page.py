@@ -15,6 +15,7 @@ from pathlib import Path
 import jinja2
 
 from grader.classroom.gradebook import Gradebook
+from grader.reports.gradescope import write_text_atomic
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -37,3 +38,10 @@ def render_class(book: Gradebook, title: str = "") -> str:
         mistakes=book.mistakes(),
         not_completed=[row for row in book.rows if row.status != "completed"],
     )
+
+
+def write_gradebook(book: Gradebook, out: Path, title: str = "") -> tuple[Path, Path]:
+    """grades.csv and class.html in `out`, each written atomically."""
+    csv_path = write_text_atomic(book.csv_text(), out / "grades.csv")
+    html_path = write_text_atomic(render_class(book, title), out / "class.html")
+    return csv_path, html_path
