@@ -1,15 +1,19 @@
-"""mechgrade: self-grading mechanistic-interpretability exercises (GPT-2 and TransformerLens)."""
+"""mechgrade: self-grading mechanistic-interpretability exercises (GPT-2 and TransformerLens).
 
-from pathlib import Path
+What a student's notebook uses: ``course_model()`` (the course's model, loaded once per kernel)
+and ``check("03")`` (grade the functions the notebook defines). The package's folders and what
+each may import are described in their own ``__init__.py``.
+"""
 
+from grader.student.runtime import course_model
+
+__all__ = ["check", "course_model"]
 __version__ = "0.1.0"
-
-# Where a grading run writes its HTML report unless told otherwise (plugin and CLI both use it).
-DEFAULT_REPORT = Path("reports") / "report.html"
 
 
 def check(exercise: str | int, show_report: bool = True) -> None:
     """In a notebook: grade exercise `exercise` on the functions the notebook defines (see grader.notebooks.check)."""
+    # late: pytest and the grading session load only when a notebook grades
     from grader.notebooks.check import check as check_in_kernel
 
     return check_in_kernel(exercise, show_report)

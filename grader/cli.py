@@ -24,22 +24,26 @@ import time
 import webbrowser
 from pathlib import Path
 
-from grader import DEFAULT_REPORT
+from grader.grading.command import (
+    DEFAULT_REPORT,
+    GRADING_ENV,
+    REPO_ROOT,
+    model_args,
+    pytest_command,
+    targets,
+)
 from grader.models import MODELS
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-EXERCISES_DIR = REPO_ROOT / "exercises"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, rest = parser.parse_known_args(argv)
     if args.command == "toy":
-        from grader.toy.build import main as toy_main
+        from grader.toy.build import main as toy_main  # late: loaded per command
 
         return toy_main(rest)
     if args.command == "notebooks":
-        from grader.notebooks.build import main as notebooks_main
+        from grader.notebooks.build import main as notebooks_main  # late: loaded per command
 
         return notebooks_main([args.action, *rest])
     if rest:
@@ -55,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "merge-results":
         return merge_results(args)
     if args.command == "bundle":
-        from grader.course.bundle import BundleError, build_bundle
+        from grader.course.bundle import (  # late: loaded per command
+            BundleError,
+            build_bundle,
+        )
 
         try:
             print(build_bundle(Path(args.out), args.model))  # always checks the fixtures for drift
@@ -138,30 +145,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _targets(exercises: list[str] | None) -> list[str]:
-    if not exercises:
-        return [str(EXERCISES_DIR)]
-    targets = []
-    for exercise in exercises:
-        folder = EXERCISES_DIR / exercise.zfill(2)
-        if not folder.is_dir():
-            known = ", ".join(sorted(p.name for p in EXERCISES_DIR.iterdir() if p.is_dir() and p.name.isdigit()))
-            raise SystemExit(f"mechgrade: no exercise {exercise!r}; known: {known}")
-        targets.append(str(folder))
-    return targets
-
-
-def _model_args(args: argparse.Namespace) -> list[str]:
-    out = []
-    if args.model:
-        # A folder is named relative to where mechgrade was started; pytest runs from the project.
-        folder = Path(args.model)
-        out += ["--model", str(folder.resolve()) if args.model not in MODELS and folder.exists() else args.model]
-    if args.device:
-        out += ["--device", args.device]
-    return out
-
-
 def fixtures(args: argparse.Namespace) -> int:
     """Run the checks on the reference solutions, in refresh or check mode, in this process."""
     import pytest
@@ -169,55 +152,21 @@ def fixtures(args: argparse.Namespace) -> int:
     if args.action == "refresh" and not args.model:
         raise SystemExit("mechgrade fixtures refresh: name the model with --model (" + " or ".join(sorted(MODELS)) + ")")
     pytest_args = [
-        *_targets(args.exercise),
+        *targets(args.exercise),
         "-p", "grader.plugin",
         "--rootdir", str(REPO_ROOT),
         "--solutions",
         f"--fixtures-mode={args.action}",
         "--report-html", "",
-        *_model_args(args),
+        *model_args(args),
     ]
     os.chdir(REPO_ROOT)
     return int(pytest.main(pytest_args))
 
 
-# A grading run loads no pytest plugin that happens to be installed (pytest-randomly would reseed
-# and reorder the checks; anyio, typeguard and jaxtyping's cost 0.6 s of every start).
-GRADING_ENV = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
-
-
-def pytest_command(args: argparse.Namespace) -> list[str]:
-    """The pytest run `mechgrade grade` starts: the same grading options, paths made absolute
-    (pytest runs from the project root)."""
-    pytest_args = [
-        sys.executable, "-m", "pytest", *_targets(args.exercise),
-        "-p", "grader.plugin", "-p", "check",  # pytest-check: the one plugin grading loads (see GRADING_ENV)
-        "--rootdir", str(REPO_ROOT), "-p", "no:cacheprovider",
-        "-p", "no:logging",  # its log capture goes unread, and cost 4 ms a test
-        "-rN",  # no short test summary: the score table that follows says it all
-        "--check-timeout", str(args.check_timeout), *_model_args(args),
-    ]
-    if args.report_html is not None:  # else the plugin's default: reports/ in the project
-        pytest_args += ["--report-html", str(Path(args.report_html).resolve()) if args.report_html else ""]
-    for option, value in (("--junitxml", args.junitxml), ("--fixtures-dir", args.fixtures_dir)):
-        if value:
-            pytest_args += [option, str(Path(value).resolve())]
-    if args.max_output is not None:
-        pytest_args += ["--max-output", str(args.max_output)]
-    if args.submission:
-        pytest_args += ["--submission", str(Path(args.submission).resolve())]
-    if args.solutions:
-        pytest_args.append("--solutions")
-    if args.isolate:
-        pytest_args += ["--isolate", "--worker-memory", str(args.worker_memory)]
-    if args.gradescope_json:
-        pytest_args += ["--gradescope-json", str(Path(args.gradescope_json).resolve())]
-    return pytest_args
-
-
 def grade(args: argparse.Namespace) -> int:
     """Grade in a child process, so that a submission that kills or hangs it still gets a report."""
-    from grader.reports.gradescope import record_abnormal_end
+    from grader.reports.gradescope import record_abnormal_end  # late: loaded per command
 
     pytest_args = pytest_command(args)
     results = Path(args.gradescope_json).resolve() if args.gradescope_json else None
@@ -241,8 +190,8 @@ def grade(args: argparse.Namespace) -> int:
 
 def grade_all(args: argparse.Namespace) -> int:
     """Grade a class in --jobs long-lived processes (grader.classroom.grade_all)."""
-    from grader.classroom.grade_all import ClassOptions
-    from grader.classroom.grade_all import grade_all as run
+    from grader.classroom.grade_all import ClassOptions  # late: loaded per command
+    from grader.classroom.grade_all import grade_all as run  # late: loaded per command
 
     if args.jobs < 1:
         raise SystemExit("mechgrade grade-all: --jobs must be at least 1")
@@ -256,8 +205,11 @@ def grade_all(args: argparse.Namespace) -> int:
 
 
 def merge_results(args: argparse.Namespace) -> int:
-    from grader.classroom.gradebook import find_results, gradebook_from
-    from grader.classroom.page import write_gradebook
+    from grader.classroom.gradebook import (  # late: loaded per command
+        find_results,
+        gradebook_from,
+    )
+    from grader.classroom.page import write_gradebook  # late: loaded per command
 
     out = Path(args.out).resolve()
     try:

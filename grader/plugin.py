@@ -25,29 +25,33 @@ from typing import Any
 
 import pytest
 
-from grader import DEFAULT_REPORT
-from grader.judging.fixtures import FixtureError, render_drift
-from grader.models import ModelChoiceError, ModelLoadError
-from grader.student.notebook_cells import NOT_DEFINED
-from grader.reports.terminal import render_banner, render_failed_checks
-from grader.judging.results import RunResult, TestResult, cap
-from grader.sandbox.client import StudentError, WorkerLost
-from grader.student.executor import TENSOR_ARRAY_WARNING
-from grader.judging.scoring import Grade, points_for
+from grader.grading.command import DEFAULT_REPORT
 from grader.grading.session import (
     DEFAULT_MAX_OUTPUT,
     DEFAULT_TIMEOUT,
     GRADE_KEY,
-    SESSION_KEY,
     PRESET_KEY,
+    SESSION_KEY,
     GradingSession,
     Options,
     Preset,
     exercise_of,
     session_of,
 )
-from grader.student.submission import SubmissionImportError, student_traceback
+from grader.judging.fixtures import FixtureError, render_drift
+from grader.judging.results import RunResult, TestResult, cap
+from grader.judging.scoring import Grade, points_for
+from grader.models import ModelChoiceError, ModelLoadError
+from grader.reports.gradescope import write_failure_results, write_gradescope
+from grader.reports.html import write_html
+from grader.reports.terminal import render_banner, render_failed_checks, render_terminal
+from grader.sandbox.client import StudentError, WorkerLost
+from grader.sandbox.start import IsolationUnavailable
 from grader.sandbox.timeouts import GradingTimeout
+from grader.student.executor import TENSOR_ARRAY_WARNING
+from grader.student.frames import student_traceback
+from grader.student.notebook_cells import NOT_DEFINED
+from grader.student.submission import SubmissionImportError
 
 # The fixtures checks receive live in their own module, registered with this plugin.
 pytest_plugins = ["grader.grading.check_fixtures"]
@@ -166,9 +170,6 @@ class GradingHooks:
         except ValueError as exc:  # unknown model id, CUDA asked for but absent
             raise pytest.UsageError(str(exc)) from None
         if grading.options.isolate:
-            from grader.models import ModelLoadError
-            from grader.sandbox.start import IsolationUnavailable
-
             needs_model = any("model" in getattr(item, "fixturenames", ()) for item in session.items
                               if item.nodeid in grading.results)
             try:
@@ -190,8 +191,6 @@ class GradingHooks:
         if grading.options.isolate and grading.options.gradescope_json is not None:
             # Written for real only once every worker is dead (see pytest_sessionfinish); until then
             # the file says that grading did not reach its end, which is true if it never does.
-            from grader.reports.gradescope import write_failure_results
-
             write_failure_results(grading.options.gradescope_json,
                                   "grading started but did not reach its end: no grade was recorded")
         else:
@@ -315,8 +314,6 @@ class GradingHooks:
             Path(timings_path).write_text(json.dumps(grading.timings))
 
     def _write_reports(self, grading: GradingSession) -> None:
-        from grader.reports.html import write_html
-
         run = self.final_run = grading.run_result()
         if grading.options.report_html is not None:
             try:
@@ -329,8 +326,6 @@ class GradingHooks:
     def _write_gradescope(grading: GradingSession, run: RunResult | None = None) -> None:
         if grading.options.gradescope_json is None:
             return
-        from grader.reports.gradescope import write_gradescope
-
         write_gradescope(run or grading.run_result(), grading.options.gradescope_json)
 
     def _write_empty_gradescope(self) -> None:
@@ -338,8 +333,6 @@ class GradingHooks:
         path = self.config.getoption("mechgrade_gradescope_json")
         if not path:
             return
-        from grader.reports.gradescope import write_failure_results
-
         reason = "\n".join(self.collection_errors) or "no graded checks were collected"
         write_failure_results(Path(path), f"grading could not start: {reason}")
 
@@ -347,8 +340,6 @@ class GradingHooks:
         grading = self.grading
         if grading is None:
             return
-        from grader.reports.terminal import render_terminal
-
         terminalreporter.write_line("")
         if self.drift_text:
             terminalreporter.write_line(self.drift_text)

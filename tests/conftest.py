@@ -9,6 +9,7 @@ import graded_project
 import pytest
 from graded_project import GradedProject
 
+import grader.judging.pictures  # noqa: F401
 import grader.reports.gradescope  # noqa: F401
 import grader.reports.html  # noqa: F401
 

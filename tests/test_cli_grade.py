@@ -88,7 +88,8 @@ def test_mechgrade_grade_accepts_every_grading_option_of_pytest() -> None:
 
 
 def test_mechgrade_grade_passes_the_options_on_with_absolute_paths(tmp_path: Path, monkeypatch) -> None:
-    from grader.cli import _parser, pytest_command
+    from grader.cli import _parser
+    from grader.grading.command import pytest_command
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "my-model").mkdir()
@@ -126,7 +127,8 @@ def test_a_grading_run_loads_pytest_check_and_no_other_installed_plugin(tmp_path
     # An installed plugin could change a grade (pytest-randomly reseeds and reorders the checks).
     import importlib.metadata
 
-    from grader.cli import GRADING_ENV, REPO_ROOT, _parser, pytest_command
+    from grader.cli import _parser
+    from grader.grading.command import GRADING_ENV, REPO_ROOT, pytest_command
 
     installed = {entry.name for entry in importlib.metadata.entry_points(group="pytest11")} - {"check"}
     (tmp_path / "list_plugins.py").write_text(

@@ -170,8 +170,9 @@ def execute(notebook: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> list[d
 RESULT_CELL = '''
 import json
 import grader.notebooks.check
+import grader.student.runtime
 run = grader.notebooks.check.last_run
-print("RESULT", json.dumps({"points": run.points, "max": run.max_points, "models_loaded": len(grader.notebooks.check._loaded),
+print("RESULT", json.dumps({"points": run.points, "max": run.max_points, "models_loaded": len(grader.student.runtime._loaded),
       "status": {t.name: t.status for e in run.exercises for t in e.tests}}))
 '''
 

@@ -20,16 +20,9 @@ from sample_results import XSS, figure_count, png_base64, sample_run
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 
-from grader.reports.html import (  # noqa: E402
-    STATUS_STYLES,
-    figure_groups,
-    figure_to_artifact,
-    heatmap_artifact,
-    reference_heatmap,
-    render_html,
-    write_html,
-)
+from grader.judging.pictures import figure_to_artifact, heatmap_artifact, reference_heatmap  # noqa: E402
 from grader.judging.results import FigureArtifact, RunResult  # noqa: E402
+from grader.reports.html import STATUS_STYLES, figure_groups, render_html, write_html  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -336,7 +329,7 @@ def test_a_failed_pattern_shows_expected_got_and_difference_within_1280_px(tmp_p
 
 
 def test_the_difference_picture_has_three_panels_on_one_colour_scale() -> None:
-    from grader.reports.html import difference_figure
+    from grader.judging.pictures import difference_figure
 
     want = torch.eye(4)
     fig = difference_figure(want, want.flip(0), "pattern", (("query", list("abcd")), ("key", list("abcd"))))
@@ -350,7 +343,7 @@ def test_the_difference_picture_has_three_panels_on_one_colour_scale() -> None:
 
 
 def test_higher_ranks_show_the_slice_where_they_differ_most_and_passed_comparisons_nothing() -> None:
-    from grader.reports.html import difference_artifact
+    from grader.judging.pictures import difference_artifact
     from grader.judging.scoring import Grade
 
     want = torch.zeros(2, 3, 4, 4)

@@ -17,7 +17,7 @@ from grader.judging.prompts import (
     HELD_OUT_PROMPT,
     HELD_OUT_WORD,
 )
-from grader.reports.html import reference_heatmap
+from grader.judging.pictures import reference_heatmap
 from grader.judging.scoring import Raised, attempt
 
 TOPIC = "attention"

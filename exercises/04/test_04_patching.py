@@ -14,7 +14,7 @@ from grader.judging.prompts import (
     HELD_OUT_CLEAN,
     HELD_OUT_CORRUPTED,
 )
-from grader.reports.html import MATCHES, reference_heatmap
+from grader.judging.pictures import MATCHES, reference_heatmap
 from grader.student.executor import HookPointName
 from grader.judging.scoring import attempt
 

@@ -16,7 +16,7 @@ from grader.judging.prompts import (
     HELD_OUT_IOI_ANSWERS,
     HELD_OUT_IOI_PROMPT,
 )
-from grader.reports.html import MATCHES, figure_to_artifact, reference_heatmap, remembered
+from grader.judging.pictures import MATCHES, figure_to_artifact, reference_heatmap, remembered
 
 TOPIC = "residual"
 # prompt, (answer, wrong). France is the exercise text's example; the other two are held out.

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from grader.judging.compare import Tolerance
-from grader.reports.html import reference_heatmap
+from grader.judging.pictures import reference_heatmap
 
 TOPIC = "induction"
 SCORE_TOL = dict(atol=1e-4, rtol=1e-3)  # attention weights are in [0, 1]

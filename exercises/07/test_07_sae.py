@@ -11,7 +11,7 @@ import torch
 
 from grader.judging.compare import Tolerance, matches
 from grader.judging.prompts import CLEAN_PROMPT
-from grader.reports.html import reference_heatmap
+from grader.judging.pictures import reference_heatmap
 from grader.sandbox.client import Handle
 from grader.grading.session import session_of
 from grader.toy import sae as ref

@@ -26,10 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from grader.classroom.inputs import Submission, exercise_topics, find_submissions
 from grader.classroom.gradebook import gradebook_from
+from grader.classroom.inputs import Submission, exercise_topics, find_submissions
 from grader.classroom.page import write_gradebook
-from grader.reports.gradescope import record_abnormal_end, write_failure_results, write_json_atomic
+from grader.reports.gradescope import (
+    record_abnormal_end,
+    write_failure_results,
+    write_json_atomic,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STAGING = ".staging"

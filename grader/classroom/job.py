@@ -29,6 +29,10 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from grader.grading.command import GRADING_ENV, REPO_ROOT, pytest_command
+from grader.sandbox import start
+from grader.sandbox.isolated import die_with_parent
+
 RESTART = "restart"  # the reply's status when this process must be replaced
 
 
@@ -47,8 +51,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def pytest_args(options: argparse.Namespace, submission: str, staging: Path) -> list[str]:
     """The arguments `mechgrade grade --isolate --submission` gives pytest, for this submission."""
-    from grader.cli import pytest_command
-
     grade = argparse.Namespace(
         exercise=options.exercise, check_timeout=options.check_timeout, model=options.model, device=options.device,
         report_html=str(staging / "report.html"), junitxml=None, fixtures_dir=options.fixtures_dir,
@@ -60,9 +62,7 @@ def pytest_args(options: argparse.Namespace, submission: str, staging: Path) -> 
 
 def main(argv: list[str] | None = None) -> int:
     options = _parser().parse_args(argv)
-    from grader.sandbox.isolated import PR_SET_PDEATHSIG, _prctl
-
-    _prctl(PR_SET_PDEATHSIG, 9)  # never outlive grade-all (a killed grade-all leaves no grading behind)
+    die_with_parent()  # never outlive grade-all (a killed grade-all leaves no grading behind)
     replies: TextIO = os.fdopen(os.dup(1), "w", buffering=1)
     quiet = os.open(os.devnull, os.O_WRONLY)
     os.dup2(quiet, 1)  # pytest and everything else print into each submission's log, not the replies
@@ -70,9 +70,6 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(options.threads)
-    from grader.cli import GRADING_ENV, REPO_ROOT
-    from grader.sandbox import start
-
     os.environ.update(GRADING_ENV)
 
     start.keep_template_across_runs()

@@ -30,7 +30,12 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from grader.judging.fixtures import FixtureError, FixtureFile, fixture_path, refresh_command
+from grader.judging.fixtures import (
+    FixtureError,
+    FixtureFile,
+    fixture_path,
+    refresh_command,
+)
 from grader.models import MODELS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

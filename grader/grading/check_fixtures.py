@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from grader.judging.fixtures import Expected
-from grader.sandbox.client import Sandbox, StudentModule
-from grader.judging.scoring import Grade
 from grader.grading.session import GRADE_KEY, GradingSession, exercise_of, session_of
+from grader.judging.fixtures import Expected
+from grader.judging.scoring import Grade
+from grader.sandbox.client import Sandbox, StudentModule
 
 
 def _require_session(request: pytest.FixtureRequest) -> GradingSession:

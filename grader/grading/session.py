@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from grader import DEFAULT_REPORT
+from grader.grading.command import DEFAULT_REPORT
 from grader.judging.fixtures import FixtureError, FixtureStore, Mode, refresh_command
-from grader.student.model_guard import ModelGuard
+from grader.judging.results import ExerciseResult, RunResult, TestResult
+from grader.judging.scoring import Grade
 from grader.models import (
     ModelChoice,
     choose_device,
@@ -28,11 +29,11 @@ from grader.models import (
     load_model,
     weights_digest,
 )
-from grader.judging.results import ExerciseResult, RunResult, TestResult
 from grader.sandbox.client import InProcessSandbox, Sandbox, StudentModule
-from grader.judging.scoring import Grade
-from grader.student.submission import GradedSource, SubmissionImportError, import_file
+from grader.sandbox.start import start_isolated_sandbox
 from grader.sandbox.timeouts import GradingTimeout, time_limit
+from grader.student.model_guard import ModelGuard
+from grader.student.submission import GradedSource, SubmissionImportError, import_file
 
 SESSION_KEY = pytest.StashKey["GradingSession | None"]()  # on the pytest Config
 GRADE_KEY = pytest.StashKey[Grade]()  # on each test item: its soft checks
@@ -176,8 +177,6 @@ class GradingSession:
         """Load the model (when checks need one) and start the template process that forks the
         workers, now: before this process reads any expected value or imports any reference
         solution, since a forked process sees all of its parent's memory."""
-        from grader.sandbox.start import start_isolated_sandbox
-
         self.timings["load_start"] = time.time()
         self._sandbox, self._grader_model, self._memo = start_isolated_sandbox(self, needs_model)
         self.timings["load_end"] = time.time()

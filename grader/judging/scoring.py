@@ -20,7 +20,7 @@ from grader.judging.results import CheckResult, FigureArtifact
 from grader.sandbox.client import StudentError, WorkerLost
 
 if TYPE_CHECKING:
-    from grader.reports.html import Axis
+    from grader.judging.pictures import Axis
 
 Mistakes = Mapping[str, Any]  # hint -> the value that mistake produces (or a callable making it)
 NOT_EARNED = "holds, but an answer that does nothing would pass it too: it counts once the answer is right"
@@ -179,7 +179,8 @@ class Grade:
         student's picture beside `reference` in the report; None, and a failed check, when the
         answer is not a Figure. Returning a Figure earns nothing by itself (an empty one is one)."""
         __tracebackhide__ = True
-        from grader.reports.html import png_artifact  # late: matplotlib only for checks that draw
+        # late: matplotlib only for checks that draw
+        from grader.judging.pictures import png_artifact
 
         fig = getattr(answer, "figure", None)
         if fig is None:
@@ -217,7 +218,8 @@ class Grade:
 def _difference_picture(expected: Any, got: Any, name: str, axes: Sequence[Axis]) -> FigureArtifact | None:
     """The picture of a failed tensor comparison; a picture that cannot be drawn is left out,
     it never costs the grade."""
-    from grader.reports.html import difference_artifact  # late: matplotlib only when a picture is drawn
+    # late: matplotlib only when a picture is drawn
+    from grader.judging.pictures import difference_artifact
 
     try:
         return difference_artifact(expected, got, name, axes)

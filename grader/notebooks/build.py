@@ -34,7 +34,7 @@ run it as often as you like; a function you have not written yet is "not attempt
 
 SETUP_COMMENT = "# Setup: the exercise's imports, and the course's model, loaded once per kernel."
 MODEL_LINES = (
-    "from grader.notebooks.check import course_model",
+    "from grader import course_model",
     "",
     "model = course_model()  # GPT-2 small, or the practice model when GPT-2 small is out of reach",
 )

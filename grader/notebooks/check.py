@@ -14,47 +14,24 @@ grades a submitted notebook with ``mechgrade grade --isolate --submission work.i
 from __future__ import annotations
 
 import html
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from grader import DEFAULT_REPORT
+import pytest
+
+from grader.grading.command import DEFAULT_REPORT
+from grader.grading.session import PRESET_KEY, Preset
+from grader.reports.terminal import render_terminal
+from grader.student import runtime
+from grader.student.model_guard import ModelGuard
+from grader.student.submission import GradedSource
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXERCISES_DIR = REPO_ROOT / "exercises"
 REPORT_HEIGHT_PX = 640
 
-_loaded: dict[tuple[str, str], Any] = {}  # (model id, device) -> a model course_model loaded
-_model_ids: dict[int, str] = {}  # id(model) -> its model id, for the models this kernel may grade on
-_guards: dict[int, Any] = {}  # id(model) -> its ModelGuard, kept from one check to the next
-_graded_model: Callable[[], Any] | None = None  # set where a submitted notebook is graded
+_guards: dict[int, ModelGuard] = {}  # id(model) -> its ModelGuard, kept from one check to the next
 last_run: Any = None  # the RunResult of the last check(), for code that wants more than the table
-
-
-def serve_model(model: Callable[[], Any]) -> None:
-    """Where a submitted notebook is graded (grader.student.executor): `course_model()` in its
-    cells returns the model the grader's side already holds, instead of loading another."""
-    global _graded_model
-    _graded_model = model
-
-
-def course_model(name: str | None = None, device: str | None = None) -> Any:
-    """The course's model as a TransformerBridge in compatibility mode, loaded once per kernel:
-    `name` as ``--model`` takes it (default: $MECHGRADE_MODEL, else GPT-2 small when reachable,
-    else the practice model, with a banner that says so); `device` as ``--device``."""
-    if _graded_model is not None and _graded_model() is not None:
-        return _graded_model()
-    from grader.models import MODELS, choose_device, choose_model, load_model
-
-    choice, chosen_device = choose_model(name), choose_device(device)
-    key = (choice.spec.id, chosen_device)
-    if key not in _loaded:
-        if choice.banner():
-            print(choice.banner(), file=sys.stderr)
-        _loaded[key] = load_model(choice.spec, chosen_device)
-        _model_ids[id(_loaded[key])] = choice.spec.id if choice.spec.id in MODELS else choice.spec.source
-    return _loaded[key]
 
 
 def check(exercise: str | int, show_report: bool = True) -> None:
@@ -62,20 +39,13 @@ def check(exercise: str | int, show_report: bool = True) -> None:
     table and show the HTML report. The result (grader.judging.results.RunResult) is kept as
     ``grader.notebooks.check.last_run``: returned, a notebook would print its repr under the report."""
     global last_run
-    if _graded_model is not None:
+    if runtime.graded_elsewhere():
         return None  # a submitted notebook being graded: its last cell must not start a grading of its own
-    import pytest
-
-    from grader.student.model_guard import ModelGuard
-    from grader.reports.terminal import render_terminal
-    from grader.grading.session import PRESET_KEY, Preset
-    from grader.student.submission import GradedSource
-
     folder = EXERCISES_DIR / str(exercise).zfill(2)
     if not folder.is_dir():
         known = ", ".join(sorted(p.name for p in EXERCISES_DIR.iterdir() if p.is_dir() and p.name.isdigit()))
         raise ValueError(f"no exercise {exercise!r}; known: {known}")
-    model = kernel_model()
+    model = runtime.kernel_model()
     guard = _guards.get(id(model))
     if guard is None:
         guard = _guards[id(model)] = ModelGuard(model)
@@ -94,7 +64,7 @@ def check(exercise: str | int, show_report: bool = True) -> None:
     # The project's configuration named, not found: pytest would look for it above a --model folder.
     args = [str(folder), "-c", str(REPO_ROOT / "pyproject.toml"), "--rootdir", str(REPO_ROOT),
             "-p", "grader.plugin", "-p", "no:cacheprovider", "-p", "no:terminal",
-            "-p", "no:faulthandler", "--capture=sys", "--model", _model_ids[id(model)],
+            "-p", "no:faulthandler", "--capture=sys", "--model", runtime.model_id(model),
             "--device", _device_of(model), "--report-html", str(report)]
     code = pytest.main(args, plugins=[PresetPlugin(), finished])
     run = finished.run
@@ -117,42 +87,6 @@ class _Finished:
 
 
 _Finished.pytest_sessionfinish.trylast = True  # type: ignore[attr-defined]  # after the plugin's reports
-
-
-def kernel_model() -> Any:
-    """The model to grade on: one course_model loaded, else a sound TransformerBridge found in
-    the notebook's namespace (in compatibility mode, of a model the grader knows), else a new
-    course_model()."""
-    namespace = vars(sys.modules["__main__"])
-    bridges = [value for value in list(namespace.values()) if _is_bridge(value)]
-    for model in bridges:
-        if id(model) in _model_ids:
-            return model
-    for model in bridges:
-        model_id = _known_id(model)
-        if model_id is not None and getattr(model, "compatibility_mode", False) is True:
-            _model_ids[id(model)] = model_id
-            return model
-    return course_model()
-
-
-def _is_bridge(value: Any) -> bool:
-    bridge = sys.modules.get("transformer_lens.model_bridge")
-    return bridge is not None and isinstance(value, bridge.TransformerBridge)
-
-
-def _known_id(model: Any) -> str | None:
-    """The grader's id of a model booted from a hub name or a folder ("gpt2" -> gpt2-small)."""
-    from grader.models import MODELS, ModelChoiceError, get_spec
-
-    source = str(getattr(getattr(getattr(model, "original_model", None), "config", None), "_name_or_path", "") or "")
-    for spec in MODELS.values():
-        if source == spec.source or (spec.local and Path(source).resolve() == Path(spec.source).resolve()):
-            return spec.id
-    try:
-        return str(Path(source).resolve()) if source and get_spec(source) else None
-    except ModelChoiceError:
-        return None
 
 
 def _device_of(model: Any) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from grader.student import codec
-from grader.student.executor import HookPointName, decode_cache, encode_cache
+from grader.student.executor import Executor, HookPointName, decode_cache, encode_cache
 from grader.student.submission import SubmissionImportError
 
 # Built-in exception types a student error is rebuilt as, so that a check can ``except ValueError``
@@ -364,7 +364,6 @@ class InProcessSandbox(Sandbox):
 
     def __init__(self, model: Callable[[], Any], guard: Callable[[], Any] | None = None,
                  passthrough: tuple[type[BaseException], ...] = ()) -> None:
-        from grader.student.executor import Executor
 
         super().__init__(model)
         self._guard = guard

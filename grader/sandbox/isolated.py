@@ -37,9 +37,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from grader.student import codec
 from grader.sandbox.client import Sandbox, StudentError, WorkerLost
 from grader.sandbox.timeouts import GradingTimeout
+from grader.student import codec
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -90,6 +90,11 @@ class WorkerUser:
 def _prctl(option: int, value: int) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(option, value, 0, 0, 0)
+
+
+def die_with_parent() -> None:
+    """This process is killed when the process that started it dies (Linux)."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _children_of(pid: int) -> list[int]:

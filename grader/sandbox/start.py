@@ -9,20 +9,29 @@ expected values and the result files readable by root only.
 from __future__ import annotations
 
 import os
-import stat
 import shutil
 import socket
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from grader.models import load_model
 from grader.sandbox.client import StudentModule
 from grader.sandbox.isolated import IsolatedSandbox, Template, WorkerLimits, WorkerUser
+from grader.student.executor import Executor, preload
+from grader.student.model_guard import ModelGuard
 
-if TYPE_CHECKING:
-    from grader.grading.session import GradingSession
+
+class GradingRun(Protocol):
+    """What starting isolation reads of a grading run (grader.grading.session.GradingSession is one):
+    its options (the graded source, limits, where results go), the device and the model chosen."""
+
+    options: Any
+    device: str
+    choice: Any
 
 MAX_COPIED_FILE = 20 * 2**20  # a submission's files larger than this are not given to the worker
 SKIPPED = {"__pycache__", ".git", ".ipynb_checkpoints"}
@@ -57,7 +66,7 @@ def keep_template_across_runs() -> None:
     _keep_templates = True
 
 
-def start_isolated_sandbox(grading: GradingSession, needs_model: bool) -> tuple[IsolatedSandbox, Any, dict[Any, Any]]:
+def start_isolated_sandbox(grading: GradingRun, needs_model: bool) -> tuple[IsolatedSandbox, Any, dict[Any, Any]]:
     """(the sandbox, the grader's own model or None, the memo of the grader's own results on that
     model: kept with the template, since no student code ever touches the grader's model)."""
     if not sys.platform.startswith("linux") or not hasattr(socket, "send_fds"):
@@ -96,20 +105,15 @@ def start_isolated_sandbox(grading: GradingSession, needs_model: bool) -> tuple[
     return sandbox, model, memo
 
 
-def _fork_template(grading: GradingSession, needs_model: bool, device: str, torch: Any) -> tuple[Template, Any]:
+def _fork_template(grading: GradingRun, needs_model: bool, device: str, torch: Any) -> tuple[Template, Any]:
     """Load the model at one thread and fork the template from this still-clean process."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a process forked after a multi-threaded op deadlocks in its first one
     model = None
     if needs_model:
-        from grader.models import load_model
-
         model = load_model(grading.choice.spec, "cpu")  # CUDA would not survive the fork
 
     def make_executor() -> Any:  # runs in the template, once
-        from grader.student.model_guard import ModelGuard
-        from grader.student.executor import Executor, preload
-
         preload()
 
         guard = ModelGuard(model) if model is not None and device == "cpu" else None
@@ -187,7 +191,7 @@ def _hand_over(scratch: Path, user: WorkerUser) -> None:
     os.chmod(scratch, 0o700)
 
 
-def _protect(grading: GradingSession) -> None:
+def _protect(grading: GradingRun) -> None:
     """Root only: the reference solutions, the expected values (not the model folders, which
     exercise 01 loads), the git history that holds both, and the folders results go to."""
     options = grading.options

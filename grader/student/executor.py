@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import traceback
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -23,12 +22,20 @@ from types import ModuleType, SimpleNamespace
 from typing import Any
 
 from grader.student import codec
+from grader.student.figure_png import figure_png
+from grader.student.frames import MAX_MESSAGE, describe_exception, student_frames
+from grader.student.imports import (
+    KERNEL_NAMESPACE,
+    ImportFailed,
+    import_file,
+    import_notebook,
+)
+from grader.student.model_guard import ModelGuard, attached_hooks
+from grader.student.notebook_cells import not_defined
+from grader.student.runtime import serve_model
 
 TENSOR_ARRAY_WARNING = "__array__ implementation doesn't accept a copy keyword"
-# The path that names the namespace of the process's __main__ (a Jupyter kernel's) instead of a file.
-KERNEL_NAMESPACE = "<the notebook's namespace>"
-MAX_MESSAGE = 4000  # characters of an exception message sent back
-MAX_TRACEBACK = 8000
+MAX_TRACEBACK = 8000  # characters of a traceback sent back
 
 
 def preload() -> None:
@@ -48,18 +55,12 @@ def preload() -> None:
     # worker's warnings reach the student's output, and this one would follow the hint's advice.
     warnings.filterwarnings("ignore", message=re.escape(TENSOR_ARRAY_WARNING), category=DeprecationWarning)
 
-    import grader.student.figure_png
-    import grader.notebooks.check
-    import grader.student.model_guard
-    import grader.student.notebook_cells
-    import grader.student.submission  # noqa: F401
-
     # One picture drawn here loads the fonts and fills matplotlib's text caches for every worker
     # (each worker's first picture: 15 ms less; 4 of a submission's 7 workers draw one).
     fig, ax = matplotlib.pyplot.subplots()
     ax.imshow([[0.0, 1.0]])
     ax.set(title="title", xlabel="x", ylabel="y", xticks=[0, 1], xticklabels=["<|endoftext|>", " France"])
-    grader.student.figure_png.figure_png(fig, dpi=80)
+    figure_png(fig, dpi=80)
     matplotlib.pyplot.close(fig)
 
 
@@ -124,7 +125,7 @@ class Executor:
         except self.passthrough:
             raise
         except BaseException as exc:  # a value that breaks encoding: the student's answer is ungradable
-            return codec.dumps({"status": "refused", "message": f"the answer could not be sent to the grader: {_describe(exc)}"})
+            return codec.dumps({"status": "refused", "message": f"the answer could not be sent to the grader: {describe_exception(exc)}"})
 
     def _dispatch(self, message: Any) -> dict[str, Any]:
         if type(message) is not dict or type(message.get("op")) is not str:
@@ -148,8 +149,6 @@ class Executor:
             if path == KERNEL_NAMESPACE:
                 self.modules[key] = sys.modules["__main__"]
             elif path.endswith(".ipynb"):
-                from grader.notebooks.check import serve_model
-
                 serve_model(self._model)  # its setup cell's course_model() is this side's model
                 self.modules[key], notes = import_notebook(Path(path), f"mechgrade_student_{key.replace('/', '_')}",
                                                            self.passthrough)
@@ -178,8 +177,6 @@ class Executor:
         return {"status": "ok", "value": message["value"]}  # a handle's object, sent by value if it can be
 
     def _op_hooks(self, message: dict[str, Any]) -> dict[str, Any]:
-        from grader.student.model_guard import attached_hooks
-
         model = self._model()
         return {"status": "ok", "value": attached_hooks(model) if model is not None else []}
 
@@ -212,8 +209,6 @@ class Executor:
             owner = module
             where = self.notebooks.get(message["module"])
             if where is not None and type(name) is str and name not in vars(module):
-                from grader.student.notebook_cells import not_defined
-
                 return {"status": "raised", "error": _error_of(not_defined(name, where))}
         else:
             owner = message.get("handle")
@@ -245,8 +240,6 @@ class Executor:
     def move_model_to(self, device: str) -> None:
         """In a fresh worker: put the model on the graded device (CUDA does not survive a fork,
         so the template keeps it on the CPU) and guard it there."""
-        from grader.student.model_guard import ModelGuard
-
         model = self._model()
         if model is not None:
             model.to(device)
@@ -345,7 +338,7 @@ def describe(value: Any) -> tuple[str, dict[str, Any]]:
         if callable(value):
             return "callable", {"name": str(getattr(value, "__name__", ""))[:200]}
     except Exception as exc:
-        return "object", {"error": _describe(exc)}
+        return "object", {"error": describe_exception(exc)}
     return "object", {}
 
 
@@ -373,8 +366,6 @@ def describe_figure(fig: Any) -> dict[str, Any]:
     """What a check can grade about a matplotlib Figure, and a PNG of it for the report."""
     import matplotlib.pyplot as plt
     import numpy as np
-
-    from grader.student.figure_png import figure_png
 
     try:
         png = figure_png(fig, dpi=80)  # a draw: it also fills in the tick labels read below
@@ -412,14 +403,6 @@ def _type_name(value: Any) -> str:
 # ---- errors ----
 
 
-def _describe(exc: BaseException) -> str:
-    try:
-        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    except BaseException:
-        text = type(exc).__name__
-    return text[:MAX_MESSAGE]
-
-
 def _error_of(exc: BaseException) -> dict[str, Any]:
     """An exception as data: its type's name, the nearest built-in type it derives from, its
     message, and the traceback cut to the student's own frames."""
@@ -434,66 +417,6 @@ def _error_of(exc: BaseException) -> dict[str, Any]:
         "message": message[:MAX_MESSAGE],
         "traceback": student_frames(exc)[:MAX_TRACEBACK],
     }
-
-
-def student_frames(exc: BaseException) -> str:
-    """The traceback without the grader's frames: the student reads only their own code."""
-    import sysconfig
-
-    from grader.student.submission import format_frames
-
-    hidden = (str(Path(__file__).resolve().parent.parent), sysconfig.get_paths()["stdlib"], "<frozen")
-    try:
-        frames = [f for f in traceback.extract_tb(exc.__traceback__)
-                  if not f.filename.startswith(hidden) and "site-packages" not in f.filename]
-        lines = format_frames(frames)
-    except BaseException:
-        lines = []
-    return "\n".join([*lines, _describe(exc)])
-
-
-class ImportFailed(Exception):
-    """The graded module could not be imported; the message is meant for the student."""
-
-
-def import_file(path: Path, module_name: str, passthrough: tuple[type[BaseException], ...] = ()) -> ModuleType:
-    """Import one file as `module_name`, fresh. Any failure, a BaseException included, is an
-    ImportFailed that costs this module's exercise only."""
-    import importlib.util
-
-    from grader.student.submission import format_syntax_error
-
-    if not path.is_file():
-        raise ImportFailed(f"{path.name} not found: the graded folder must contain it")
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise ImportFailed(f"{path.name} cannot be imported as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # dataclasses and pickling look modules up by name
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        sys.modules.pop(module_name, None)
-        raise ImportFailed(format_syntax_error(exc)) from None
-    except BaseException as exc:
-        sys.modules.pop(module_name, None)
-        if isinstance(exc, passthrough):
-            raise
-        raise ImportFailed(f"importing {path.name} failed:\n{student_frames(exc)}") from None
-    return module
-
-
-def import_notebook(path: Path, module_name: str, passthrough: tuple[type[BaseException], ...] = ()) -> tuple[ModuleType, list[str]]:
-    """Run a notebook's code cells as one module (grader.student.notebook_cells); (the module, notes).
-    A notebook that cannot be read is an ImportFailed, like a module with a syntax error."""
-    from grader.student.notebook_cells import NotebookError, run_notebook
-
-    if not path.is_file():
-        raise ImportFailed(f"{path.name} not found: the graded folder must contain it")
-    try:
-        return run_notebook(path, module_name, passthrough)
-    except NotebookError as exc:
-        raise ImportFailed(str(exc)) from None
 
 
 def _restore_process(cwd: str, recursion_limit: int) -> None:

@@ -26,6 +26,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from grader.student.frames import format_syntax_error, student_frames
+
 MAX_NOTEBOOK_BYTES = 20 * 2**20  # larger than any honest notebook (outputs included)
 # A line IPython would hand to a magic or the shell: `%...`, `!...`, `x = %...`, `x = !...`, `obj?`.
 IPYTHON_LINE = re.compile(r"^\s*(?:[%!]|[\w.]+\s*=\s*[%!]|[\w.]+\?\??\s*$|\?)")
@@ -151,7 +153,7 @@ def strip_ipython(source: str) -> tuple[str, tuple[str, ...]]:
     return "\n".join(lines), tuple(skipped)
 
 
-# ---- running the cells: only where student code runs (grader.student.executor) ----
+# ---- running the cells: only where student code runs (grader.student.imports) ----
 
 
 def run_notebook(path: Path, module_name: str, passthrough: tuple[type[BaseException], ...] = ()) -> tuple[ModuleType, list[str]]:
@@ -159,8 +161,6 @@ def run_notebook(path: Path, module_name: str, passthrough: tuple[type[BaseExcep
     was skipped and which cells raised). A cell that raises, even with SystemExit or
     KeyboardInterrupt, is noted and the next cell runs; `passthrough` exceptions (the grader's own
     time limit) end the run."""
-    from grader.student.executor import student_frames
-
     notebook = read_notebook(path)
     module = ModuleType(module_name)
     module.__file__ = str(path)
@@ -175,8 +175,6 @@ def run_notebook(path: Path, module_name: str, passthrough: tuple[type[BaseExcep
             if isinstance(exc, passthrough):
                 raise
             if isinstance(exc, SyntaxError):
-                from grader.student.submission import format_syntax_error
-
                 error = format_syntax_error(exc)
             else:
                 error = student_frames(exc)

@@ -1,13 +1,16 @@
-"""Find and import the code being graded: the student's stubs, the reference solutions, or a
-submitted folder; and show errors with the student's frames only."""
+"""Find the code being graded: the student's stubs, the reference solutions, a submitted folder
+or notebook, or the functions a notebook kernel holds; and import a trusted reference solution."""
 
 from __future__ import annotations
 
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Literal
+
+from grader.student.imports import KERNEL_NAMESPACE, ImportFailed
+from grader.student.imports import import_file as import_in_this_process
+from grader.student.notebook_cells import NotebookError, read_notebook
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # submission: a folder of modules (or of notebooks); notebook: one .ipynb file; namespace: the
@@ -31,8 +34,6 @@ class GradedSource:
         if submission:
             folder = Path(submission).expanduser().resolve()
             if folder.suffix == ".ipynb" and folder.is_file():
-                from grader.student.notebook_cells import NotebookError, read_notebook
-
                 try:
                     read_notebook(folder)  # bad input is refused now, in one line, not once per exercise
                 except NotebookError as exc:
@@ -48,8 +49,6 @@ class GradedSource:
     @classmethod
     def namespace(cls) -> GradedSource:
         """The functions defined in this process's ``__main__`` (a Jupyter kernel's namespace)."""
-        from grader.student.executor import KERNEL_NAMESPACE
-
         return cls("namespace", Path(KERNEL_NAMESPACE))
 
     def module_path(self, exercise: str, topic: str) -> Path:
@@ -84,45 +83,7 @@ def notebook_for(folder: Path, exercise: str) -> Path | None:
 def import_file(path: Path, module_name: str) -> ModuleType:
     """Import one trusted file (a reference solution) as `module_name`, fresh; errors become
     SubmissionImportError. Student modules are imported by grader.student.executor instead."""
-    from grader.student.executor import ImportFailed
-    from grader.student.executor import import_file as import_in_this_process
-
     try:
         return import_in_this_process(path, module_name)
     except ImportFailed as exc:
         raise SubmissionImportError(str(exc)) from None
-
-
-def format_syntax_error(exc: SyntaxError) -> str:
-    where = f"{Path(exc.filename).name if exc.filename else '?'}, line {exc.lineno}"
-    lines = [f"SyntaxError in {where}: {exc.msg}"]
-    if exc.text:
-        lines.append("    " + exc.text.rstrip("\n"))
-        if exc.offset:
-            lines.append("    " + " " * (exc.offset - 1) + "^")
-    return "\n".join(lines)
-
-
-def student_traceback(exc: BaseException, student_dirs: list[Path]) -> str:
-    """The traceback cut down to frames in the student's files, then the error itself."""
-    roots = [d.resolve() for d in student_dirs]
-    frames = [
-        frame
-        for frame in traceback.extract_tb(exc.__traceback__)
-        if any(_is_within(Path(frame.filename), root) for root in roots) and not Path(frame.filename).name.startswith("test_")
-    ]
-    error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    return "\n".join([*format_frames(frames), error])
-
-
-def format_frames(frames: list[traceback.FrameSummary]) -> list[str]:
-    """Frames as a student reads them: file name, line, function, the line of code."""
-    return [f'  File "{Path(f.filename).name}", line {f.lineno}, in {f.name}\n    {f.line}' for f in frames]
-
-
-def _is_within(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root)
-        return True
-    except (ValueError, OSError):
-        return False

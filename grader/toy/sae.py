@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from grader.judging.prompts import CLEAN_PROMPT
+from grader.models import MODELS, load_model
 from grader.toy.corpus import generate
 
 if TYPE_CHECKING:
@@ -255,8 +257,6 @@ class ShipReport:
 def build(folder: Path = SAE_DIR) -> ShipReport:
     from safetensors.torch import save_file
 
-    from grader.models import MODELS, load_model
-
     torch.set_num_threads(1)  # bitwise reproducible on one CPU thread
     model = load_model(MODELS["toy-gpt2"], "cpu")
     activations = collect_activations(model, generate(SHIP_DOCS, SHIP_DATA_SEED))
@@ -282,8 +282,6 @@ def build(folder: Path = SAE_DIR) -> ShipReport:
 
 def card_latents(model: TransformerBridge, params: dict[str, Tensor]) -> dict[str, int]:
     """The latent most active on a few words of "The capital of France is": what the card shows."""
-    from grader.judging.prompts import CLEAN_PROMPT
-
     tokens = model.to_tokens(CLEAN_PROMPT)
     _, cache = model.run_with_cache(tokens, names_filter=HOOK_POINT)
     latents = encode(params, cache[HOOK_POINT][0].float())

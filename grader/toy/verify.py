@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from grader.models import boot
 from grader.toy.corpus import CAPITALS, NAMES
 
 if TYPE_CHECKING:
@@ -166,8 +167,6 @@ def sha256_file(path: Path) -> str:
 def load(folder: Path) -> TransformerBridge:
     """Boot the saved folder the way students do, never touching the network."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from grader.models import boot
-
     return boot(str(folder), "cpu")
 
 
