@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from grader.project import PROJECT_ROOT
+
 if TYPE_CHECKING:  # importing transformer_lens costs seconds; only the loader needs it
     from transformer_lens.model_bridge import TransformerBridge
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = PROJECT_ROOT
 TOY_MODEL_DIR = REPO_ROOT / "fixtures" / "models" / "toy-gpt2"
 TOY_BUILD_COMMAND = "mechgrade toy build"
 ENV_MODEL = "MECHGRADE_MODEL"

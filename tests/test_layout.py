@@ -17,9 +17,11 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "grader"
 
-# What each folder may import, besides itself (the layers, from the ground up). The top-level
-# modules (cli, plugin, the package's face) are entry points and may import any of these.
+# What each folder may import, besides itself and the ground floor (the layers, from the ground
+# up). The top-level modules (cli, plugin, the package's face) are entry points: they may import any.
+GROUND = {"project"}  # where the course project is: every layer may ask
 MAY_IMPORT: dict[str, set[str]] = {
+    "project": set(),
     "models": set(),
     "student": {"models"},
     "sandbox": {"student", "models"},
@@ -90,8 +92,8 @@ GRAPH = arrows()
 def folder_of(module: str) -> str | None:
     """'student' for grader.student.executor; None for the top-level entry points."""
     parts = module.split(".")
-    if len(parts) == 2 and parts[1] == "models":
-        return "models"
+    if len(parts) == 2 and parts[1] in ("models", "project"):
+        return parts[1]
     return parts[1] if len(parts) > 2 or (len(parts) == 2 and (PACKAGE / parts[1]).is_dir()) else None
 
 
@@ -170,7 +172,7 @@ def test_each_folder_imports_only_the_layers_below_it(importer: str) -> None:
     folder = folder_of(importer)
     if folder is None:
         return  # an entry point: cli, plugin, the package's face
-    allowed = MAY_IMPORT[folder] | {folder}
+    allowed = MAY_IMPORT[folder] | {folder} | GROUND
     for target, line in GRAPH[importer].items():
         assert folder_of(target) in allowed, (
             f"{MODULES[importer].relative_to(PACKAGE.parent)}:{line} imports {target}, but "
@@ -186,6 +188,12 @@ def test_each_folder_says_what_it_is_for_and_what_it_may_import(folder: str) -> 
     assert len(docstring.split()) >= 8, f"grader/{folder}/__init__.py: say in its docstring what the folder is for"
     assert "May import" in docstring, f"grader/{folder}/__init__.py: say what the folder may import"
     assert folder in MAY_IMPORT, f"grader/{folder}/: give it a row in MAY_IMPORT"
+
+
+def test_the_layer_rules_name_only_folders_that_exist() -> None:
+    for folder, allowed in MAY_IMPORT.items():
+        for name in {folder, *allowed}:
+            assert (PACKAGE / name).is_dir() or (PACKAGE / f"{name}.py").is_file(), name
 
 
 def late_imports() -> Iterator[tuple[str, int, str]]:

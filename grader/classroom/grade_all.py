@@ -29,13 +29,14 @@ from typing import IO, Any
 from grader.classroom.gradebook import gradebook_from
 from grader.classroom.inputs import Submission, exercise_topics, find_submissions
 from grader.classroom.page import write_gradebook
+from grader.project import PROJECT_ROOT
 from grader.reports.gradescope import (
     record_abnormal_end,
     write_failure_results,
     write_json_atomic,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = PROJECT_ROOT
 STAGING = ".staging"
 INPUTS = ".inputs"
 JOB_UID_BASE = 2_000_000_000  # grading processes >= 2 run their workers as uids with no account

@@ -37,8 +37,9 @@ from grader.judging.fixtures import (
     refresh_command,
 )
 from grader.models import MODELS
+from grader.project import PROJECT_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = PROJECT_ROOT
 INCLUDED = ["pyproject.toml", "README.md", "grader", "exercises", "fixtures"]
 REQUIRED = ["pyproject.toml", "grader", "exercises"]
 SOLUTIONS = "solutions"  # exported for the drift check only; never zipped

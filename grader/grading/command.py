@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 from grader.models import MODELS
+from grader.project import PROJECT_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = PROJECT_ROOT
 EXERCISES_DIR = REPO_ROOT / "exercises"
 # Where a grading run writes its HTML report unless told otherwise, relative to the project.
 DEFAULT_REPORT = Path("reports") / "report.html"

@@ -27,9 +27,10 @@ from typing import Any, Literal
 import numpy as np
 
 from grader.judging.compare import Tolerance, compare, to_numpy
+from grader.project import PROJECT_ROOT
 
 FORMAT_VERSION = 1
-FIXTURES_DIR = Path(__file__).resolve().parents[2] / "fixtures"
+FIXTURES_DIR = PROJECT_ROOT / "fixtures"
 # refresh-incomplete: also write exercises whose reference fails a check (benchmarks on random weights)
 Mode = Literal["use", "refresh", "check", "refresh-incomplete"]
 

@@ -21,7 +21,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from grader.project import PROJECT_ROOT
+
+REPO_ROOT = PROJECT_ROOT
 EXERCISES_DIR = REPO_ROOT / "exercises"
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 

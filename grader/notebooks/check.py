@@ -14,19 +14,19 @@ grades a submitted notebook with ``mechgrade grade --isolate --submission work.i
 from __future__ import annotations
 
 import html
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from grader.grading.command import DEFAULT_REPORT
 from grader.grading.session import PRESET_KEY, Preset
+from grader.project import PROJECT_ROOT
 from grader.reports.terminal import render_terminal
 from grader.student import runtime
 from grader.student.model_guard import ModelGuard
 from grader.student.submission import GradedSource
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = PROJECT_ROOT
 EXERCISES_DIR = REPO_ROOT / "exercises"
 REPORT_HEIGHT_PX = 640
 

@@ -8,11 +8,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Literal
 
+from grader.project import PROJECT_ROOT
 from grader.student.imports import KERNEL_NAMESPACE, ImportFailed
 from grader.student.imports import import_file as import_in_this_process
 from grader.student.notebook_cells import NotebookError, read_notebook
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = PROJECT_ROOT
 # submission: a folder of modules (or of notebooks); notebook: one .ipynb file; namespace: the
 # functions a notebook kernel holds (grader.notebooks.check.check), graded in that kernel's process.
 SourceKind = Literal["exercises", "solutions", "submission", "notebook", "namespace"]

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from grader.judging.prompts import CLEAN_PROMPT
 from grader.models import MODELS, load_model
+from grader.project import PROJECT_ROOT
 from grader.toy.corpus import generate
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ L1_PER_NORM = 2.0 / 15.54  # l1_coeff 2.0 on toy-gpt2, whose mean activation nor
 VARIANCE_MARGIN, L0_FACTOR, L0_MARGIN, DEAD_MARGIN = 0.10, 1.5, 10.0, 0.20
 
 # The shipped reference SAE (toy-gpt2 only): more data and steps than a check can afford.
-SAE_DIR = Path(__file__).resolve().parent.parent.parent / "fixtures" / "models" / "toy-gpt2-sae"
+SAE_DIR = PROJECT_ROOT / "fixtures" / "models" / "toy-gpt2-sae"
 WEIGHTS = "sae.safetensors"
 SHIP_DOCS, SHIP_DATA_SEED, SHIP_STEPS, SHIP_LR, SHIP_L1 = 3000, 100, 3000, 1e-3, 2.0
 CARD_HEADING = "## Sparse autoencoder (exercise 07)"
