@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import re
-import shutil
 import struct
-import subprocess
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pytest
 import torch
+from browser import CHROMIUM, Rendered, render
 from sample_results import XSS, figure_count, png_base64, sample_run
 
 matplotlib.use("Agg")
@@ -224,11 +222,8 @@ def test_heatmap_rejects_labels_that_do_not_match_the_shape() -> None:
 
 # --- in a real browser ----------------------------------------------------------------------
 
-CHROMIUM = shutil.which("chromium") or (
-    "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
-)
-
-# Runs before the page's CSP meta is parsed, so it is allowed; its listeners fire later.
+# Runs before the page's CSP meta is parsed, so it is allowed; its listeners fire later. It writes
+# #harness-result when it is done: the test waits for that element, not for a time budget.
 HARNESS = """<script>
 window.__errors = [];
 addEventListener("error", e => __errors.push("error: " + (e.message || e.target.outerHTML)), true);
@@ -255,47 +250,21 @@ def test_report_renders_in_headless_chromium_with_every_image_decoded(tmp_path: 
     run: RunResult = sample_run()
     heatmap = heatmap_artifact(np.eye(4), list("abcd"), list("abcd"), "real heatmap", group="L0H7")
     run.exercises[0].tests[0].figures.append(heatmap)
-    outcome, result = _render_in_chromium(render_html(run), tmp_path)
+    rendered = _render_in_chromium(render_html(run), tmp_path)
+    outcome = rendered.result
     assert (outcome["ok"], outcome["total"], outcome["errors"]) == (figure_count(run), figure_count(run), [])
     assert figure_count(run) == 4
     # The report has no script and the harness logs nothing: any console line (an uncaught
     # error, a CSP violation) is a fault.
-    console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
-    assert console == []
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in result.stdout  # still text in the live DOM
+    assert rendered.console == []
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in rendered.dom  # still text in the live DOM
 
 
-def _render_in_chromium(report: str, tmp_path: Path, width: int = 1280) -> tuple[dict, subprocess.CompletedProcess]:
-    """Load `report` in headless Chromium at `width` px; what the harness measured, and the run."""
+def _render_in_chromium(report: str, tmp_path: Path, width: int = 1280) -> Rendered:
+    """Load `report` in headless Chromium at `width` px, once the harness has measured it."""
     harness = tmp_path / "harness.html"
     harness.write_text(report.replace("<head>", "<head>\n" + HARNESS, 1), encoding="utf-8")
-    result = subprocess.run(
-        [
-            str(CHROMIUM),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--enable-logging=stderr",
-            "--v=0",
-            f"--window-size={width},1000",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            harness.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    found = re.search(r'<div id="harness-result">(.*?)</div>', result.stdout)
-    assert found, f"harness did not report; stderr:\n{result.stderr[-2000:]}"
-    return json.loads(html.unescape(found.group(1))), result
+    return render(harness, "harness-result", tmp_path / "profile", width=width)
 
 
 def _failed_pattern_run(monkeypatch: pytest.MonkeyPatch) -> RunResult:
@@ -321,7 +290,7 @@ def test_a_failed_pattern_shows_expected_got_and_difference_within_1280_px(tmp_p
     run = _failed_pattern_run(monkeypatch)
     picture = run.exercises[0].tests[0].checks[0].picture
     assert picture is not None and "pattern of layer 0, head 1" in picture.title
-    outcome, _ = _render_in_chromium(render_html(run), tmp_path, width=1280)
+    outcome = _render_in_chromium(render_html(run), tmp_path, width=1280).result
     assert outcome["errors"] == [] and outcome["ok"] == outcome["total"] == figure_count(run) + 1
     assert outcome["pictures"] == ["pattern of layer 0, head 1: expected, got and their difference"]
     assert outcome["pageWidth"] <= 1280, f"the page is {outcome['pageWidth']} px wide: something overflows"
