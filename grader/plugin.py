@@ -115,6 +115,7 @@ class GradingHooks:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.collection_errors: list[str] = []
+        self.refused: str | None = None  # why the graded source was refused (a notebook too large, ...)
         self.drift_text: str | None = None
         self.final_run: RunResult | None = None  # what the reports were made from, for the terminal too
 
@@ -131,7 +132,8 @@ class GradingHooks:
         try:
             grading = GradingSession(Options.from_config(self.config),
                                      guard=self.config.stash.get(PRESET_KEY, Preset()).guard)
-        except ValueError as exc:
+        except ValueError as exc:  # the student sees why in results.json and the report, not only on stderr
+            self.refused = str(exc)
             raise pytest.UsageError(str(exc)) from None
         self.config.stash[SESSION_KEY] = grading
         for item in graded:
@@ -329,12 +331,18 @@ class GradingHooks:
         write_gradescope(run or grading.run_result(), grading.options.gradescope_json)
 
     def _write_empty_gradescope(self) -> None:
-        """An LMS gets a results.json even when no graded check could be collected."""
+        """An LMS gets a results.json even when no graded check could be collected; a refused
+        submission also gets an HTML report that says why."""
+        reason = "\n".join(filter(None, [self.refused, *self.collection_errors])) or "no graded checks were collected"
         path = self.config.getoption("mechgrade_gradescope_json")
-        if not path:
-            return
-        reason = "\n".join(self.collection_errors) or "no graded checks were collected"
-        write_failure_results(Path(path), f"grading could not start: {reason}")
+        if path:
+            write_failure_results(Path(path), f"grading could not start: {reason}")
+        report = self.config.getoption("mechgrade_report_html")
+        if self.refused is not None and report != "":
+            graded = self.config.getoption("mechgrade_submission") or "the submission"
+            run = RunResult(model_id="none", model_reason="grading could not start", device="none", graded=graded,
+                            errors=[f"grading could not start: {reason}"])
+            write_html(run, Path(report) if report else Path(self.config.rootpath) / DEFAULT_REPORT)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         grading = self.grading

@@ -10,7 +10,9 @@ Each submission is one in-process pytest run with `--isolate`, exactly as `mechg
 --isolate --submission` grades it, except that the model and the template come from the first
 run (grader.sandbox.start.keep_template_across_runs). Workers are fresh forks of a template that
 never ran student code, each submission's files live in a scratch folder of its own, removed (and
-its processes killed) before the next submission starts: no student's code sees another's.
+its processes killed) before the next submission starts, and what the workers' user left in the
+shared temporary folders (/tmp, /var/tmp, /dev/shm) is removed before and after each submission
+(grader.sandbox.shared_temp): no student's code sees another's.
 
 Requests come on stdin, one JSON object a line: {"submission": PATH, "staging": DIR}; the reply
 is one JSON line on the stdout this process started with. pytest's own output goes to
@@ -31,6 +33,7 @@ from typing import Any, TextIO
 
 from grader.grading.command import GRADING_ENV, REPO_ROOT, pytest_command
 from grader.sandbox import start
+from grader.sandbox.shared_temp import private_uid, sweep
 from grader.sandbox.isolated import die_with_parent
 
 RESTART = "restart"  # the reply's status when this process must be replaced
@@ -80,7 +83,13 @@ def main(argv: list[str] | None = None) -> int:
         if kept is not None and not kept.template.alive():
             replies.write(json.dumps({"status": RESTART}) + "\n")
             return 3
+        uid = private_uid()
+        if uid is not None:  # what a killed run or the last submission left in /tmp is nobody's to read
+            sweep(uid)
         reply = grade_one(options, request["submission"], Path(request["staging"]), quiet)
+        if uid is not None:  # nothing the workers made outlives the submission
+            for path in sweep(uid)[:10]:
+                print(f"mechgrade job: could not remove the workers' file {path}", file=sys.stderr)
         replies.write(json.dumps(reply) + "\n")
         settle_memory()
     return 0
