@@ -261,6 +261,7 @@ def test_a_status_cell_is_a_few_hundred_characters_and_results_json_keeps_it_all
     ("old.ipynb", notebook("x = 1", nbformat=3)),
     ("latin1.ipynb", notebook("x = 'é'").replace(b"\\u00e9", b"\xe9")),
     ("nocells.ipynb", b'{"nbformat": 4}'),
+    ("utf16.ipynb", notebook("x = 1").decode().encode("utf-16")),
 ])
 def test_grade_all_and_grade_submission_read_a_notebook_alike(tmp_path: Path, name: str, content: bytes) -> None:
     klass = tmp_path / "class"

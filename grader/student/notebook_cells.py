@@ -17,6 +17,7 @@ early. Running is the executor's business and happens only where student code ma
 from __future__ import annotations
 
 import ast
+import codecs
 import itertools
 import json
 import linecache
@@ -107,15 +108,14 @@ def read_notebook(path: Path) -> Notebook:
 
 def notebook_from_bytes(raw: bytes, name: str) -> Notebook:
     """The one way a notebook is read, here and in grade-all (grader.classroom.inputs): at most
-    MAX_NOTEBOOK_BYTES, UTF-8 (a byte-order mark allowed, as json.loads allows one in bytes), JSON
+    MAX_NOTEBOOK_BYTES, UTF-8 (a byte-order mark allowed, as Jupyter allows one), JSON
     nested at most MAX_NOTEBOOK_DEPTH deep, nbformat 4 (parse_notebook)."""
     if len(raw) > MAX_NOTEBOOK_BYTES:
         raise NotebookError(_too_large(name, len(raw)))
-    try:
-        text = raw.decode(json.detect_encoding(raw))
-    except (UnicodeDecodeError, LookupError):
+    try:  # by hand, not "utf-8-sig": a worker may not import a codec the template did not load
+        text = raw.removeprefix(codecs.BOM_UTF8).decode("utf-8")
+    except UnicodeDecodeError:
         raise NotebookError(f"{name} is not a notebook: it is not text (UTF-8 JSON)") from None
-    text = text.removeprefix("\ufeff")
     if nests_deeper(text, MAX_NOTEBOOK_DEPTH):
         raise NotebookError(f"{name} is not a notebook: its JSON is nested more than {MAX_NOTEBOOK_DEPTH} deep")
     try:
