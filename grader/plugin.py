@@ -89,6 +89,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "what an autograder uses; Linux only")
     group.addoption("--worker-memory", dest="mechgrade_worker_memory", default=4096, type=int, metavar="MIB",
                     help="with --isolate: memory a worker may allocate beyond its size at start (default 4096)")
+    group.addoption("--staging-note", dest="mechgrade_staging_notes", action="append", default=[], metavar="TEXT",
+                    help="a note for the reports on what was left out of the submission (grade-all's; repeatable)")
     group.addoption("--fixtures-mode", dest="mechgrade_fixtures_mode", default="use",
                     choices=["use", "refresh", "check", "refresh-incomplete"],
                     help="use: compare with stored expected values; refresh/check: what "
@@ -135,6 +137,7 @@ class GradingHooks:
         except ValueError as exc:  # the student sees why in results.json and the report, not only on stderr
             self.refused = str(exc)
             raise pytest.UsageError(str(exc)) from None
+        grading.notes.extend(self.config.getoption("mechgrade_staging_notes"))  # links skipped, ... (grade-all)
         self.config.stash[SESSION_KEY] = grading
         for item in graded:
             self._register(grading, item)

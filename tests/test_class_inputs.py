@@ -172,8 +172,8 @@ def test_a_huge_notebook_is_refused_by_its_size_before_it_is_read(tmp_path: Path
         handle.truncate(2**30)  # 1 GiB, sparse: reading it would take a gigabyte
     submission = found(klass, tmp_path)["huge.ipynb"]
     assert submission.path is None
-    assert submission.problems == ["not a valid notebook: huge.ipynb is 1024.0 MiB, over the "
-                                   f"{MAX_NOTEBOOK_BYTES / 2**20:g} MiB limit; not read"]
+    assert submission.problems == [("not a valid notebook: huge.ipynb is 1024.0 MiB, over the "
+                                    f"{MAX_NOTEBOOK_BYTES / 2**20:g} MiB limit; not read")]
 
 
 def test_deep_json_and_deep_folders_are_lines_not_crashes(tmp_path: Path) -> None:
@@ -188,8 +188,8 @@ def test_deep_json_and_deep_folders_are_lines_not_crashes(tmp_path: Path) -> Non
         fd = child
     os.close(fd)
     submissions = found(klass, tmp_path)
-    assert submissions["deep.ipynb"].problems == ["not a valid notebook: deep.ipynb is not a notebook: its JSON is "
-                                                  "nested more than 100 deep"]
+    assert submissions["deep.ipynb"].problems == [("not a valid notebook: deep.ipynb is not a notebook: its JSON is "
+                                                   "nested more than 100 deep")]
     assert staged(submissions["ok"]) == {"03/attention.py": "# ok"} and submissions["ok"].problems == []
 
 
@@ -198,16 +198,16 @@ def test_zip_bombs_and_crowded_zips_are_refused_by_what_they_declare(tmp_path: P
     klass.mkdir()
     monkeypatch.setattr(inputs, "MAX_ZIP_BYTES", 2**20)
     monkeypatch.setattr(inputs, "MAX_ZIP_ENTRIES", 100)
-    with zipfile.ZipFile(klass / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as bundle:
-        with bundle.open("attention.py", "w") as member:
-            for _ in range(4):
-                member.write(b"#" * 2**20)  # 4 MiB that compress to a few KiB
+    with zipfile.ZipFile(klass / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as bundle, \
+            bundle.open("attention.py", "w") as member:
+        for _ in range(4):
+            member.write(b"#" * 2**20)  # 4 MiB that compress to a few KiB
     with zipfile.ZipFile(klass / "crowd.zip", "w") as bundle:
         for i in range(150):
             bundle.writestr(f"crowd/{i}/notes.txt", "x")
     submissions = found(klass, tmp_path)
-    assert submissions["bomb.zip"].problems == ["bomb.zip: the zip is too large (1 entries that unpack to 4 MiB; "
-                                                "the limits are 100 entries and 1 MiB)"]
+    assert submissions["bomb.zip"].problems == [("bomb.zip: the zip is too large (1 entries that unpack to 4 MiB; "
+                                                 "the limits are 100 entries and 1 MiB)")]
     assert submissions["crowd.zip"].problems[0].startswith("crowd.zip: the zip is too large (150 entries")
     assert not list((tmp_path / "staging").rglob("*.py"))
 
@@ -219,9 +219,9 @@ def test_many_claims_give_a_short_line(tmp_path: Path) -> None:
         for i in range(15_000):
             bundle.writestr(f"many/deep/{i}/x/attention.py", "")
     problems = found(klass, tmp_path)["many.zip"].problems
-    assert problems == ["exercise 03: many/deep/0/x/attention.py, many/deep/1/x/attention.py, "
-                        "many/deep/10/x/attention.py and 14997 more is nested too deep; put it at attention.py "
-                        "or 03/attention.py"]
+    assert problems == [("exercise 03: many/deep/0/x/attention.py, many/deep/1/x/attention.py, "
+                         "many/deep/10/x/attention.py and 14997 more is nested too deep; put it at attention.py "
+                         "or 03/attention.py")]
 
 
 def test_an_entry_that_fails_to_read_is_its_own_line(tmp_path: Path, monkeypatch) -> None:
@@ -300,7 +300,7 @@ def test_grade_submission_puts_why_a_notebook_was_refused_in_results_json_and_th
 def test_a_cell_a_spreadsheet_would_run_starts_with_a_quote(text: str) -> None:
     assert spreadsheet_safe(text) == "'" + text
     book = Gradebook([Row(text, {"03": 1.0}, {"03": 2.0}, status=text, report=text)])
-    header, row = list(csv.reader(io.StringIO(book.csv_text(), newline="")))
+    _, row = list(csv.reader(io.StringIO(book.csv_text(), newline="")))
     assert row[0] == row[-2] == row[-1] == "'" + text  # file, grading_status, report
     assert [float(cell) for cell in row[1:-2]] == [1, 1, 2, 50]  # the numbers stay numbers
 

@@ -216,9 +216,6 @@ def _file(out: Path, submission: Submission, staging: Path, progress: Progress, 
         document = json.loads(results.read_text(encoding="utf-8"))
     extra = document.setdefault("extra_data", {})
     extra["mechgrade"] = {"submission": submission.shown, "problems": submission.problems}
-    if submission.problems and document.get("tests"):  # what the student sees on Gradescope, too
-        notes = "\n".join(f"- {problem}" for problem in submission.problems)
-        document["output"] = f"Notes on your submission:\n{notes}\n\n{document.get('output', '')}".rstrip()
     write_json_atomic(document, results)
     os.chmod(staging, 0o755)  # the grader made it root-only while student code ran
     target = out / submission.folder
@@ -328,7 +325,8 @@ def _run_jobs(options: ClassOptions, out: Path, queue: list[Submission], progres
                 if not job.busy and queue:
                     job.submission, job.started = queue.pop(0), time.monotonic()
                     staging = _staging(out, job.submission)
-                    request = {"submission": str(job.submission.path), "staging": str(staging)}
+                    request = {"submission": str(job.submission.path), "staging": str(staging),
+                               "notes": job.submission.problems}  # the report says what was skipped
                     try:
                         assert job.process.stdin is not None
                         job.process.stdin.write(json.dumps(request) + "\n")

@@ -130,9 +130,9 @@ def _find(klass: FolderClass | ZipClass, staging: Path, topics: dict[str, str]) 
             elif name.endswith(".py"):
                 loose.setdefault(_student_of(name[:-3], topics), []).append(name)
             else:
-                found.append(Submission(name, problems=[f"not a submission: {shown(name)} is not a folder, .zip, "
-                                                        ".ipynb or .py file"]))
-        except Exception as exc:  # whatever one entry does, the batch goes on: its line says what
+                what = f"not a submission: {shown(name)} is not a folder, .zip, .ipynb or .py file"
+                found.append(Submission(name, problems=[what]))
+        except Exception as exc:  # noqa: BLE001 (whatever one entry does, the batch goes on: its line says what)
             found.append(Submission(name, problems=[_cut(f"could not be read: {type(exc).__name__}: {exc}")]))
     taken = {s.identity for s in found}
     for files in loose.values():
@@ -140,7 +140,7 @@ def _find(klass: FolderClass | ZipClass, staging: Path, topics: dict[str, str]) 
         identity = identity if identity not in taken else f"{identity} (loose files)"
         try:
             found.append(_from_loose_files(identity, files, klass, staging, topics))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (as above)
             found.append(Submission(identity, problems=[_cut(f"could not be read: {type(exc).__name__}: {exc}")]))
     return found
 
