@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from grader import cli
 from grader.classroom import inputs
 from grader.classroom.gradebook import Gradebook, Row, read_row, spreadsheet_safe
 from grader.classroom.identity import folder_name
@@ -345,3 +346,17 @@ def test_the_sweep_removes_what_the_workers_user_owns_and_nothing_else(tmp_path:
     assert sweep(worker, (shared,)) == []
     assert sorted(p.name for p in shared.rglob("*")) == ["public", "theirs.txt"]
     assert Path("/etc/passwd").exists()
+
+
+# ---- not root ----
+
+
+def test_grade_all_as_an_ordinary_user_refuses_unless_told_to_trust_the_submissions(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # an instructor on a shared server
+    klass, out = tmp_path / "no-such-class", tmp_path / "out"
+    assert cli.main(["grade-all", str(klass), "--out", str(out)]) == 2
+    said = capsys.readouterr().err
+    assert "could change other students' results" in said and "--trust-submissions" in said and not out.exists()
+    assert cli.main(["grade-all", str(klass), "--out", str(out), "--trust-submissions"]) == 2
+    assert "no such folder or zip" in capsys.readouterr().err  # it went on, and stopped for its own reason

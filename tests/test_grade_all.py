@@ -36,13 +36,16 @@ TRANSPOSED = "the pattern is transposed: it must be [query, key], as stored in t
 ATTENTION_PATTERN_POINTS = 3 + 3  # two parametrized checks
 PLOT_ATTENTION_POINTS = 4
 
+# Not root: workers would run as us (grade-all refuses that unless told to trust the submissions).
+TRUST = [] if os.geteuid() == 0 else ["--trust-submissions"]
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="isolated grading needs Linux")
 
 
 def mechgrade(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "grader", *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    trust = TRUST if args[0] == "grade-all" else []
+    return subprocess.run([sys.executable, "-m", "grader", *args, *trust], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def solution(exercise: str) -> str:
@@ -215,7 +218,7 @@ def test_a_stopped_run_resumes_with_only_what_is_missing(tmp_path: Path) -> None
     out = tmp_path / "graded"
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "grader", "grade-all", str(submissions), "--out", str(out), "--model", "toy-gpt2",
-               "--exercise", "03", "--jobs", "1"]
+               "--exercise", "03", "--jobs", "1", *TRUST]
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while not (out / folder_name("ann") / "results.json").exists() and time.monotonic() < deadline:
