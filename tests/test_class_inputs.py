@@ -29,6 +29,7 @@ from grader.student.notebook_cells import MAX_NOTEBOOK_BYTES, NotebookError, rea
 
 REPO = Path(__file__).resolve().parent.parent
 TOPICS = {"02": "cache", "03": "attention"}
+LINK = "is a symbolic link (links are not followed); skipped"
 AS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: ownership and other users' permissions")
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the class is read as Linux reads it")
 
@@ -84,6 +85,27 @@ def test_entries_whose_names_clean_alike_keep_their_own_name_folder_and_work(tmp
     for name in ("x y.ipynb", "x_y.ipynb"):
         path = submissions[name].path
         assert path is not None and path.name == name and b"# " + name[:3].encode() in path.read_bytes()
+
+
+def test_a_class_zip_is_read_entry_by_entry_by_the_same_rules(tmp_path: Path) -> None:
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as bundle:
+        bundle.writestr("bob/03/attention.py", "# bob")
+    link = zipfile.ZipInfo("export/ann/02/cache.py")
+    link.external_attr = (0o120777 << 16)  # a symbolic link, as zip -y stores one
+    with zipfile.ZipFile(tmp_path / "class.zip", "w") as bundle:
+        bundle.writestr("export/ann/03/attention.py", "# ann")
+        bundle.writestr(link, "../../../solutions/02/cache.py")
+        bundle.writestr("export/bob.zip", inner.getvalue())
+        bundle.writestr("export/carol.ipynb", notebook("# carol"))
+        bundle.writestr("export/dave_attention.py", "# dave")
+    submissions = found(tmp_path / "class.zip", tmp_path)
+    assert set(submissions) == {"ann", "bob.zip", "carol.ipynb", "dave_attention.py"}
+    assert staged(submissions["ann"]) == {"03/attention.py": "# ann"}
+    assert submissions["ann"].problems == [f"export/ann/02/cache.py {LINK}"]
+    assert staged(submissions["bob.zip"]) == {"03/attention.py": "# bob"}
+    assert staged(submissions["dave_attention.py"]) == {"03/attention.py": "# dave"}
+    assert b"# carol" in submissions["carol.ipynb"].path.read_bytes()
 
 
 def test_a_folder_name_is_a_readable_slug_and_a_hash_of_the_exact_name() -> None:

@@ -26,7 +26,8 @@ import os
 import shutil
 import stat
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -122,7 +123,8 @@ def _find(klass: FolderClass | ZipClass, staging: Path, topics: dict[str, str]) 
             if kind is not None:
                 found.append(Submission(name, problems=[f"{shown(name)} is {kind}; skipped"]))
             elif klass.is_folder(name):
-                found.append(_from_listing(name, klass.listing(name), staging, topics))
+                with klass.listing(name) as listing:
+                    found.append(_from_listing(name, listing, staging, topics))
             elif name.endswith(".zip"):
                 found.append(_from_zip(name, klass, staging, topics))
             elif name.endswith(".ipynb"):
@@ -167,12 +169,14 @@ class FolderClass:
     def owner(self, name: str) -> Owner:
         return Owner.of(os.stat(name, dir_fd=self.fd, follow_symlinks=False))
 
-    def listing(self, name: str) -> Listing:
+    @contextmanager
+    def listing(self, name: str) -> Iterator[Listing]:
+        """The folder's listing; its files can be read until the block ends."""
         owner = self.owner(name)
         owner.check(os.stat(name, dir_fd=self.fd, follow_symlinks=False), shown(name))
         root = open_dir(self.fd, name)
         try:
-            return _walked(root, owner, f"{shown(name)}/")
+            yield _walked(root, owner, f"{shown(name)}/")
         finally:
             os.close(root)
 
@@ -181,8 +185,7 @@ class FolderClass:
 
 
 def _walked(root: int, owner: Owner, where: str) -> Listing:
-    """A folder's listing, its files read into memory now (only modules, bounded) since the
-    descriptor is closed after."""
+    """A folder's listing; a file is read only when asked for, through `root`, as `owner` could."""
     files: dict[tuple[str, ...], int] = {}
     folders: set[tuple[str, ...]] = set()
     skipped: list[str] = []
@@ -193,22 +196,10 @@ def _walked(root: int, owner: Owner, where: str) -> Listing:
             folders.add(item.parts)
         else:
             files[item.parts] = item.size
-    wanted = {p for p in files if p[-1].endswith(".py") and files[p] <= MAX_MODULE_BYTES}
-    contents: dict[tuple[str, ...], bytes | Refused] = {}
-    for parts in wanted:
-        shown_path = where + "/".join(parts)
-        try:
-            contents[parts] = read_limited(open_beneath(root, parts, owner, shown_path), MAX_MODULE_BYTES, shown_path)
-        except Refused as refused:
-            contents[parts] = refused
 
     def read(parts: tuple[str, ...], limit: int) -> bytes:
-        got = contents.get(parts)
-        if got is None:
-            raise Refused(f"{where}{'/'.join(parts)} was not read")
-        if isinstance(got, Refused):
-            raise got
-        return got
+        shown_path = where + "/".join(parts)
+        return read_limited(open_beneath(root, parts, owner, shown_path), limit, shown_path)
 
     return Listing(files, folders, read, skipped)
 
@@ -227,13 +218,14 @@ class ZipClass:
     def is_folder(self, name: str) -> bool:
         return (*self.root, name) in self.whole.folders
 
-    def listing(self, name: str) -> Listing:
+    @contextmanager
+    def listing(self, name: str) -> Iterator[Listing]:
         prefix = (*self.root, name)
         n = len(prefix)
-        return Listing({p[n:]: size for p, size in self.whole.files.items() if p[:n] == prefix},
+        yield Listing({p[n:]: size for p, size in self.whole.files.items() if p[:n] == prefix},
                        {p[n:] for p in self.whole.folders if p[:n] == prefix and len(p) > n},
                        lambda parts, limit: self.whole.read((*prefix, *parts), limit),
-                       [s for s in self.whole.skipped if s.startswith(f"{shown(name)}/")])
+                       [s for s in self.whole.skipped if s.startswith(shown("/".join(prefix)) + "/")])
 
     def read(self, name: str, limit: int) -> bytes:
         return self.whole.read((*self.root, name), limit)
@@ -268,7 +260,8 @@ def _open_zip(fd: int, name: str, max_bytes: int, max_entries: int) -> zipfile.Z
 
 def zip_listing(bundle: zipfile.ZipFile, name: str) -> Listing:
     """A zip's files and folders (no absolute path, no '..', no link, nothing too deep); a file's
-    bytes are read only when asked for, bounded by what the zip says its size is."""
+    bytes are read only when asked for, bounded by what the zip says its size is. What is skipped
+    is noted by its path in the zip."""
     files: dict[tuple[str, ...], int] = {}
     folders: set[tuple[str, ...]] = set()
     members: dict[tuple[str, ...], zipfile.ZipInfo] = {}
@@ -279,14 +272,14 @@ def zip_listing(bundle: zipfile.ZipFile, name: str) -> Listing:
             continue
         where = "/".join(parts)
         if parts[0] == "/" or ".." in parts:
-            skipped.append(_cut(f"{name}: {where} points outside the zip; skipped"))
+            skipped.append(_cut(f"{where} points outside the zip; skipped"))
             continue
         if len(parts) > MAX_DEPTH + 1:
             continue  # deeper than any module is looked for
         mode = member.external_attr >> 16
         special = kind_of(mode) if mode & 0o170000 else None
         if special:
-            skipped.append(_cut(f"{name}: {where} is {special}; skipped"))
+            skipped.append(_cut(f"{where} is {special}; skipped"))
             continue
         folders.update(parts[:i] for i in range(1, len(parts)))
         if member.is_dir():
@@ -359,7 +352,9 @@ def _from_zip(name: str, klass: FolderClass | ZipClass, staging: Path, topics: d
         return Submission(name, problems=[_cut(f"{shown(name)}: {_zip_problem(exc)}")])
     with bundle:
         try:
-            return _from_listing(name, zip_listing(bundle, shown(name)), staging, topics)
+            listing = zip_listing(bundle, shown(name))
+            listing.skipped = [f"{shown(name)}: {note}" for note in listing.skipped]
+            return _from_listing(name, listing, staging, topics)
         except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
             return Submission(name, problems=[_cut(f"{shown(name)}: {_zip_problem(exc)}")])
         finally:
