@@ -24,32 +24,17 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from class_runs import FULL, REPO, TOPICS, TRUST, mechgrade, solution, write
 from pristine import write_stubs
 
 from grader.classroom.identity import folder_name
 
-REPO = Path(__file__).resolve().parent.parent
 DAVE = "dave_attention.py, dave_cache.py"  # loose files: one submission, named by its files
-TOPICS = {"02": "cache", "03": "attention"}
-FULL = {"02": 23.0, "03": 32.0}
 TRANSPOSED = "the pattern is transposed: it must be [query, key], as stored in the cache"
 ATTENTION_PATTERN_POINTS = 3 + 3  # two parametrized checks
 PLOT_ATTENTION_POINTS = 4
 
-# Not root: workers would run as us (grade-all refuses that unless told to trust the submissions).
-TRUST = [] if os.geteuid() == 0 else ["--trust-submissions"]
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="isolated grading needs Linux")
-
-
-def mechgrade(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
-    trust = TRUST if args[0] == "grade-all" else []
-    return subprocess.run([sys.executable, "-m", "grader", *args, *trust], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def solution(exercise: str) -> str:
-    return (REPO / "solutions" / exercise / f"{TOPICS[exercise]}.py").read_text()
 
 
 def with_function(source: str, replacement: str) -> str:
@@ -66,12 +51,6 @@ def plot_attention(pattern, str_tokens, title=None):
     import os
     os._exit(0)
 ''')
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 def make_class(root: Path) -> Path:

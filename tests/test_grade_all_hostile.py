@@ -19,45 +19,23 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
 import sys
 import uuid
 import zipfile
 from pathlib import Path
 
 import pytest
+from class_runs import FULL, REPO, mechgrade, solution, write
 
 from grader.classroom.identity import folder_name
 
-REPO = Path(__file__).resolve().parent.parent
-TOPICS = {"02": "cache", "03": "attention"}
-FULL = {"02": 23.0, "03": 32.0}
 NFC, NFD = "Zo\u00eb", "Zoe\u0308"
 FORMULAS = ["=HYPERLINK(\"evil.example\",\"y\")", "-1-1", "+1+1", "@SUM(1)"]
 TOKEN = uuid.uuid4().hex
 LEFT_BEHIND = [Path("/tmp") / f"mechgrade-test-{TOKEN}", Path("/dev/shm") / f"mechgrade-test-{TOKEN}"]
 LINK = "is a symbolic link (links are not followed); skipped"
 
-# Not root: workers would run as us (grade-all refuses that unless told to trust the submissions).
-TRUST = [] if os.geteuid() == 0 else ["--trust-submissions"]
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="isolated grading needs Linux")
-
-
-def mechgrade(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
-    trust = TRUST if args[0] == "grade-all" else []
-    return subprocess.run([sys.executable, "-m", "grader", *args, *trust], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def solution(exercise: str) -> str:
-    return (REPO / "solutions" / exercise / f"{TOPICS[exercise]}.py").read_text()
-
-
-def write(path: Path, text: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(text.encode() if isinstance(text, str) else text)
-    return path
 
 
 def make_class(root: Path) -> Path:
