@@ -18,6 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grader.classroom.identity import shown
+
+STATUS_CHARS = 300  # a gradebook cell; the whole reason stays in the submission's results.json
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as a formula (OWASP)
 INCOMPLETE = ("did not reach its end", "ended abnormally", "was stopped after", "The run stopped early")
 HINT_LINE = re.compile(r"^  hint: (.+)$", re.MULTILINE)  # results.json without extra_data
 
@@ -63,7 +67,7 @@ def read_row(results: Path, name: str, report_base: Path | None = None) -> Row:
         tests = document["tests"]
         assert isinstance(tests, list)
     except (OSError, ValueError, KeyError, TypeError, AssertionError) as exc:
-        row.status = f"failed: unreadable results.json ({type(exc).__name__}: {str(exc)[:200]})"
+        row.status = _cut(f"failed: unreadable results.json ({type(exc).__name__}: {exc})", STATUS_CHARS)
         return row
     for test in tests:
         extra = test.get("extra_data") if isinstance(test.get("extra_data"), dict) else {}
@@ -76,7 +80,7 @@ def read_row(results: Path, name: str, report_base: Path | None = None) -> Row:
             hints = tuple(("", hint.strip()) for hint in HINT_LINE.findall(str(test.get("output", ""))))
         row.tests.append(TestLine(exercise, str(test.get("number", "")), str(test.get("name", "")),
                                   test.get("status") == "passed", hints))
-    row.status = _status(document)
+    row.status = _cut(_status(document), STATUS_CHARS)
     report = results.parent / "report.html"
     if report.exists():
         row.report = os.path.relpath(report, report_base) if report_base else str(report)
@@ -97,6 +101,16 @@ def _status(document: dict[str, Any]) -> str:
     return "completed with problems: " + "; ".join(problems) if problems else "completed"
 
 
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - len(" … (see results.json)")] + " … (see results.json)"
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A text cell a spreadsheet shows as text: one starting like a formula gets a leading '
+    (OWASP's CSV-injection rule), so '=HYPERLINK(...)' or '-1-1' is never evaluated."""
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
 def _first_line(text: str, default: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[0][:300] if lines else default
@@ -107,7 +121,11 @@ def _first_line(text: str, default: str) -> str:
 
 def find_results(inputs: list[Path]) -> list[tuple[str, Path]]:
     """(name, results.json) for every input: a results.json (named after its folder), any other
-    .json file (named after itself), a folder holding results.json, or a folder of those."""
+    .json file (named after itself), a folder holding results.json, or a folder of those.
+
+    The name is grade-all's: the exact entry name a results.json records (extra_data.mechgrade.
+    submission), else the folder's or file's exact name. Two results with one name are never
+    merged: each is shown with where it was found."""
     found: list[tuple[str, Path]] = []
     for given in inputs:
         if given.is_file():
@@ -124,12 +142,19 @@ def find_results(inputs: list[Path]) -> list[tuple[str, Path]]:
                     found.append((entry.stem, entry))
         else:
             raise FileNotFoundError(f"{given}: no such file or folder")
-    names: Counter[str] = Counter()
-    unique = []
-    for name, path in found:
-        names[name] += 1
-        unique.append((name if names[name] == 1 else f"{name}-{names[name]}", path))
-    return unique
+    named = [(_recorded_name(path) or name, path) for name, path in found]
+    counts = Counter(name for name, _ in named)
+    return [(shown(name) if counts[name] == 1 else shown(f"{name} ({path})"), path) for name, path in named]
+
+
+def _recorded_name(results: Path) -> str | None:
+    """The entry name grade-all recorded in a results.json; None if it records none."""
+    try:
+        document = json.loads(results.read_text(encoding="utf-8"))
+        name = document["extra_data"]["mechgrade"]["submission"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return name if isinstance(name, str) and name else None
 
 
 # ---- the gradebook ----
@@ -159,12 +184,13 @@ class Gradebook:
         """Otter-Grader's column order: file, one column per question (here: exercise), total,
         possible, percent_correct, grading_status; then the report's path."""
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["file", *self.exercises, "total", "possible", "percent_correct", "grading_status", "report"])
-        for row in self.rows:
-            writer.writerow([row.name, *(_number(row.points.get(ex, 0.0)) for ex in self.exercises),
+        writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180; and a CR in a cell is quoted, not a new row
+        writer.writerow(["file", *map(spreadsheet_safe, self.exercises), "total", "possible", "percent_correct",
+                         "grading_status", "report"])
+        for row in self.rows:  # every text cell made safe; numbers are ours, formatted by _number
+            writer.writerow([spreadsheet_safe(row.name), *(_number(row.points.get(ex, 0.0)) for ex in self.exercises),
                              _number(row.total), _number(self.possible_total), _number(self.percent(row)),
-                             row.status, row.report or ""])
+                             spreadsheet_safe(row.status), spreadsheet_safe(row.report or "")])
         return out.getvalue()
 
     # ---- what the class page shows ----
