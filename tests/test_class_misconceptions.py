@@ -94,6 +94,17 @@ def test_one_mistake_over_many_checks_is_one_row(tmp_path: Path) -> None:
     assert named[0].hint == TRANSPOSED.hint and unnamed == []
 
 
+def test_a_check_that_named_no_mistake_is_one_row_over_its_cases(tmp_path: Path) -> None:
+    book = book_of(tmp_path, {
+        "ann": (graded_test("03", "heads [France>0.3]", failed("highest weight first", "sort by weight")),
+                graded_test("03", "heads [Spain>0.2]", failed("highest weight first", "sort by weight"))),
+        "ben": (graded_test("03", "heads [Spain>0.2]", failed("highest weight first", "sort by weight")),),
+    })
+    named, unnamed = misconceptions(book.rows)
+    assert named == [] and [(m.name, m.students, len(m.checks)) for m in unnamed] == \
+        [("heads › highest weight first", ["ann", "ben"], 2)]
+
+
 def test_dependent_failures_count_under_their_root_cause(tmp_path: Path) -> None:
     dependents = [graded_test("03", f"heads_attending_to case {i}", failed("token_index finds the word", FIX_FIRST, weight=0),
                        failed("every head above the threshold", "loop over every layer and every head"))

@@ -10,10 +10,13 @@ so the ranked table reads as mistakes.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
 from grader.classroom.gradebook import Failure, Row, TestLine
+
+CASE = re.compile(r" \[[^\]]*\]$")  # a parametrized test's case, at the end of its title
 
 
 @dataclass
@@ -62,8 +65,9 @@ def misconceptions(rows: list[Row]) -> tuple[list[Misconception], list[Misconcep
 
 
 def _check_of(test: TestLine, failure: Failure) -> str:
-    """The failed check in words: the test's title without its exercise, and the check's name."""
-    title = test.title.split(" · ", 1)[-1]
+    """The failed check in words: the test's title without its exercise or its case ("[France>0.3]":
+    the cases of one check are one row), and the soft check's name."""
+    title = CASE.sub("", test.title.split(" · ", 1)[-1])
     return f"{title} › {failure.check}" if failure.check else title
 
 
