@@ -150,12 +150,13 @@ def test_the_class_page_ranks_the_mistakes_and_links_every_report(graded, rows) 
     page = (out / "class.html").read_text()
     assert "<script" not in page and "Content-Security-Policy" in page
     graded_count = sum(1 for r in rows.values() if not r["grading_status"].startswith("not graded"))
-    # wrong/ and dave (and twice/'s losing file is not graded): the transposed pattern, twice in each
-    # of the two parametrized checks; each student counts once per check
-    mistakes = page[page.index('id="mistakes"'):page.index('id="checks"')]
-    first = mistakes.index("<td>the pattern is transposed")
-    assert mistakes[first:].split("</tr>")[0].count(f"2 of {graded_count}") == 1, mistakes[first:first + 600]
-    assert TRANSPOSED in mistakes
+    # wrong/ and dave (and twice/'s losing file is not graded): the transposed pattern, in each of
+    # the two parametrized checks, is one misconception of two students
+    mistakes = page[page.index('id="misconceptions"'):page.index('id="exercises"')]
+    assert mistakes.count('<strong class="mistake">transposed pattern</strong>') == 1, mistakes
+    first = mistakes.index('<strong class="mistake">transposed pattern</strong>')
+    row = mistakes[first:].split("</tr>")[0]
+    assert f'<span class="count">2</span> of {graded_count}' in row and TRANSPOSED in row, row
     for name, row in rows.items():
         if row["report"]:
             assert f'href="{row["report"]}"' in page

@@ -27,12 +27,24 @@ HINT_LINE = re.compile(r"^  hint: (.+)$", re.MULTILINE)  # results.json without 
 
 
 @dataclass(frozen=True)
+class Failure:
+    """A failed check that showed a hint, as results.json carries it."""
+
+    check: str  # the soft check's name ("" when read from an old results.json's output text)
+    hint: str
+    mistake: str | None = None  # the named mistake it showed (grader.judging.mistakes)
+    note: bool = False  # a note: worth nothing, `mistake` is the root cause of the test's failures
+
+
+@dataclass(frozen=True)
 class TestLine:
+    __test__ = False  # not a pytest test class, despite its name
     exercise: str  # "03"
     number: str  # "3.1"
     title: str  # "03 · attention_pattern gives ..."
     passed: bool
-    hints: tuple[tuple[str, str], ...]  # (soft check, hint) of the checks that failed with a hint
+    failures: tuple[Failure, ...]  # the checks that failed with a hint
+    status: str = ""  # grader.judging.results.Status ("not_attempted", ...); "" when not recorded
 
 
 @dataclass
@@ -74,17 +86,35 @@ def read_row(results: Path, name: str, report_base: Path | None = None) -> Row:
         exercise = str(extra.get("exercise") or exercise_of_number(test.get("number", "0")))
         row.points[exercise] = row.points.get(exercise, 0.0) + float(test.get("score") or 0.0)
         row.possible[exercise] = row.possible.get(exercise, 0.0) + float(test.get("max_score") or 0.0)
-        if "hints" in extra:
-            hints = tuple((str(h.get("check", "")), str(h.get("hint", ""))) for h in extra["hints"] if h.get("hint"))
-        else:
-            hints = tuple(("", hint.strip()) for hint in HINT_LINE.findall(str(test.get("output", ""))))
         row.tests.append(TestLine(exercise, str(test.get("number", "")), str(test.get("name", "")),
-                                  test.get("status") == "passed", hints))
+                                  test.get("status") == "passed", _failures(test, extra),
+                                  str(extra.get("status") or _status_word(test))))
     row.status = _cut(_status(document), STATUS_CHARS)
     report = results.parent / "report.html"
     if report.exists():
         row.report = os.path.relpath(report, report_base) if report_base else str(report)
     return row
+
+
+def _failures(test: dict[str, Any], extra: dict[str, Any]) -> tuple[Failure, ...]:
+    """The failed checks of one test entry. A results.json without extra_data gives only the hint
+    lines of its output; one from before mistakes were named gives check and hint, no name."""
+    if not isinstance(extra.get("hints"), list):
+        return tuple(Failure("", hint.strip()) for hint in HINT_LINE.findall(str(test.get("output", ""))))
+    found = []
+    for entry in extra["hints"]:
+        if isinstance(entry, dict) and entry.get("hint"):
+            mistake = entry.get("mistake")
+            found.append(Failure(str(entry.get("check", "")), str(entry["hint"]),
+                                 str(mistake) if mistake else None, entry.get("note") is True))
+    return tuple(found)
+
+
+def _status_word(test: dict[str, Any]) -> str:
+    """A test's status from the first word of its output ("not attempted: 0 / 3 points"), for a
+    results.json whose extra_data does not record it."""
+    first = str(test.get("output", "")).split(":", 1)[0].strip()
+    return {"not attempted": "not_attempted", "timed out": "timed_out"}.get(first, first)
 
 
 def _status(document: dict[str, Any]) -> str:
@@ -213,20 +243,6 @@ class Gradebook:
                 entry[1] += test.passed
                 entry[2] += 1
         return sorted(((n, t, p, g) for n, (t, p, g) in seen.items()), key=lambda x: _number_key(x[0]))
-
-    def mistakes(self) -> list[tuple[str, str, int, list[str]]]:
-        """(hint, where, students, their names): every hint a failed check showed, by how many
-        students saw it (each student once per hint and check)."""
-        students: dict[tuple[str, str], list[str]] = {}
-        for row in self.rows:
-            for test in row.tests:
-                for check, hint in dict.fromkeys(test.hints):
-                    where = test.title + (f" › {check}" if check else "")
-                    names = students.setdefault((hint, where), [])
-                    if row.name not in names:
-                        names.append(row.name)
-        ranked = sorted(students.items(), key=lambda kv: (-len(kv[1]), kv[0][1], kv[0][0]))
-        return [(hint, where, len(names), names) for (hint, where), names in ranked]
 
     @property
     def graded_count(self) -> int:
