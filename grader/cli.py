@@ -193,11 +193,11 @@ def grade(args: argparse.Namespace) -> int:
 
 def grade_all(args: argparse.Namespace) -> int:
     """Grade a class in --jobs long-lived processes (grader.classroom.grade_all)."""
-    from grader.classroom.grade_all import ClassOptions  # late: loaded per command
+    from grader.classroom.grade_all import MAX_JOBS, ClassOptions  # late: loaded per command
     from grader.classroom.grade_all import grade_all as run  # late: loaded per command
 
-    if args.jobs < 1:
-        raise SystemExit("mechgrade grade-all: --jobs must be at least 1")
+    if not 1 <= args.jobs <= MAX_JOBS:
+        raise SystemExit(f"mechgrade grade-all: --jobs must be between 1 and {MAX_JOBS}")
     if os.geteuid() != 0 and not args.trust_submissions:
         # Workers then run as the grader's own user, who owns OUT/: one student's code could
         # rewrite another's results.json or grades.csv. Root gives each grading process a uid of its own.

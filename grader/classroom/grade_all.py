@@ -42,7 +42,9 @@ from grader.reports.gradescope import (
 REPO_ROOT = PROJECT_ROOT
 STAGING = ".staging"
 INPUTS = ".inputs"
-JOB_UID_BASE = 2_000_000_000  # grading processes >= 2 run their workers as uids with no account
+JOB_UID_BASE = 2_000_000_000  # grading processes run their workers as uids with no account, from here
+MAX_JOBS = 256  # uids one grade-all reserves, one per grading process
+PID_LIMIT = 2**22  # the kernel's largest pid (PID_MAX_LIMIT): BASE + PID_LIMIT * MAX_JOBS < 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -258,22 +260,26 @@ def _start_job(options: ClassOptions, out: Path, index: int) -> Job:
         # Two students' workers at once must not share a user, or one could read the other's files
         # (through /proc/<pid>/cwd) or signal it: each grading process gets a uid of its own, which
         # nothing else runs as, so what it owns in /tmp can be removed between submissions (job.py).
-        env["MECHGRADE_WORKER_USER"] = f"#{_free_uid(JOB_UID_BASE + index)}"
+        env["MECHGRADE_WORKER_USER"] = f"#{job_uid(index)}"
     # Its own session: Ctrl-C reaches this process only, which then stops the jobs itself.
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                                text=True, env=env, start_new_session=True)
     return Job(process, log=log)
 
 
-def _free_uid(uid: int) -> int:
+def job_uid(index: int, pid: int | None = None) -> int:
+    """The uid grading process `index` of this grade-all runs its workers as. Two grade-all runs at
+    once have different pids, hence different uids: what one removes of its workers' files in /tmp
+    is never the other's (a shared uid let one run delete another's worker folders mid-import)."""
     import pwd
 
-    while True:
-        try:
-            pwd.getpwuid(uid)
-        except KeyError:
-            return uid
-        uid += 1000
+    uid = JOB_UID_BASE + (os.getpid() if pid is None else pid) % PID_LIMIT * MAX_JOBS + index % MAX_JOBS
+    try:
+        account = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return uid
+    raise ValueError(f"uid {uid} belongs to the account {account!r}; grade as another user with "
+                     "MECHGRADE_WORKER_USER=#<a uid nothing runs as>")
 
 
 def _stop_job(job: Job) -> int | None:
