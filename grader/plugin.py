@@ -41,12 +41,12 @@ from grader.grading.session import (
 from grader.judging.fixtures import FixtureError, render_drift
 from grader.judging.results import RunResult, TestResult, cap
 from grader.judging.scoring import Grade, points_for
-from grader.models import ModelChoiceError, ModelLoadError
+from grader.models import ModelChoiceError, ModelLoadError, ModelUnavailable, ensure_available
 from grader.reports.gradescope import write_failure_results, write_gradescope
 from grader.reports.html import write_html
 from grader.reports.terminal import render_banner, render_failed_checks, render_terminal
 from grader.sandbox.client import StudentError, WorkerLost
-from grader.sandbox.start import IsolationUnavailable
+from grader.sandbox.start import EnvironmentFault, IsolationUnavailable
 from grader.sandbox.timeouts import GradingTimeout
 from grader.student.executor import TENSOR_ARRAY_WARNING
 from grader.student.frames import student_traceback
@@ -165,15 +165,21 @@ class GradingHooks:
         grading = self.grading
         if grading is None:
             return
+        needs_model = any("model" in getattr(item, "fixturenames", ()) for item in session.items
+                          if item.nodeid in grading.results)
         try:
             choice, device = grading.choice, grading.device
+            if needs_model:
+                ensure_available(choice)  # before any check: seconds, not a minute of hub retries
+        except ModelUnavailable as exc:
+            self._refuse(grading, str(exc))
         except ValueError as exc:  # unknown model id, CUDA asked for but absent
             raise pytest.UsageError(str(exc)) from None
         if grading.options.isolate:
-            needs_model = any("model" in getattr(item, "fixturenames", ()) for item in session.items
-                              if item.nodeid in grading.results)
             try:
                 grading.start_isolation(needs_model)
+            except EnvironmentFault as exc:
+                self._refuse(grading, f"the grading environment is broken: {exc}")
             except (IsolationUnavailable, ModelLoadError, RuntimeError) as exc:
                 raise pytest.UsageError(str(exc)) from None
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -195,6 +201,12 @@ class GradingHooks:
                                   "grading started but did not reach its end: no grade was recorded")
         else:
             self._write_gradescope(grading)
+
+    def _refuse(self, grading: GradingSession, reason: str) -> None:
+        """Stop before any check: the environment cannot grade. The reports say "not graded" and
+        why, never a score; the terminal gets one line."""
+        grading.not_graded = reason
+        raise pytest.UsageError(f"not graded: {reason}")
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -288,6 +300,9 @@ class GradingHooks:
         if grading is None:
             self._write_empty_gradescope()
             return
+        if grading.not_graded:
+            self._write_not_graded(grading)
+            return
         try:
             grading.close_sandbox()  # every process that ran student code is gone before the reports
         except Exception as exc:
@@ -328,6 +343,17 @@ class GradingHooks:
             return
         write_gradescope(run or grading.run_result(), grading.options.gradescope_json)
 
+    def _write_not_graded(self, grading: GradingSession) -> None:
+        run = self.final_run = grading.run_result()
+        run.exercises, run.not_graded = [], grading.not_graded
+        if grading.options.report_html is not None:
+            try:
+                write_html(run, grading.options.report_html)
+            except Exception as exc:  # noqa: BLE001 - the results.json below still says why
+                run.errors.append(f"could not write the HTML report: {exc}")
+        if grading.options.gradescope_json is not None:
+            write_failure_results(grading.options.gradescope_json, f"not graded: {grading.not_graded}")
+
     def _write_empty_gradescope(self) -> None:
         """An LMS gets a results.json even when no graded check could be collected."""
         path = self.config.getoption("mechgrade_gradescope_json")
@@ -341,6 +367,8 @@ class GradingHooks:
         if grading is None:
             return
         terminalreporter.write_line("")
+        if grading.not_graded:  # pytest has printed the one line already
+            return
         if self.drift_text:
             terminalreporter.write_line(self.drift_text)
         path = grading.options.report_html

@@ -115,6 +115,7 @@ class GradingSession:
         self.errors: list[str] = []
         self.notes: list[str] = []  # about the graded code, each once (a notebook is every exercise's module)
         self.interrupted: str | None = None
+        self.not_graded: str | None = None  # the environment could not grade: why (no score is given)
         self._choice: ModelChoice | None = None
         self._device: str | None = None
         self._guard: ModelGuard | None = guard

@@ -110,6 +110,9 @@ class RunResult:
     errors: list[str] = field(default_factory=list)  # collection / internal errors, for the record
     # What importing the graded code said about it: a notebook's skipped magics, its cells that raised.
     notes: list[str] = field(default_factory=list)
+    # The grading environment could not grade (a model out of reach, a file the worker cannot
+    # read): why. Such a run has no score, and every report says so instead of showing one.
+    not_graded: str | None = None
 
     @property
     def points(self) -> float:
