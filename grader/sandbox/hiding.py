@@ -158,10 +158,15 @@ def repair(only_pid: int | None = None) -> list[str]:
 
 
 def _alive(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie nobody has reaped yet does not: it will restore nothing)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
