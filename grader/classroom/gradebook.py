@@ -90,7 +90,8 @@ def _status(document: dict[str, Any]) -> str:
     output = str(document.get("output", ""))
     problems = [str(p) for p in recorded.get("problems", [])]
     if not document.get("tests"):
-        return "not graded: " + ("; ".join(problems) if problems else _first_line(output, "no check was graded"))
+        why = "; ".join(problems) if problems else _first_line(output, "no check was graded")
+        return why if why.startswith("not graded: ") else "not graded: " + why
     if any(marker in output for marker in INCOMPLETE):
         reason = next(line for line in output.splitlines() if any(m in line for m in INCOMPLETE))
         return "; ".join(["incomplete: " + reason.strip(), *problems])

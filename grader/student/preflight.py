@@ -68,9 +68,15 @@ def _draw_a_figure(scratch: str) -> None:
 
 
 def _read_all(folder: Path) -> None:
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            with path.open("rb") as handle:
+    """Open every file (links followed: the Hugging Face cache links into its blobs); a folder
+    that cannot be listed is an error, not an empty folder."""
+
+    def refuse(error: OSError) -> None:
+        raise error
+
+    for where, _, files in os.walk(folder, onerror=refuse, followlinks=True):
+        for name in sorted(files):
+            with open(os.path.join(where, name), "rb") as handle:
                 handle.read(READ_BYTES)
 
 
@@ -84,13 +90,15 @@ def _who() -> str:
 
 def _unreadable(exc: PermissionError, who: str) -> str:
     """The path, who cannot read it, and the fix: the highest folder on the way that it cannot
-    enter (or the file itself) made readable to others."""
+    enter (or the folder or file itself) opened to others."""
     path = Path(exc.filename) if exc.filename else None
     if path is None:
         return f"{who} was refused access ({exc}); make the grader's files readable to it"
-    blocker, fix = path, f"chmod a+r {path}"
-    for parent in reversed(path.parents):  # from / down
-        if parent.exists() and not os.access(parent, os.X_OK):
-            blocker, fix = parent, f"chmod o+x {parent} (or install the grader where that user can read it)"
-            break
-    return f"{who} cannot read {path}: no access to {blocker}; fix: {fix}"
+    fix = f"chmod a+r {path}"
+    for folder in [*reversed(path.parents), path]:  # from / down
+        needs = os.R_OK | os.X_OK if folder == path else os.X_OK
+        if os.path.isdir(folder) and not os.access(folder, needs):
+            where = "" if folder == path else f" (no access to {folder})"
+            mode = "o+rx" if folder == path else "o+x"
+            return f"{who} cannot read {path}{where}; fix: chmod {mode} {folder} (or install the grader where that user can read it)"
+    return f"{who} cannot read {path}; fix: {fix}"
