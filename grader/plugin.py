@@ -180,7 +180,9 @@ class GradingHooks:
                 grading.start_isolation(needs_model)
             except EnvironmentFault as exc:
                 self._refuse(grading, f"the grading environment is broken: {exc}")
-            except (IsolationUnavailable, ModelLoadError, RuntimeError) as exc:
+            except ModelLoadError as exc:
+                self._refuse(grading, f"the grading environment cannot load the model: {exc}")
+            except (IsolationUnavailable, RuntimeError) as exc:
                 raise pytest.UsageError(str(exc)) from None
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
@@ -194,6 +196,11 @@ class GradingHooks:
             if choice.banner():
                 for line in render_banner(choice.banner() or "", _terminal_width(reporter)):
                     reporter.write_line(line, yellow=True, bold=True)
+        if needs_model and not grading.options.isolate:
+            try:  # now, not in the first check: a model that cannot load is no student's failed check
+                grading.model
+            except ModelLoadError as exc:
+                self._refuse(grading, f"the grading environment cannot load the model: {exc}")
         if grading.options.isolate and grading.options.gradescope_json is not None:
             # Written for real only once every worker is dead (see pytest_sessionfinish); until then
             # the file says that grading did not reach its end, which is true if it never does.
@@ -270,6 +277,16 @@ class GradingHooks:
             report.longrepr = render_failed_checks(result.checks)  # each failure once, with its hint
         if isinstance(exception, SubmissionImportError):
             grading.exercises[result.exercise].import_error = str(exception)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
+        """A check whose fixture called an untouched stub (exercise 01 boots the student's model
+        in a module fixture) is "not attempted" like any other: a failed check, not a setup error."""
+        grading = self.grading
+        result = grading.results.get(report.nodeid) if grading is not None else None
+        if report.when == "setup" and report.failed and result is not None and result.status == "not_attempted":
+            return "failed", "F", "FAILED"
+        return None
 
     def pytest_runtest_teardown(self, item: pytest.Item) -> None:
         grading = self.grading
