@@ -46,6 +46,7 @@ from grader.reports.gradescope import write_failure_results, write_gradescope
 from grader.reports.html import write_html
 from grader.reports.terminal import render_banner, render_failed_checks, render_terminal
 from grader.sandbox.client import StudentError, WorkerLost
+from grader.sandbox.faults import memory_fault
 from grader.sandbox.start import EnvironmentFault, IsolationUnavailable
 from grader.sandbox.timeouts import GradingTimeout
 from grader.student.executor import TENSOR_ARRAY_WARNING
@@ -229,6 +230,7 @@ class GradingHooks:
             return
         if "model" in item.fixturenames:
             grading.model  # load the model first: its load is the grader's time, not the check's
+        grading.sandbox.faults.clear()  # what the environment did wrong, check by check
         with grading.check_time_limit("preparing this check"):
             yield
 
@@ -271,6 +273,7 @@ class GradingHooks:
         exception = raised.value if raised is not None else None
         result.points = points_for(result.max_points, grade, raised=exception is not None)
         result.status, result.output = _classify(exception, grade, grading)
+        _blame_the_environment(grading, result, exception)
         if exception is not None and result.status != "failed":
             report.longrepr = result.output  # one readable paragraph instead of a traceback wall
         elif report.failed and grade is not None and grade.any_failed:
@@ -412,6 +415,22 @@ def _replaces_traceback(raised: pytest.ExceptionInfo[BaseException] | None, grad
 
 def _summary_only(excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
     return excinfo.exconly()
+
+
+def _blame_the_environment(grading: GradingSession, result: TestResult, exception: BaseException | None) -> None:
+    """A check that did not pass because the machine failed (grader.sandbox.faults) says so, and
+    the run is marked as needing a re-grade. Its points stay what the checks gave."""
+    faults = list(dict.fromkeys(grading.sandbox.faults))
+    grading.sandbox.faults.clear()
+    graders_own = isinstance(exception, MemoryError) and not isinstance(exception, StudentError)
+    if graders_own:  # raised by the grader's own code: what student code raises arrives as a StudentError
+        faults.append(memory_fault())
+    if not faults or result.status == "passed":
+        return
+    result.status = "error"
+    said = [f"{f}; this run needs a re-grade" for f in faults]
+    result.output = "\n".join(said if graders_own else [*said, result.output]).strip()
+    grading.needs_regrade.extend(f"{result.title}: {f}" for f in faults if f"{result.title}: {f}" not in grading.needs_regrade)
 
 
 def _classify(exception: BaseException | None, grade: Grade | None, grading: GradingSession) -> tuple[Any, str]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+REGRADE_MARKER = "NEEDS A RE-GRADE:"  # grader.reports.gradescope's line for each environment fault
 INCOMPLETE = ("did not reach its end", "ended abnormally", "was stopped after", "The run stopped early")
 HINT_LINE = re.compile(r"^  hint: (.+)$", re.MULTILINE)  # results.json without extra_data
 
@@ -92,6 +93,9 @@ def _status(document: dict[str, Any]) -> str:
     if not document.get("tests"):
         why = "; ".join(problems) if problems else _first_line(output, "no check was graded")
         return why if why.startswith("not graded: ") else "not graded: " + why
+    if REGRADE_MARKER in output:  # the environment failed some checks: the score may be too low
+        reason = next(line for line in output.splitlines() if REGRADE_MARKER in line)
+        return "; ".join(["needs a re-grade: " + reason.removeprefix(REGRADE_MARKER).strip(), *problems])
     if any(marker in output for marker in INCOMPLETE):
         reason = next(line for line in output.splitlines() if any(m in line for m in INCOMPLETE))
         return "; ".join(["incomplete: " + reason.strip(), *problems])

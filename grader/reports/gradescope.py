@@ -79,7 +79,7 @@ def _test_entry(test: TestResult, ex: ExerciseResult, index: int) -> dict[str, A
 
 
 def _run_output(run: RunResult) -> str:
-    lines = []
+    lines = [f"NEEDS A RE-GRADE: {fault}" for fault in run.needs_regrade]
     if run.banner:
         lines.append(f"!! {run.banner}")
     lines.append(f"model: {run.model_id} ({run.model_reason})")

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.sandbox.client import Sandbox, StudentError, WorkerLost
+from grader.sandbox.faults import killed_by_the_machine, oom_kills
 from grader.sandbox.hiding import HidingError, hide_in_this_process
 from grader.sandbox.timeouts import GradingTimeout
 from grader.student import codec
@@ -590,6 +591,7 @@ class IsolatedSandbox(Sandbox):
             self._start_worker()
         assert self._channel is not None
         deadline = self.deadline if self.deadline is not None else time.monotonic() + self.timeout
+        oom_before = oom_kills()  # to tell the machine's out-of-memory kill from the student's own SIGKILL
         try:
             self._channel.settimeout(max(deadline - time.monotonic(), 0.001))
             codec.write_frame(self._channel, request)
@@ -600,6 +602,9 @@ class IsolatedSandbox(Sandbox):
             raise GradingTimeout(f"this check timed out after {self.timeout:g} s ({what})") from None
         except (ConnectionError, EOFError, OSError):
             status = self._lose_worker()
+            fault = killed_by_the_machine(status, oom_before)
+            if fault is not None:
+                self.faults.append(fault)
             raise WorkerLost(f"your code ended the worker process during {what}: {describe_status(status)}") from None
         except codec.CodecError as exc:
             self._lose_worker()

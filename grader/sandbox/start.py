@@ -113,6 +113,7 @@ def start_isolated_sandbox(grading: GradingRun, needs_model: bool) -> tuple[Isol
     sandbox = ScratchSandbox(lambda: model, template, scratch, limits, options.timeout or 3600.0, device, user,
                              model_source, original_root=options.source.root, graded_copy=graded_copy,
                              keep_template=_kept is not None and _kept.template is template)
+    sandbox.own_paths = [scratch, options.source.root]
     if user is not None:
         _hand_over(scratch, user)
         keep = [scratch, Path(model_source or scratch), *_needed_by_the_worker(grading, needs_model)]
