@@ -94,6 +94,15 @@ def hide_in_this_process(folders: Iterable[str]) -> None:
             raise HidingError(f"covering {folder} failed: {os.strerror(ctypes.get_errno())}")
 
 
+def answer_folders(root: Path, fixtures_dir: Path) -> list[Path]:
+    """What the worker must not read: the reference solutions, the expected values (not the
+    model folders, which exercise 01 loads) and the git history that holds both."""
+    folders = [root / "solutions", root / ".git"]
+    if fixtures_dir.is_dir():
+        folders += [p for p in sorted(fixtures_dir.iterdir()) if p.is_dir() and p.name != "models"]
+    return folders
+
+
 class ModeLock:
     """The ``modes`` way: folders made root-only, their modes journalled first and put back on
     every way out this process has (see the module's docstring)."""

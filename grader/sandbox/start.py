@@ -226,9 +226,7 @@ def _to_hide(grading: GradingRun, keep: list[Path], results_too: bool) -> list[P
     what the worker needs (`keep`: its scratch folder, the model, Python and its libraries), nor
     one every user shares."""
     options = grading.options
-    folders = [options.root / "solutions", options.root / ".git"]  # git's history holds both too
-    if options.fixtures_dir.is_dir():
-        folders += [p for p in options.fixtures_dir.iterdir() if p.is_dir() and p.name != "models"]
+    folders = hiding.answer_folders(options.root, options.fixtures_dir)
     if results_too:
         folders += [r.parent for r in (options.report_html, options.gradescope_json) if r is not None]
         folders += [Path(p) for p in os.environ.get(hiding.ENV_HIDE_ALSO, "").split(os.pathsep) if p]
