@@ -28,7 +28,6 @@ import tempfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 CLONE_NEWNS = 0x00020000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
@@ -56,8 +55,10 @@ def method() -> str:
     return _method
 
 
-def _libc() -> Any:
-    return ctypes.CDLL(None, use_errno=True)
+# Looked up once, here: a process forked from one that runs threads must not enter the dynamic
+# loader (another thread may have held its lock at the fork), and these run right after a fork.
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_unshare, _mount = _LIBC.unshare, _LIBC.mount
 
 
 def _namespace_works() -> bool:
@@ -82,15 +83,14 @@ def _namespace_works() -> bool:
 def hide_in_this_process(folders: Iterable[str]) -> None:
     """Enter a mount namespace of this process's own and cover each folder with an empty,
     root-only, read-only tmpfs. Only this process and its children see the change."""
-    libc = _libc()
-    if libc.unshare(CLONE_NEWNS) != 0:
+    if _unshare(CLONE_NEWNS) != 0:
         raise HidingError(f"unshare(CLONE_NEWNS) failed: {os.strerror(ctypes.get_errno())}")
     # Private first: a mount made below must never propagate back to the grader's namespace.
-    if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+    if _mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
         raise HidingError(f"making / private failed: {os.strerror(ctypes.get_errno())}")
     flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
     for folder in folders:
-        if libc.mount(b"mechgrade-hidden", os.fsencode(folder), b"tmpfs", flags, b"mode=700,size=4k") != 0:
+        if _mount(b"mechgrade-hidden", os.fsencode(folder), b"tmpfs", flags, b"mode=700,size=4k") != 0:
             raise HidingError(f"covering {folder} failed: {os.strerror(ctypes.get_errno())}")
 
 

@@ -90,6 +90,8 @@ def start_isolated_sandbox(grading: GradingRun, needs_model: bool) -> tuple[Isol
     global _kept
     options = grading.options
     user = WorkerUser.choose()
+    if user is not None:
+        hiding.method()  # decided now, while this process runs no thread: it forks to find out
     device = grading.device if needs_model else "cpu"
     key = (grading.choice.spec.id if needs_model else None, device, user)
     if _kept is not None:
