@@ -9,6 +9,7 @@
   mechgrade notebooks build|check                                        the students' notebooks/, from exercises/
   mechgrade grade-all SUBMISSIONS --out DIR [--jobs N] [...]             grade a class: grades.csv, class.html
   mechgrade merge-results RESULTS... --out DIR                           a gradebook from results.json files
+  mechgrade repair                                                       put back modes a killed grading run left
 
 mechgrade grade OPTIONS grades as pytest exercises OPTIONS does, with the same options, in a
 child process, so that a submission that kills or hangs it still leaves a results.json.
@@ -17,12 +18,15 @@ child process, so that a submission that kills or hangs it still leaves a result
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
 import webbrowser
 from pathlib import Path
+from typing import Any
 
 from grader.grading.command import (
     DEFAULT_REPORT,
@@ -33,6 +37,9 @@ from grader.grading.command import (
     targets,
 )
 from grader.models import MODELS
+from grader.sandbox.hiding import repair
+
+STOP_GRACE_SECONDS = 20.0  # what a stopped grading process gets to end its workers and put modes back
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         return grade_all(args)
     if args.command == "merge-results":
         return merge_results(args)
+    if args.command == "repair":
+        from grader.sandbox.hiding import repair  # late: loaded per command
+
+        for line in repair():
+            print(line)
+        return 0
     if args.command == "bundle":
         from grader.course.bundle import (  # late: loaded per command
             BundleError,
@@ -142,6 +155,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="results.json files, folders holding one, or a folder of those (DIR/<name>/results.json)")
     m.add_argument("--out", required=True, metavar="DIR")
 
+    commands.add_parser("repair", help="put back the folder modes that a grading run killed with SIGKILL left "
+                                       "changed (as root, where workers could not use a mount namespace)")
+
     r = commands.add_parser("report", help="open the last HTML report in a browser")
     r.add_argument("action", choices=["open"])
     r.add_argument("--path", default=str(REPO_ROOT / DEFAULT_REPORT))
@@ -176,19 +192,52 @@ def grade(args: argparse.Namespace) -> int:
     if results is not None:
         results.unlink(missing_ok=True)  # a stale file must not pass for this run's result
     started = time.monotonic()
+    child = subprocess.Popen(pytest_args, cwd=REPO_ROOT, env={**os.environ, **GRADING_ENV})
+    previous = signal.signal(signal.SIGTERM, _stop_child(child))
     try:
-        completed = subprocess.run(pytest_args, cwd=REPO_ROOT, timeout=args.total_timeout,
-                                   env={**os.environ, **GRADING_ENV})
-        code = completed.returncode
+        code = child.wait(timeout=args.total_timeout if args.total_timeout > 0 else None)
         died = code < 0 or code > 5  # killed by a signal, or exited by the student's os._exit
         reason = f"the grading process ended abnormally (exit status {code})" if died else None
     except subprocess.TimeoutExpired:
+        _end(child)
         code, reason = 124, f"grading was stopped after {args.total_timeout:g} s"
+    except KeyboardInterrupt:  # Ctrl-C reached the child too: let it clean up
+        code = _end(child, asked=True)
+        reason = "grading was interrupted"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        repair(only_pid=child.pid)  # what a grading process killed before its clean-up left changed
     if results is not None and reason is not None:
         record_abnormal_end(results, reason, time.monotonic() - started)
     if reason:
         print(f"mechgrade: {reason}", file=sys.stderr)
     return code
+
+
+def _stop_child(child: subprocess.Popen[bytes]) -> Any:
+    """`kill` of this process: passed on to the grading process, which then cleans up."""
+
+    def handler(signum: int, frame: Any) -> None:
+        child.send_signal(signum)
+        raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+    return handler
+
+
+def _end(child: subprocess.Popen[bytes], asked: bool = False) -> int:
+    """Stop the grading process the way that lets it clean up (SIGTERM unwinds it as Ctrl-C does:
+    workers stopped, hidden folders put back), and kill it only if that takes too long."""
+    if not asked:
+        child.terminate()
+    try:
+        return child.wait(timeout=STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        if asked:
+            child.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                return child.wait(timeout=STOP_GRACE_SECONDS)
+        child.kill()
+        return child.wait()
 
 
 def grade_all(args: argparse.Namespace) -> int:

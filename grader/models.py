@@ -110,11 +110,53 @@ def choose_model(requested: str | None = None) -> ModelChoice:
     return ModelChoice(MODELS[FALLBACK_MODEL], f"fallback: {why_not}")
 
 
+class ModelUnavailable(ModelChoiceError):
+    """The model asked for is neither cached nor reachable: the run stops before any check."""
+
+
+CACHE_GPT2_COMMAND = "python -c \"from transformers import AutoModelForCausalLM as M; M.from_pretrained('gpt2')\""
+
+
+def ensure_available(choice: ModelChoice) -> None:
+    """A hub model asked for by name must be in the cache or the hub must answer now, within
+    seconds: otherwise loading it would spend a minute in the hub client's retries and fail every
+    check. A cached model with no hub in reach is loaded offline (no retries either)."""
+    spec = choice.spec
+    if spec.local or choice.is_fallback:
+        return
+    available, why_not = hub_model_available(spec.source)
+    if available and why_not == "cached" and not _offline():
+        if not _hub_answers(HUB_URL, HUB_PROBE_SECONDS):
+            _go_offline()
+    if not available:
+        raise ModelUnavailable(
+            f"the grading environment cannot load {spec.id}: {why_not}; grade on the practice model with "
+            f"--model {FALLBACK_MODEL}, or cache GPT-2 small once on a machine that reaches the hub "
+            f"({CACHE_GPT2_COMMAND}) and copy its Hugging Face cache (~/.cache/huggingface) here"
+        )
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip() in {"1", "true", "TRUE", "yes"}
+
+
+def _go_offline() -> None:
+    """From now on neither huggingface_hub nor transformers tries the network (both read the
+    setting when imported, so it is also set where they keep it)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        import huggingface_hub.constants as hub_constants
+
+        hub_constants.HF_HUB_OFFLINE = True
+    except ImportError:
+        pass
+
+
 def hub_model_available(repo_id: str) -> tuple[bool, str]:
     """Is `repo_id` in the local Hugging Face cache, or the hub reachable? Never hangs."""
     if _in_hf_cache(repo_id):
         return True, "cached"
-    if os.environ.get("HF_HUB_OFFLINE", "").strip() in {"1", "true", "TRUE", "yes"}:
+    if _offline():
         return False, f"{repo_id!r} is not in the Hugging Face cache and HF_HUB_OFFLINE is set"
     if _hub_answers(HUB_URL, HUB_PROBE_SECONDS):
         return True, "hub reachable"

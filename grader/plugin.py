@@ -41,12 +41,13 @@ from grader.grading.session import (
 from grader.judging.fixtures import FixtureError, render_drift
 from grader.judging.results import RunResult, TestResult, cap
 from grader.judging.scoring import Grade, points_for
-from grader.models import ModelChoiceError, ModelLoadError
+from grader.models import ModelChoiceError, ModelLoadError, ModelUnavailable, ensure_available
 from grader.reports.gradescope import write_failure_results, write_gradescope
 from grader.reports.html import write_html
 from grader.reports.terminal import render_banner, render_failed_checks, render_terminal
 from grader.sandbox.client import StudentError, WorkerLost
-from grader.sandbox.start import IsolationUnavailable
+from grader.sandbox.faults import memory_fault
+from grader.sandbox.start import EnvironmentFault, IsolationUnavailable
 from grader.sandbox.timeouts import GradingTimeout
 from grader.student.executor import TENSOR_ARRAY_WARNING
 from grader.student.frames import student_traceback
@@ -170,16 +171,24 @@ class GradingHooks:
         grading = self.grading
         if grading is None:
             return
+        needs_model = any("model" in getattr(item, "fixturenames", ()) for item in session.items
+                          if item.nodeid in grading.results)
         try:
             choice, device = grading.choice, grading.device
+            if needs_model:
+                ensure_available(choice)  # before any check: seconds, not a minute of hub retries
+        except ModelUnavailable as exc:
+            self._refuse(grading, str(exc))
         except ValueError as exc:  # unknown model id, CUDA asked for but absent
             raise pytest.UsageError(str(exc)) from None
         if grading.options.isolate:
-            needs_model = any("model" in getattr(item, "fixturenames", ()) for item in session.items
-                              if item.nodeid in grading.results)
             try:
                 grading.start_isolation(needs_model)
-            except (IsolationUnavailable, ModelLoadError, RuntimeError) as exc:
+            except EnvironmentFault as exc:
+                self._refuse(grading, f"the grading environment is broken: {exc}")
+            except ModelLoadError as exc:
+                self._refuse(grading, f"the grading environment cannot load the model: {exc}")
+            except (IsolationUnavailable, RuntimeError) as exc:
                 raise pytest.UsageError(str(exc)) from None
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
@@ -193,6 +202,11 @@ class GradingHooks:
             if choice.banner():
                 for line in render_banner(choice.banner() or "", _terminal_width(reporter)):
                     reporter.write_line(line, yellow=True, bold=True)
+        if needs_model and not grading.options.isolate:
+            try:  # now, not in the first check: a model that cannot load is no student's failed check
+                grading.model
+            except ModelLoadError as exc:
+                self._refuse(grading, f"the grading environment cannot load the model: {exc}")
         if grading.options.isolate and grading.options.gradescope_json is not None:
             # Written for real only once every worker is dead (see pytest_sessionfinish); until then
             # the file says that grading did not reach its end, which is true if it never does.
@@ -200,6 +214,12 @@ class GradingHooks:
                                   "grading started but did not reach its end: no grade was recorded")
         else:
             self._write_gradescope(grading)
+
+    def _refuse(self, grading: GradingSession, reason: str) -> None:
+        """Stop before any check: the environment cannot grade. The reports say "not graded" and
+        why, never a score; the terminal gets one line."""
+        grading.not_graded = reason
+        raise pytest.UsageError(f"not graded: {reason}")
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -215,6 +235,7 @@ class GradingHooks:
             return
         if "model" in item.fixturenames:
             grading.model  # load the model first: its load is the grader's time, not the check's
+        grading.sandbox.faults.clear()  # what the environment did wrong, check by check
         with grading.check_time_limit("preparing this check"):
             yield
 
@@ -257,12 +278,23 @@ class GradingHooks:
         exception = raised.value if raised is not None else None
         result.points = points_for(result.max_points, grade, raised=exception is not None)
         result.status, result.output = _classify(exception, grade, grading)
+        _blame_the_environment(grading, result, exception)
         if exception is not None and result.status != "failed":
             report.longrepr = result.output  # one readable paragraph instead of a traceback wall
         elif report.failed and grade is not None and grade.any_failed:
             report.longrepr = render_failed_checks(result.checks)  # each failure once, with its hint
         if isinstance(exception, SubmissionImportError):
             grading.exercises[result.exercise].import_error = str(exception)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
+        """A check whose fixture called an untouched stub (exercise 01 boots the student's model
+        in a module fixture) is "not attempted" like any other: a failed check, not a setup error."""
+        grading = self.grading
+        result = grading.results.get(report.nodeid) if grading is not None else None
+        if report.when == "setup" and report.failed and result is not None and result.status == "not_attempted":
+            return "failed", "F", "FAILED"
+        return None
 
     def pytest_runtest_teardown(self, item: pytest.Item) -> None:
         grading = self.grading
@@ -292,6 +324,9 @@ class GradingHooks:
         grading = self.grading
         if grading is None:
             self._write_empty_gradescope()
+            return
+        if grading.not_graded:
+            self._write_not_graded(grading)
             return
         try:
             grading.close_sandbox()  # every process that ran student code is gone before the reports
@@ -333,6 +368,17 @@ class GradingHooks:
             return
         write_gradescope(run or grading.run_result(), grading.options.gradescope_json)
 
+    def _write_not_graded(self, grading: GradingSession) -> None:
+        run = self.final_run = grading.run_result()
+        run.exercises, run.not_graded = [], grading.not_graded
+        if grading.options.report_html is not None:
+            try:
+                write_html(run, grading.options.report_html)
+            except Exception as exc:  # noqa: BLE001 - the results.json below still says why
+                run.errors.append(f"could not write the HTML report: {exc}")
+        if grading.options.gradescope_json is not None:
+            write_failure_results(grading.options.gradescope_json, f"not graded: {grading.not_graded}")
+
     def _write_empty_gradescope(self) -> None:
         """An LMS gets a results.json even when no graded check could be collected; a refused
         submission also gets an HTML report that says why."""
@@ -352,6 +398,8 @@ class GradingHooks:
         if grading is None:
             return
         terminalreporter.write_line("")
+        if grading.not_graded:  # pytest has printed the one line already
+            return
         if self.drift_text:
             terminalreporter.write_line(self.drift_text)
         path = grading.options.report_html
@@ -378,6 +426,22 @@ def _replaces_traceback(raised: pytest.ExceptionInfo[BaseException] | None, grad
 
 def _summary_only(excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
     return excinfo.exconly()
+
+
+def _blame_the_environment(grading: GradingSession, result: TestResult, exception: BaseException | None) -> None:
+    """A check that did not pass because the machine failed (grader.sandbox.faults) says so, and
+    the run is marked as needing a re-grade. Its points stay what the checks gave."""
+    faults = list(dict.fromkeys(grading.sandbox.faults))
+    grading.sandbox.faults.clear()
+    graders_own = isinstance(exception, MemoryError) and not isinstance(exception, StudentError)
+    if graders_own:  # raised by the grader's own code: what student code raises arrives as a StudentError
+        faults.append(memory_fault())
+    if not faults or result.status == "passed":
+        return
+    result.status = "error"
+    said = [f"{f}; this run needs a re-grade" for f in faults]
+    result.output = "\n".join(said if graders_own else [*said, result.output]).strip()
+    grading.needs_regrade.extend(f"{result.title}: {f}" for f in faults if f"{result.title}: {f}" not in grading.needs_regrade)
 
 
 def _classify(exception: BaseException | None, grade: Grade | None, grading: GradingSession) -> tuple[Any, str]:

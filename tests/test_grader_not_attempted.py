@@ -64,3 +64,29 @@ def test_a_stub_that_is_partly_done_is_graded_test_by_test(make_project) -> None
     assert project.test_entry("test_sub")["status"] == "passed"
     assert project.test_entry("add() adds")["output"].startswith("not attempted")
     assert project.results()["score"] == 1.0
+
+
+def test_a_stub_that_a_module_fixture_calls_reads_as_not_attempted_like_the_others(make_project) -> None:
+    """Exercise 01 boots the student's model once, in a module fixture: an untouched stub raises
+    there, in the setup of the first check. It still counts as a failed check, not a setup error
+    (a stub run's summary said "61 failed, 1 error")."""
+    project: GradedProject = make_project(
+        """
+        @pytest.fixture(scope="module")
+        def added(student):
+            return student.add(1, 2)
+
+        @pytest.mark.points(2)
+        def test_add(added, grade):
+            \"\"\"add() adds two numbers\"\"\"
+            grade.compare("add(1, 2)", added, 3)
+
+        @pytest.mark.points(1)
+        def test_add_again(added, grade):
+            grade.compare("add(1, 2)", added, 3)
+        """,
+        stub=STUB,
+    )
+    result = project.run()
+    result.assert_outcomes(failed=2, errors=0)
+    assert project.test_entry("add() adds two numbers")["output"].startswith("not attempted: 0 / 2 points\n")

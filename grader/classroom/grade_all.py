@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from grader.classroom import canary
 from grader.classroom.gradebook import gradebook_from
 from grader.classroom.inputs import Submission, exercise_topics, find_submissions
 from grader.classroom.page import write_gradebook
@@ -38,6 +39,7 @@ from grader.reports.gradescope import (
     write_failure_results,
     write_json_atomic,
 )
+from grader.sandbox import hiding
 
 REPO_ROOT = PROJECT_ROOT
 STAGING = ".staging"
@@ -130,9 +132,13 @@ def grade_all(options: ClassOptions) -> int:
               f"graded in {out}; grading the other {len(missing)}", file=sys.stderr)
     progress = Progress(len(missing))
     stopped = False
-    locked = _lock_away([options.submissions.resolve(), out])
+    locked = _lock_away([options.submissions.resolve(), out], options)
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)  # `kill`: stop as Ctrl-C does, gradebook written
     try:
+        refused = _canary(options, out) if missing and (REPO_ROOT / "solutions").is_dir() else None
+        if refused is not None:
+            print(f"mechgrade grade-all: {refused}", file=sys.stderr)
+            return 2
         for submission in [s for s in missing if s.path is None]:  # nothing to grade: a line that says why
             staging = _staging(out, submission)
             write_failure_results(staging / "results.json", "not graded: " + "; ".join(submission.problems))
@@ -147,8 +153,7 @@ def grade_all(options: ClassOptions) -> int:
         shutil.rmtree(out / STAGING, ignore_errors=True)
         shutil.rmtree(out / INPUTS, ignore_errors=True)
         signal.signal(signal.SIGTERM, previous)
-        for folder, mode in locked:
-            os.chmod(folder, mode)
+        locked.restore()
     timings = os.environ.get("MECHGRADE_CLASS_TIMINGS")  # for benchmarks/class_benchmark.py
     if timings:
         Path(timings).write_text(json.dumps({"graded": progress.done, "started": progress.wall_started,
@@ -161,18 +166,46 @@ def grade_all(options: ClassOptions) -> int:
     return 0
 
 
-def _lock_away(folders: list[Path]) -> list[tuple[Path, int]]:
-    """As root, workers run as another user: while they run, the class's submissions and the
-    gradebook's folder are root's only, so no student's code reads another's work or reports.
-    Returns the modes to put back."""
+class _Quiet(Progress):
+    def show(self, running: int, last: str = "") -> None:
+        pass
+
+
+def _canary(options: ClassOptions, out: Path) -> str | None:
+    """Grade the reference solutions first, on a worker, as any submission (grader.classroom.canary);
+    None when they score full marks, else why nobody should be graded."""
+    print("mechgrade grade-all: grading the reference solutions first", file=sys.stderr)
+    reference = Submission(canary.NAME, "solutions/ (the canary)", REPO_ROOT / "solutions")
+    started = time.monotonic()
+    try:
+        _run_jobs(options, out, [reference], _Quiet(1))
+        refused = canary.verdict(out / canary.NAME / "results.json")
+        if refused is None:
+            print(f"mechgrade grade-all: the reference solutions scored full marks ({time.monotonic() - started:.1f} s)",
+                  file=sys.stderr)
+        return refused
+    finally:
+        shutil.rmtree(out / canary.NAME, ignore_errors=True)
+
+
+def _lock_away(folders: list[Path], options: ClassOptions) -> hiding.ModeLock:
+    """As root, workers run as another user: while they run, no student's code may read another's
+    work or reports, nor the answers. Where workers can cover folders in a mount namespace of
+    their own, each job's workers cover the class's folders too (nothing here changes). Else
+    they, and the answers, are made root's only for the whole run (a per-submission lock would
+    let one job put a mode back while another's worker runs), and the modes go back at the end:
+    the returned lock's restore(), or `mechgrade repair` after a SIGKILL."""
+    lock = hiding.ModeLock()
     if os.geteuid() != 0:
-        return []
-    locked = []
-    for folder in folders:
-        if folder.is_dir() and folder not in (Path("/"), Path.home(), Path(tempfile.gettempdir())):
-            locked.append((folder, folder.stat().st_mode & 0o7777))
-            os.chmod(folder, 0o700)
-    return locked
+        return lock
+    shared = (Path("/"), Path.home(), Path(tempfile.gettempdir()))
+    mine = [f for f in folders if f.is_dir() and f not in shared]
+    if hiding.method() == "namespace":
+        os.environ[hiding.ENV_HIDE_ALSO] = os.pathsep.join(str(f) for f in mine)  # the jobs inherit it
+    else:
+        fixtures = Path(options.fixtures_dir) if options.fixtures_dir else REPO_ROOT / "fixtures"
+        lock.lock([*mine, *hiding.answer_folders(REPO_ROOT, fixtures)])
+    return lock
 
 
 def _stop_on_sigterm(signum: int, frame: Any) -> None:

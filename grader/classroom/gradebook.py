@@ -22,6 +22,7 @@ from grader.classroom.identity import shown
 
 STATUS_CHARS = 300  # a gradebook cell; the whole reason stays in the submission's results.json
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as a formula (OWASP)
+REGRADE_MARKER = "NEEDS A RE-GRADE:"  # grader.reports.gradescope's line for each environment fault
 INCOMPLETE = ("did not reach its end", "ended abnormally", "was stopped after", "The run stopped early")
 HINT_LINE = re.compile(r"^  hint: (.+)$", re.MULTILINE)  # results.json without extra_data
 
@@ -124,7 +125,11 @@ def _status(document: dict[str, Any]) -> str:
     output = str(document.get("output", ""))
     problems = [str(p) for p in recorded.get("problems", [])]
     if not document.get("tests"):
-        return "not graded: " + ("; ".join(problems) if problems else _first_line(output, "no check was graded"))
+        why = "; ".join(problems) if problems else _first_line(output, "no check was graded")
+        return why if why.startswith("not graded: ") else "not graded: " + why
+    if REGRADE_MARKER in output:  # the environment failed some checks: the score may be too low
+        reason = next(line for line in output.splitlines() if REGRADE_MARKER in line)
+        return "; ".join(["needs a re-grade: " + reason.removeprefix(REGRADE_MARKER).strip(), *problems])
     if any(marker in output for marker in INCOMPLETE):
         reason = next(line for line in output.splitlines() if any(m in line for m in INCOMPLETE))
         return "; ".join(["incomplete: " + reason.strip(), *problems])

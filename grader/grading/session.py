@@ -115,6 +115,8 @@ class GradingSession:
         self.errors: list[str] = []
         self.notes: list[str] = []  # about the graded code, each once (a notebook is every exercise's module)
         self.interrupted: str | None = None
+        self.not_graded: str | None = None  # the environment could not grade: why (no score is given)
+        self.needs_regrade: list[str] = []  # checks the environment failed (grader.sandbox.faults)
         self._choice: ModelChoice | None = None
         self._device: str | None = None
         self._guard: ModelGuard | None = guard
@@ -171,6 +173,7 @@ class GradingSession:
                 guard=lambda: self._guard,
                 passthrough=(GradingTimeout,),
             )
+            self._sandbox.own_paths = [self.options.source.root]
         return self._sandbox
 
     def start_isolation(self, needs_model: bool) -> None:
@@ -302,6 +305,7 @@ class GradingSession:
             interrupted=self.interrupted,
             errors=list(self.errors),
             notes=list(self.notes),
+            needs_regrade=list(self.needs_regrade),
         )
         if self._choice is not None and self._device is not None:
             for exercise in run.exercises:

@@ -113,6 +113,12 @@ class RunResult:
     errors: list[str] = field(default_factory=list)  # collection / internal errors, for the record
     # What importing the graded code said about it: a notebook's skipped magics, its cells that raised.
     notes: list[str] = field(default_factory=list)
+    # The grading environment could not grade (a model out of reach, a file the worker cannot
+    # read): why. Such a run has no score, and every report says so instead of showing one.
+    not_graded: str | None = None
+    # Checks that failed because the environment did (grader.sandbox.faults): the run's score may
+    # be too low, and it must be graded again once the machine is fixed.
+    needs_regrade: list[str] = field(default_factory=list)
 
     @property
     def points(self) -> float:

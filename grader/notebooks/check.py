@@ -102,6 +102,8 @@ def _show_html(document: str) -> None:
         from IPython.display import HTML, display
     except ImportError:
         return
-    frame = (f'<iframe srcdoc="{html.escape(document, quote=True)}" '
-             f'style="width: 100%; height: {REPORT_HEIGHT_PX}px; border: 1px solid #ccc"></iframe>')
+    # Wrapped in a <div>: IPython's HTML() warns ("Consider using IPython.display.IFrame") about a
+    # document that starts with <iframe, and IFrame takes a URL, not the report itself.
+    frame = (f'<div><iframe srcdoc="{html.escape(document, quote=True)}" '
+             f'style="width: 100%; height: {REPORT_HEIGHT_PX}px; border: 1px solid #ccc"></iframe></div>')
     display(HTML(frame))

@@ -90,7 +90,7 @@ def _failure(check: CheckResult) -> dict[str, Any]:
 
 
 def _run_output(run: RunResult) -> str:
-    lines = []
+    lines = [f"NEEDS A RE-GRADE: {fault}" for fault in run.needs_regrade]
     if run.banner:
         lines.append(f"!! {run.banner}")
     lines.append(f"model: {run.model_id} ({run.model_reason})")

@@ -105,6 +105,8 @@ def render_terminal(run: RunResult, report_path: str | None, width: int = WIDTH)
     lines.append(_row("", "total", total, share, width))
     if run.interrupted:
         lines.append(_clip(f"interrupted: {run.interrupted}", width))
+    for fault in run.needs_regrade:  # the environment failed these checks: the score may be too low
+        lines.extend(textwrap.wrap(f"NEEDS A RE-GRADE: {fault}", width, subsequent_indent="  ", break_on_hyphens=False))
     for note in run.notes:  # its first lines: the cell, and the error or what was skipped
         for n, part in enumerate(note.splitlines()[:4]):
             text = f"note: {part}" if n == 0 else f"  {part}"

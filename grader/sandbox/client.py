@@ -13,10 +13,12 @@ import builtins
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from grader.sandbox.faults import os_error_fault
 from grader.student import codec
 from grader.student.executor import Executor, HookPointName, decode_cache, encode_cache
 from grader.student.submission import SubmissionImportError
@@ -231,6 +233,8 @@ class Sandbox:
         self.generation = 0  # bumped whenever the other side is replaced: older handles are void
         self.deadline: float | None = None  # monotonic time the current check must end by
         self._paths: dict[str, Any] = {}  # module key -> path, to import again in a new worker
+        self.own_paths: list[Path] = []  # the submission and scratch folders: errors there are the student's
+        self.faults: list[str] = []  # environment faults seen since the last check (grader.sandbox.faults)
 
     # ---- the transport ----
 
@@ -334,7 +338,13 @@ class Sandbox:
             return reply.get("value")
         if status == "raised":
             error = reply.get("error") if type(reply.get("error")) is dict else {}
-            raise student_error(*(str(error.get(k, ""))[:8000] for k in ("type", "builtin", "message", "traceback")))
+            raised = student_error(*(str(error.get(k, ""))[:8000] for k in ("type", "builtin", "message", "traceback")))
+            number, filename = error.get("errno"), error.get("filename")
+            fault = os_error_fault(str(error.get("builtin", "")), number if type(number) is int else None,
+                                   filename if type(filename) is str else None, self.own_paths)
+            if fault is not None:
+                self.faults.append(fault)
+            raise raised
         raise StudentError(str(reply.get("message", "the sandbox refused the request"))[:4000])
 
     def _encode_hook(self, value: Any, encoder: codec.Encoder) -> Any:

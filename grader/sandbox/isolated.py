@@ -38,13 +38,17 @@ from pathlib import Path
 from typing import Any
 
 from grader.sandbox.client import Sandbox, StudentError, WorkerLost
+from grader.sandbox.faults import killed_by_the_machine, oom_kills
+from grader.sandbox.hiding import HidingError, hide_in_this_process
 from grader.sandbox.timeouts import GradingTimeout
 from grader.student import codec
+from grader.student.preflight import preflight
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 DEDICATED_USER = "mechgrade-worker"  # created by the autograder's setup.sh
 FALLBACK_USER = "nobody"
+HIDING_FAILED = 70  # a worker's exit status when it could not hide the answers from itself
 
 
 @dataclass(frozen=True)
@@ -297,6 +301,11 @@ def _worker_main(channel_fd: int, output_fd: int, settings: dict[str, Any], exec
         sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
         _close_inherited_files(keep={channel_fd})
         _enter_sandbox(settings, executor)
+        if settings.get("preflight"):  # a worker that only proves it can grade, then ends
+            check = settings["preflight"]
+            said = preflight(check["modules"], check["model_folders"], settings["scratch"])
+            codec.write_frame(socket.socket(fileno=channel_fd), json.dumps({"problem": said}).encode())
+            return
         _serve(socket.socket(fileno=channel_fd), executor, settings["reply_mib"] * 2**20)
     finally:
         os._exit(0)
@@ -325,6 +334,12 @@ def _enter_sandbox(settings: dict[str, Any], executor: Any) -> None:
         executor.move_model_to(device)
     torch.set_num_threads(max(1, int(settings["threads"])))
     _apply_limits(settings)
+    if settings.get("hide"):  # while still root: a mount namespace of its own, answers covered
+        try:
+            hide_in_this_process(settings["hide"])
+        except HidingError as exc:
+            sys.stderr.write(f"mechgrade: the worker could not hide the answers from itself: {exc}\n")
+            os._exit(HIDING_FAILED)
     user = settings.get("user")
     if user:
         os.setgroups([])
@@ -475,6 +490,7 @@ class IsolatedSandbox(Sandbox):
         self._channel: socket.socket | None = None
         self._imported: list[str] = []
         self.restarts = 0
+        self.hidden: list[str] = []  # folders each worker covers in its own mount namespace
 
     @property
     def model_source_override(self) -> str | None:
@@ -494,7 +510,7 @@ class IsolatedSandbox(Sandbox):
     def _start_worker(self) -> None:
         grader_end, worker_end = socket.socketpair()
         settings = {**asdict(self.limits), "scratch": str(self.scratch), "device": self.device,
-                    "user": asdict(self.user) if self.user else None}
+                    "user": asdict(self.user) if self.user else None, "hide": self.hidden}
         if not settings["threads"]:
             import torch
 
@@ -507,6 +523,31 @@ class IsolatedSandbox(Sandbox):
         self._channel = grader_end
         for key in self._imported:  # a replaced worker gets the exercise's modules again
             self._import(key)
+
+    def preflight(self, modules: list[str], model_folders: list[str], timeout: float = 120.0) -> str | None:
+        """Before any student code: a worker of this sandbox (its user, limits and hidden
+        folders) imports, draws, reads the model and writes scratch. None, or what failed."""
+        grader_end, worker_end = socket.socketpair()
+        settings = {**asdict(self.limits), "scratch": str(self.scratch), "device": "cpu",
+                    "user": asdict(self.user) if self.user else None, "hide": self.hidden,
+                    "threads": 1, "preflight": {"modules": modules, "model_folders": model_folders}}
+        try:
+            pid = self.template.spawn(worker_end, self.output.write_fd, settings)
+        finally:
+            worker_end.close()
+        try:
+            grader_end.settimeout(timeout)
+            prefix = _read_exactly(grader_end, 8)
+            reply = _read_exactly(grader_end, codec.frame_length(prefix, 1 << 20)) if prefix else None
+        except (OSError, codec.CodecError):
+            reply = None
+        finally:
+            grader_end.close()
+        status = self.template.reap(pid)
+        self.output.take()  # what the checks printed is not the first check's output
+        if reply is None:
+            return f"a worker could not start: {describe_status(status)}"
+        return json.loads(reply).get("problem")
 
     def _stop_worker(self) -> int | None:
         """Kill and reap the worker now (and one still retiring); the worker's wait status."""
@@ -550,6 +591,7 @@ class IsolatedSandbox(Sandbox):
             self._start_worker()
         assert self._channel is not None
         deadline = self.deadline if self.deadline is not None else time.monotonic() + self.timeout
+        oom_before = oom_kills()  # to tell the machine's out-of-memory kill from the student's own SIGKILL
         try:
             self._channel.settimeout(max(deadline - time.monotonic(), 0.001))
             codec.write_frame(self._channel, request)
@@ -560,6 +602,9 @@ class IsolatedSandbox(Sandbox):
             raise GradingTimeout(f"this check timed out after {self.timeout:g} s ({what})") from None
         except (ConnectionError, EOFError, OSError):
             status = self._lose_worker()
+            fault = killed_by_the_machine(status, oom_before)
+            if fault is not None:
+                self.faults.append(fault)
             raise WorkerLost(f"your code ended the worker process during {what}: {describe_status(status)}") from None
         except codec.CodecError as exc:
             self._lose_worker()

@@ -2,23 +2,28 @@
 
 What the worker may see: a scratch folder of its own holding a copy of the graded modules (and
 of a local model folder, for exercise 01's ``load_model``). When the grader runs as root, the
-worker runs as an unprivileged user, and the grader first makes the reference solutions, the
-expected values and the result files readable by root only.
+worker runs as an unprivileged user, and the reference solutions, the expected values and the git
+history are hidden from it (grader.sandbox.hiding): by a mount namespace of the worker's own where
+the kernel allows one, else by modes the grader changes and puts back on every way out. Nothing
+the run did not create is left changed.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import stat
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from grader.models import load_model
+from grader.sandbox import hiding
 from grader.sandbox.client import StudentModule
 from grader.sandbox.isolated import IsolatedSandbox, Template, WorkerLimits, WorkerUser
 from grader.student.executor import Executor, preload
@@ -39,6 +44,14 @@ SKIPPED = {"__pycache__", ".git", ".ipynb_checkpoints"}
 
 class IsolationUnavailable(RuntimeError):
     """This platform cannot run isolated grading; the message says what can."""
+
+
+class EnvironmentFault(RuntimeError):
+    """The grading environment cannot grade (the worker cannot read a file the checks need, say):
+    no student's code is to blame, and no grade is given. The message is one line with the fix."""
+
+
+_checked: dict[tuple[Any, ...], bool] = {}  # environments that passed the pre-flight in this process
 
 
 @dataclass
@@ -77,6 +90,8 @@ def start_isolated_sandbox(grading: GradingRun, needs_model: bool) -> tuple[Isol
     global _kept
     options = grading.options
     user = WorkerUser.choose()
+    if user is not None:
+        hiding.method()  # decided now, while this process runs no thread: it forks to find out
     device = grading.device if needs_model else "cpu"
     key = (grading.choice.spec.id if needs_model else None, device, user)
     if _kept is not None:
@@ -95,13 +110,26 @@ def start_isolated_sandbox(grading: GradingRun, needs_model: bool) -> tuple[Isol
     if needs_model and grading.choice.spec.local and user is not None:  # the worker's user may not reach it
         folder = Path(grading.choice.spec.source)
         model_source = str(_copy_tree(folder, scratch / "models" / folder.name, link=True))
-    if user is not None:
-        _hand_over(scratch, user)
-        _protect(grading)
+    _unwind_on_sigterm()
     limits = WorkerLimits(memory_mib=options.worker_memory_mib, output_bytes=max(options.max_output * 4, 20_000))
     sandbox = ScratchSandbox(lambda: model, template, scratch, limits, options.timeout or 3600.0, device, user,
                              model_source, original_root=options.source.root, graded_copy=graded_copy,
                              keep_template=_kept is not None and _kept.template is template)
+    sandbox.own_paths = [scratch, options.source.root]
+    if user is not None:
+        _hand_over(scratch, user)
+        keep = [scratch, Path(model_source or scratch), *_needed_by_the_worker(grading, needs_model)]
+        if hiding.method() == "namespace":  # each worker covers them in a mount namespace of its own
+            sandbox.hidden = [str(f) for f in _to_hide(grading, keep, results_too=True)]
+        else:  # made root-only now, put back when the sandbox closes (or by `mechgrade repair`)
+            sandbox.mode_lock.lock(_to_hide(grading, keep, results_too=False))
+    if not _checked.get(key):  # once per process: a class's later runs share this environment
+        folders = [model_source] if model_source else _model_folders(grading, needs_model)
+        problem = sandbox.preflight(_modules_used(options.root), folders)
+        if problem is not None:
+            sandbox.close()
+            raise EnvironmentFault(problem)
+        _checked[key] = True
     return sandbox, model, memo
 
 
@@ -135,6 +163,7 @@ class ScratchSandbox(IsolatedSandbox):
         self.original_root = original_root
         self.graded_copy = graded_copy
         self.keep_template = keep_template  # the next run in this process forks its workers from it
+        self.mode_lock = hiding.ModeLock()
 
     def module(self, key: str, path: Any) -> StudentModule:
         try:
@@ -152,6 +181,7 @@ class ScratchSandbox(IsolatedSandbox):
             else:
                 super().close()
         finally:
+            self.mode_lock.restore()  # only once every worker is gone: they could read it again
             shutil.rmtree(self.scratch, ignore_errors=True)
 
 
@@ -191,21 +221,89 @@ def _hand_over(scratch: Path, user: WorkerUser) -> None:
     os.chmod(scratch, 0o700)
 
 
-def _protect(grading: GradingRun) -> None:
-    """Root only: the reference solutions, the expected values (not the model folders, which
-    exercise 01 loads), the git history that holds both, and the folders results go to."""
+def _to_hide(grading: GradingRun, keep: list[Path], results_too: bool) -> list[Path]:
+    """What the worker must not read: the reference solutions, the expected values (not the
+    model folders, which exercise 01 loads), the git history that holds both, and (where hiding
+    them changes nothing outside the worker) the folders results go to. Never a folder that holds
+    what the worker needs (`keep`: its scratch folder, the model, Python and its libraries), nor
+    one every user shares."""
     options = grading.options
-    folders = [options.root / "solutions", options.root / ".git"]  # git's history holds both too
-    if options.fixtures_dir.is_dir():
-        folders += [p for p in options.fixtures_dir.iterdir() if p.is_dir() and p.name != "models"]
-    for result in (options.report_html, options.gradescope_json):
-        if result is not None:
-            result.parent.mkdir(parents=True, exist_ok=True)
-            folders.append(result.parent)
-    shared = {Path("/"), Path.home(), Path.cwd().resolve(), options.root.resolve()}  # never lock these away
+    folders = hiding.answer_folders(options.root, options.fixtures_dir)
+    if results_too:
+        folders += [r.parent for r in (options.report_html, options.gradescope_json) if r is not None]
+        folders += [Path(p) for p in os.environ.get(hiding.ENV_HIDE_ALSO, "").split(os.pathsep) if p]
+    shared = {Path("/"), Path.home().resolve(), Path.cwd().resolve(), options.root.resolve()}
+    needed = [k.resolve() for k in keep]
+    chosen: list[Path] = []
     for folder in folders:
-        if folder.is_dir() and folder.resolve() not in shared and not _is_public_scratch(folder):
-            os.chmod(folder, 0o700)
+        if not folder.is_dir() or folder.resolve() in shared or _is_public_scratch(folder):
+            continue
+        if any(n == folder.resolve() or folder.resolve() in n.parents for n in needed):
+            continue  # hiding it would hide the venv, the model or the scratch folder from the worker
+        if folder.resolve() not in (c.resolve() for c in chosen):
+            chosen.append(folder)
+    return chosen
+
+
+def _needed_by_the_worker(grading: GradingRun, needs_model: bool) -> list[Path]:
+    """Folders the worker reads from: Python, its libraries (fonts, matplotlib's data), the grader."""
+    import matplotlib
+
+    needed = {Path(sys.prefix), Path(sys.base_prefix), Path(__file__).resolve().parents[1],
+              Path(matplotlib.get_data_path())}
+    needed |= {Path(p) for p in sys.path if p and Path(p).is_dir() and "site-packages" in p}
+    if needs_model and grading.choice.spec.local:
+        needed.add(Path(grading.choice.spec.source))
+    return sorted(needed)
+
+
+def _modules_used(root: Path) -> list[str]:
+    """The modules the exercises' stubs and reference solutions import (matplotlib.pyplot for
+    the plots, transformer_lens, torch...), read from their source."""
+    import ast
+
+    found = {"torch", "numpy", "matplotlib.pyplot"}
+    for folder in ("exercises", "solutions"):
+        for path in sorted((root / folder).glob("[0-9][0-9]/*.py")):
+            if path.name.startswith("test_"):
+                continue
+            try:
+                tree = ast.parse(path.read_text(encoding="utf-8"))
+            except (OSError, SyntaxError, ValueError):
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    found |= {alias.name for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    found.add(node.module)
+    return sorted(name for name in found if name != "__future__")
+
+
+def _model_folders(grading: GradingRun, needs_model: bool) -> list[str]:
+    """Where the worker reads the model's files from (exercise 01 loads it itself)."""
+    if not needs_model:
+        return []
+    spec = grading.choice.spec
+    if spec.local:
+        return [spec.source]
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(spec.source, "config.json")
+    except ImportError:
+        return []
+    return [str(Path(cached).parent)] if isinstance(cached, str) else []
+
+
+def _unwind_on_sigterm() -> None:
+    """`kill` (SIGTERM) ends a Python process with no clean-up: make it unwind as Ctrl-C does,
+    so that the workers are stopped, hidden folders put back and the scratch folder removed."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signum}")
 
 
 def _is_public_scratch(folder: Path) -> bool:

@@ -411,12 +411,19 @@ def _error_of(exc: BaseException) -> dict[str, Any]:
         message = str(exc)
     except BaseException:
         message = ""
-    return {
+    error: dict[str, Any] = {
         "type": _type_name(exc),
         "builtin": builtin,
         "message": message[:MAX_MESSAGE],
         "traceback": student_frames(exc)[:MAX_TRACEBACK],
     }
+    if isinstance(exc, OSError):  # which file, and why: the grader tells the machine's faults from the student's
+        number, filename = exc.errno, exc.filename
+        if type(number) is int:
+            error["errno"] = number
+        if isinstance(filename, (str, bytes)):
+            error["filename"] = os.fsdecode(filename)[:4000]
+    return error
 
 
 def _restore_process(cwd: str, recursion_limit: int) -> None:
