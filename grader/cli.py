@@ -8,6 +8,7 @@
   mechgrade bundle [--model M] [--out autograder.zip]                    a Gradescope autograder zip
   mechgrade notebooks build|check                                        the students' notebooks/, from exercises/
   mechgrade grade-all SUBMISSIONS --out DIR [--jobs N] [...]             grade a class: grades.csv, class.html
+  mechgrade grade-all SUBMISSIONS --out DIR --slurm [...]                the same, as a Slurm job array
   mechgrade merge-results RESULTS... --out DIR                           a gradebook from results.json files
 
 mechgrade grade OPTIONS grades as pytest exercises OPTIONS does, with the same options, in a
@@ -32,6 +33,8 @@ from grader.grading.command import (
     pytest_command,
     targets,
 )
+from grader.classroom.slurm_options import add_arguments as slurm_arguments
+from grader.classroom.slurm_options import from_args as slurm_options
 from grader.models import MODELS
 
 
@@ -133,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--worker-memory", type=int, default=4096, metavar="MIB",
                    help="memory a worker may allocate beyond its size at start (default 4096)")
     c.add_argument("--fixtures-dir", metavar="DIR", help="where the expected values live (default: fixtures/)")
+    slurm_arguments(c)
 
     m = commands.add_parser("merge-results", help="merge per-submission results.json files into grades.csv and class.html")
     m.add_argument("results", nargs="+", metavar="RESULTS",
@@ -193,12 +197,22 @@ def grade_all(args: argparse.Namespace) -> int:
     from grader.classroom.grade_all import ClassOptions  # late: loaded per command
     from grader.classroom.grade_all import grade_all as run  # late: loaded per command
 
+    from grader.classroom.slurm import grade_on_slurm, settle_before_local  # late: loaded per command
+
     if args.jobs < 1:
         raise SystemExit("mechgrade grade-all: --jobs must be at least 1")
+    slurm = slurm_options(args)
+    options = ClassOptions(Path(args.submissions), Path(args.out), args.jobs, args.model, args.device,
+                           [e.zfill(2) for e in args.exercise] if args.exercise else None, args.check_timeout,
+                           args.submission_timeout, args.worker_memory, args.fixtures_dir)
     try:
-        return run(ClassOptions(Path(args.submissions), Path(args.out), args.jobs, args.model, args.device,
-                                [e.zfill(2) for e in args.exercise] if args.exercise else None, args.check_timeout,
-                                args.submission_timeout, args.worker_memory, args.fixtures_dir))
+        if slurm is not None:
+            return grade_on_slurm(options, slurm)
+        busy = settle_before_local(options.out)  # a Slurm job grading into DIR must not be graded beside
+        if busy:
+            print(f"mechgrade grade-all: {busy}", file=sys.stderr)
+            return 2
+        return run(options)
     except ValueError as exc:
         print(f"mechgrade grade-all: {exc}", file=sys.stderr)
         return 2
