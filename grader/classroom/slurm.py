@@ -359,7 +359,8 @@ def _why(record: dict[str, Any], run: Path, index: int, ended: Ended | None, can
     if state.startswith("CANCELLED"):
         return f"was cancelled{node} (scancel)"
     if state == "TIMEOUT":
-        return f"went over its time limit{node} ({record.get('time') or 'the partition default'}; raise it with --time)"
+        limit = f"--time {record['time']}" if record.get("time") else "the partition's default"
+        return f"went over its time limit{node} ({limit}; raise it with --time)"
     if state == "OUT_OF_MEMORY":
         return f"ran out of memory{node} (raise it with --mem)"
     if state in ("NODE_FAIL", "BOOT_FAIL"):
