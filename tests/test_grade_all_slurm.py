@@ -18,12 +18,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pristine import write_stubs
 
+from grader.classroom import slurm as grade_on_slurm
 from grader.classroom.slurm_client import ended_from_log
+from grader.classroom.slurm_options import SlurmOptions
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "tests" / "slurm" / "single_node.sh"
@@ -83,7 +86,7 @@ def _running() -> bool:
 
 
 @pytest.fixture(scope="module")
-def slurm() -> dict[str, str]:
+def slurm() -> Iterator[dict[str, str]]:
     """The environment that reaches the test Slurm (SLURM_CONF); Slurm started if it is not running."""
     def unavailable(reason: str) -> None:
         if REQUIRED:
@@ -118,7 +121,7 @@ def live_jobs(env: dict[str, str]) -> list[str]:
 
 
 @pytest.fixture(autouse=True)
-def nothing_left_behind(request: pytest.FixtureRequest) -> None:
+def nothing_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
     """A test that failed half-way cancels what it submitted (the test Slurm runs nothing else)."""
     yield
     if "slurm" in request.fixturenames:
@@ -325,3 +328,29 @@ def test_how_a_task_ended_is_read_from_its_log(tmp_path: Path, line: str, state:
     assert ended_from_log(log) is not None and ended_from_log(log).state == state
     assert ended_from_log(write(tmp_path / "clean.log", "mechgrade task 0: 3 submissions\n")) is None
     assert ended_from_log(tmp_path / "missing.log") is None
+
+
+# ---- a file system the nodes cannot see ----
+
+
+def test_a_path_on_this_machines_own_disk_is_named_when_the_partition_has_other_nodes(monkeypatch, capsys) -> None:
+    shm = Path("/dev/shm")
+    if grade_on_slurm._file_system(shm)[0] != "tmpfs":
+        pytest.skip("no tmpfs at /dev/shm")
+    monkeypatch.setattr(grade_on_slurm.slurm_client, "partition_nodes", lambda partition: {"node1", "node2"})
+    grade_on_slurm._warn_unless_shared(SlurmOptions(), [shm])
+    warning = capsys.readouterr().err
+    assert warning.startswith("mechgrade grade-all: warning: /dev/shm is on tmpfs mounted at /dev/shm")
+    assert "need DIR, the checkout and the Python environment on a file system they share" in warning
+    monkeypatch.setattr(grade_on_slurm.slurm_client, "partition_nodes", lambda partition: {os.uname().nodename})
+    grade_on_slurm._warn_unless_shared(SlurmOptions(), [shm])  # a one-machine Slurm sees what this machine sees
+    assert capsys.readouterr().err == ""
+
+
+def test_a_task_that_ended_before_it_started_grading_says_its_node_may_not_see_dir(tmp_path: Path) -> None:
+    record = {"job": "77", "run": str(tmp_path), "time": None}
+    why = grade_on_slurm._why(record, tmp_path, 0, grade_on_slurm.Ended("FAILED", "node9", "2:0"), False)
+    assert why.startswith("ended before it started grading on node9: its node may not see")
+    write(tmp_path / "task-0.started", "{}")
+    why = grade_on_slurm._why(record, tmp_path, 0, grade_on_slurm.Ended("FAILED", "node9", "1:0"), False)
+    assert why == "ended before finishing on node9 (FAILED, exit code 1:0)"

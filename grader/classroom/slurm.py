@@ -106,6 +106,7 @@ def grade_on_slurm(options: ClassOptions, slurm: SlurmOptions) -> int:
         return _refuse(str(exc))
     record = {"job": job, "run": str(run), "time": slurm.time, "submitted": time.time(),
               "locked": [[str(folder), mode] for folder, mode in locked]}
+    write_json_atomic(record, run / RECORD)  # kept: which job graded this run, and when it was submitted
     write_json_atomic(record, out / SLURM_DIR / RECORD)
     say(f"submitted Slurm job {job} ({job_name(options)}): {len(shares)} tasks grading {len(gradable)} "
         f"submissions into {out}; logs in {run}/task-N.log")
@@ -199,6 +200,9 @@ def read_record(out: Path) -> dict[str, Any] | None:
 
 
 def _follow(options: ClassOptions, slurm: SlurmOptions, out: Path, record: dict[str, Any]) -> int:
+    if not (Path(record.get("run", "")) / "plan.json").is_file():
+        return _refuse(f"Slurm job {record['job']} was submitted into {out}, but its plan is gone from {record.get('run')}; "
+                       f"once that job has ended, remove {out / SLURM_DIR / RECORD}")
     try:
         live = slurm_client.live_tasks(record["job"])
     except SlurmError as exc:
@@ -412,7 +416,7 @@ def settle_before_local(out: Path) -> str | None:
         except OSError:
             pass
     (out.resolve() / SLURM_DIR / RECORD).unlink(missing_ok=True)
-    say(f"Slurm job {job} has ended; what it left ungraded is graded here")
+    say(f"Slurm job {job}, submitted into {out}, has ended; what it left ungraded (if anything) is graded here")
     return None
 
 

@@ -59,6 +59,9 @@ def from_args(args: argparse.Namespace) -> SlurmOptions | None:
         if named:
             raise SystemExit(f"mechgrade grade-all: {', '.join(named)} only go with --slurm")
         return None
+    if args.jobs != 1:
+        raise SystemExit("mechgrade grade-all: --jobs does not go with --slurm: each task is one grading process; "
+                         "--tasks says how many")
     for name in ("tasks", "cpus_per_task", "max_running"):
         if given[name] is not None and given[name] < 1:
             raise SystemExit(f"mechgrade grade-all: --{name.replace('_', '-')} must be at least 1")
