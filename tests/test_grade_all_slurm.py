@@ -11,7 +11,6 @@ plot_attention, one prints 10 MB and exits while being imported) and an empty fo
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -23,52 +22,26 @@ from pathlib import Path
 
 import pytest
 from pristine import write_stubs
+from test_grade_all import HOSTILE_ATTENTION as ENDS_ITS_WORKER
+from test_grade_all import TOPICS, read_csv, solution, with_function, write
+from test_grade_all import WRONG_ATTENTION as WRONG
 
-from grader.classroom import slurm as grade_on_slurm
+from grader.classroom import slurm as submit_side
 from grader.classroom.slurm_client import ended_from_log
 from grader.classroom.slurm_options import SlurmOptions
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "tests" / "slurm" / "single_node.sh"
 SLURM_DIR = Path(os.environ.get("MECHGRADE_SLURM_DIR", "/tmp/mechgrade-slurm"))
-TOPICS = {"02": "cache", "03": "attention"}
 REQUIRED = os.environ.get("MECHGRADE_TEST_SLURM") == "require"
 
 
-def solution(exercise: str) -> str:
-    return (REPO / "solutions" / exercise / f"{TOPICS[exercise]}.py").read_text()
-
-
-def with_function(source: str, replacement: str) -> str:
-    return source + "\n\n" + replacement.strip() + "\n"
-
-
-WRONG = with_function(solution("03"), '''
-def attention_pattern(cache, layer, head):
-    return cache["pattern", layer][0, head].T
-''')
-ENDS_ITS_WORKER = with_function(solution("03"), '''
-def plot_attention(pattern, str_tokens, title=None):
-    import os
-    os._exit(0)
-''')
 LOUD_AND_EXITS = 'import sys\nsys.stdout.write("x" * 10_000_000)\nraise SystemExit(3)\n'
 SLOW = with_function(solution("03"), '''
 def attention_pattern(cache, layer, head):
     import time
     time.sleep(600)
 ''')
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 # ---- the Slurm ----
@@ -335,22 +308,25 @@ def test_how_a_task_ended_is_read_from_its_log(tmp_path: Path, line: str, state:
 
 def test_a_path_on_this_machines_own_disk_is_named_when_the_partition_has_other_nodes(monkeypatch, capsys) -> None:
     shm = Path("/dev/shm")
-    if grade_on_slurm._file_system(shm)[0] != "tmpfs":
+    if submit_side._file_system(shm)[0] != "tmpfs":
         pytest.skip("no tmpfs at /dev/shm")
-    monkeypatch.setattr(grade_on_slurm.slurm_client, "partition_nodes", lambda partition: {"node1", "node2"})
-    grade_on_slurm._warn_unless_shared(SlurmOptions(), [shm])
+    monkeypatch.setattr(submit_side.slurm_client, "partition_nodes", lambda partition: {"node1", "node2"})
+    submit_side._warn_unless_shared(SlurmOptions(), [shm])
     warning = capsys.readouterr().err
     assert warning.startswith("mechgrade grade-all: warning: /dev/shm is on tmpfs mounted at /dev/shm")
     assert "need DIR, the checkout and the Python environment on a file system they share" in warning
-    monkeypatch.setattr(grade_on_slurm.slurm_client, "partition_nodes", lambda partition: {os.uname().nodename})
-    grade_on_slurm._warn_unless_shared(SlurmOptions(), [shm])  # a one-machine Slurm sees what this machine sees
+    monkeypatch.setattr(submit_side.slurm_client, "partition_nodes", lambda partition: {os.uname().nodename})
+    submit_side._warn_unless_shared(SlurmOptions(), [shm])  # a one-machine Slurm sees what this machine sees
     assert capsys.readouterr().err == ""
 
 
-def test_a_task_that_ended_before_it_started_grading_says_its_node_may_not_see_dir(tmp_path: Path) -> None:
+def test_a_task_that_never_started_grading_says_its_node_may_not_see_dir_or_the_checkout(tmp_path: Path) -> None:
     record = {"job": "77", "run": str(tmp_path), "time": None}
-    why = grade_on_slurm._why(record, tmp_path, 0, grade_on_slurm.Ended("FAILED", "node9", "2:0"), False)
-    assert why.startswith("ended before it started grading on node9: its node may not see")
+    why = submit_side._why(record, tmp_path, 0, submit_side.Ended("FAILED", "node9", "2:0"), False)
+    assert why.startswith(f"did not start: it was cancelled while pending, or its node could not see {tmp_path}")
+    write(tmp_path / "task-0.log", "mechgrade: node node9 cannot see the checkout\n")
+    why = submit_side._why(record, tmp_path, 0, submit_side.Ended("FAILED", "node9", "2:0"), False)
+    assert why.startswith("failed before it started grading on node9: its node may not see the checkout")
     write(tmp_path / "task-0.started", "{}")
-    why = grade_on_slurm._why(record, tmp_path, 0, grade_on_slurm.Ended("FAILED", "node9", "1:0"), False)
+    why = submit_side._why(record, tmp_path, 0, submit_side.Ended("FAILED", "node9", "1:0"), False)
     assert why == "ended before finishing on node9 (FAILED, exit code 1:0)"

@@ -89,8 +89,7 @@ def grade_on_slurm(options: ClassOptions, slurm: SlurmOptions) -> int:
         return _write_gradebook(options, out, [s.name for s in submissions], {})
     _warn_unless_shared(slurm, [out, REPO_ROOT, Path(sys.executable)])
     shares = split(gradable, slurm.tasks)
-    run = out / SLURM_DIR / dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
-    run.mkdir(parents=True, exist_ok=False)
+    run = _new_run(out)
     write_json_atomic(plan_of(options, out, submissions, shares), run / "plan.json")
     script = run / "grade.sbatch"
     script.write_text(render_script(options, slurm, out, run, len(shares)), encoding="utf-8")
@@ -116,6 +115,19 @@ def grade_on_slurm(options: ClassOptions, slurm: SlurmOptions) -> int:
         print(job)
         return 0
     return _wait(options, slurm, out, record)
+
+
+def _new_run(out: Path) -> Path:
+    """DIR/.slurm/run-<date>/: this submission's script, plan, markers and logs."""
+    stem = out / SLURM_DIR / dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
+    for attempt in range(1, 100):
+        run = stem.with_name(stem.name + (f"-{attempt}" if attempt > 1 else ""))
+        try:
+            run.mkdir(parents=True)
+            return run
+        except FileExistsError:
+            continue
+    raise SystemExit(f"mechgrade grade-all: cannot make a folder beside {stem}")
 
 
 def say(line: str) -> None:
@@ -372,8 +384,11 @@ def _why(record: dict[str, Any], run: Path, index: int, ended: Ended | None, can
     if state == "PREEMPTED":
         return f"was preempted{node}"
     if not marker(run / "plan.json", index, "started").exists():
-        return (f"ended before it started grading{node}: its node may not see {record['run']} or the checkout "
-                f"{REPO_ROOT} (grade-all --slurm needs both on a file system the nodes share)")
+        if not log.exists():  # Slurm writes the log as the task starts, on the node
+            return (f"did not start: it was cancelled while pending, or its node could not see {run} to write "
+                    "its log (grade-all --slurm needs DIR and the checkout on a file system the nodes share)")
+        return (f"failed before it started grading{node}: its node may not see the checkout {REPO_ROOT} or "
+                f"the Python environment {sys.executable} (see its log)")
     exit_code = f", exit code {ended.exit_code}" if ended and ended.exit_code else ""
     return f"ended before finishing{node} ({state or 'state unknown'}{exit_code})"
 
