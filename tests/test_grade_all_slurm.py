@@ -21,12 +21,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from class_runs import TOPICS, TRUST, solution, write
 from pristine import write_stubs
 from test_grade_all import HOSTILE_ATTENTION as ENDS_ITS_WORKER
-from test_grade_all import TOPICS, read_csv, solution, with_function, write
 from test_grade_all import WRONG_ATTENTION as WRONG
+from test_grade_all import read_csv, with_function
 
 from grader.classroom import slurm as submit_side
+from grader.classroom.identity import folder_name
 from grader.classroom.slurm_client import ended_from_log
 from grader.classroom.slurm_options import SlurmOptions
 
@@ -83,7 +85,7 @@ def slurm() -> Iterator[dict[str, str]]:
 
 
 def mechgrade(env: dict[str, str], *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "grader", *args], cwd=REPO, env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "grader", *args, *TRUST], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
 
@@ -158,7 +160,7 @@ def test_a_class_graded_on_slurm_has_the_grades_of_a_local_run(both) -> None:
     for row in rows:  # and every check of every student, point for point
         if row["report"]:
             def checks(out: Path) -> list[tuple[str, float, str]]:
-                tests = json.loads((out / row["file"] / "results.json").read_text())["tests"]
+                tests = json.loads((out / folder_name(row["file"]) / "results.json").read_text())["tests"]
                 return [(t["name"], t["score"], t["status"]) for t in tests]
             assert checks(on_slurm) == checks(here), row["file"]
 
@@ -228,12 +230,12 @@ def test_a_cancelled_task_costs_what_it_had_not_graded_and_the_rerun_grades_only
     beside = mechgrade(slurm, "grade-all", str(submissions), "--out", str(out), "--model", "toy-gpt2")
     assert beside.returncode == 2 and f"Slurm job {job} is still grading into" in beside.stderr  # no local run beside it
 
-    wait_for(lambda: (out / "ann" / "results.json").exists())
+    wait_for(lambda: (out / folder_name("ann") / "results.json").exists())
     subprocess.run(["scancel", job], env=slurm, check=True)
     wait_for(lambda: job not in live_jobs(slurm), 120)
-    done = {p.parent.name for p in out.glob("*/results.json")}
+    done = {name for name in ("ann", "ben", "cat") if (out / folder_name(name) / "results.json").exists()}
     assert "ann" in done and len(done) < 3, done
-    first = {name: (out / name / "results.json").stat().st_ino for name in done}
+    first = {name: (out / folder_name(name) / "results.json").stat().st_ino for name in done}
 
     settled = mechgrade(slurm, *command)  # the same command: the ended job's gradebook, nothing submitted
     assert settled.returncode == 1, settled.stderr
@@ -251,7 +253,7 @@ def test_a_cancelled_task_costs_what_it_had_not_graded_and_the_rerun_grades_only
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"{len(done)} of 3 submissions already graded" in rerun.stderr
     assert f"grading {3 - len(done)} submissions" in rerun.stderr
-    assert {name: (out / name / "results.json").stat().st_ino for name in done} == first  # not graded again
+    assert {name: (out / folder_name(name) / "results.json").stat().st_ino for name in done} == first  # not graded again
     assert [(r["file"], r["total"], r["grading_status"]) for r in read_csv(out / "grades.csv")] == \
            [(name, "32", "completed") for name in ("ann", "ben", "cat")]
 
@@ -274,9 +276,9 @@ def test_a_task_over_its_time_limit_and_ctrl_c_while_waiting(slurm, tmp_path: Pa
     assert "raise it with --time" in run.stderr and live_jobs(slurm) == []
 
     stopped = tmp_path / "stopped"
-    waiting = subprocess.Popen([sys.executable, "-m", "grader", *command, "--out", str(stopped)], cwd=REPO, env=slurm,
+    waiting = subprocess.Popen([sys.executable, "-m", "grader", *command, "--out", str(stopped), *TRUST], cwd=REPO, env=slurm,
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: (stopped / "a-quick" / "results.json").exists())
+    wait_for(lambda: (stopped / folder_name("a-quick") / "results.json").exists())
     waiting.send_signal(signal.SIGINT)
     _, stderr = waiting.communicate(timeout=300)
     assert waiting.returncode == 130, stderr[-3000:]

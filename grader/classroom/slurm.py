@@ -34,17 +34,19 @@ from typing import Any
 
 from grader.classroom import slurm_client
 from grader.classroom.grade_all import (
+    INPUTS,
     REPO_ROOT,
     STAGING,
     ClassOptions,
     Progress,
+    _graded,
     _lock_away,
     file_ungradable,
     find_class,
     results_file,
     write_class_gradebook,
 )
-from grader.classroom.inputs import SAFE_NAME, Submission
+from grader.classroom.inputs import Submission
 from grader.classroom.slurm_client import Ended, SlurmError
 from grader.classroom.slurm_options import SlurmOptions
 from grader.classroom.slurm_task import marker
@@ -53,6 +55,7 @@ from grader.reports.gradescope import write_failure_results, write_json_atomic
 SLURM_DIR = ".slurm"
 RECORD = "job.json"  # DIR/.slurm/job.json: the submitted job not yet settled
 PER_TASK = 20  # submissions per task when --tasks is not given: start-up (the model load) paid once per 20
+JOB_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")  # a job name sites' tools show and parse
 LOCAL_FILE_SYSTEMS = {"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "overlay", "ramfs", "f2fs", "vfat"}
 
 
@@ -79,14 +82,15 @@ def grade_on_slurm(options: ClassOptions, slurm: SlurmOptions) -> int:
     out.mkdir(parents=True, exist_ok=True)
     submissions = find_class(options, out)
     shutil.rmtree(out / STAGING, ignore_errors=True)  # no job is grading into DIR: what is there is left over
-    missing = [s for s in submissions if not results_file(out, s).is_file()]
+    missing = [s for s in submissions if not _graded(out, s)]
     file_ungradable(out, missing, Progress(len(missing), tty=False))
     gradable = [s for s in missing if s.path is not None]
     if len(missing) < len(submissions):
         say(f"{len(submissions) - len(missing)} of {len(submissions)} submissions already graded in {out}")
     if not gradable:
         say("nothing left to grade on Slurm; nothing submitted")
-        return _write_gradebook(options, out, [s.name for s in submissions], {})
+        shutil.rmtree(out / INPUTS, ignore_errors=True)  # DIR keeps results, not submissions
+        return _write_gradebook(options, out, [s.identity for s in submissions], {})
     _warn_unless_shared(slurm, [out, REPO_ROOT, Path(sys.executable)])
     shares = split(gradable, slurm.tasks)
     run = _new_run(out)
@@ -150,7 +154,7 @@ def split(submissions: list[Submission], tasks: int | None) -> list[list[Submiss
 
 
 def job_name(options: ClassOptions) -> str:
-    return "mechgrade-" + (SAFE_NAME.sub("_", options.submissions.resolve().name)[:40] or "class")
+    return "mechgrade-" + (JOB_NAME_UNSAFE.sub("_", options.submissions.resolve().name)[:40] or "class")
 
 
 def plan_of(options: ClassOptions, out: Path, submissions: list[Submission],
@@ -159,7 +163,7 @@ def plan_of(options: ClassOptions, out: Path, submissions: list[Submission],
              "exercises": options.exercises, "check_timeout": options.check_timeout,
              "submission_timeout": options.submission_timeout, "worker_memory": options.worker_memory,
              "fixtures_dir": str(Path(options.fixtures_dir).resolve()) if options.fixtures_dir else None}
-    return {"out": str(out), "options": given, "order": [s.name for s in submissions],
+    return {"out": str(out), "options": given, "order": [s.identity for s in submissions],
             "tasks": [[{**asdict(s), "path": str(s.path)} for s in share] for share in shares]}
 
 
@@ -187,7 +191,7 @@ def render_script(options: ClassOptions, slurm: SlurmOptions, out: Path, run: Pa
 
 
 def _dry_run(options: ClassOptions, slurm: SlurmOptions, out: Path, submissions: list[Submission]) -> int:
-    missing = [s for s in submissions if not results_file(out, s).is_file()]
+    missing = [s for s in submissions if not _graded(out, s)]
     gradable = [s for s in missing if s.path is not None]
     shares = split(gradable, slurm.tasks) if gradable else []
     run = out / SLURM_DIR / "run-<date>"
@@ -195,7 +199,7 @@ def _dry_run(options: ClassOptions, slurm: SlurmOptions, out: Path, submissions:
     print(f"# the split: {len(gradable)} submissions to grade in {len(shares)} tasks"
           f" ({len(submissions) - len(missing)} already graded, {len(missing) - len(gradable)} with nothing to grade)")
     for index, share in enumerate(shares):
-        print(f"# task {index} ({len(share)}): {' '.join(s.name for s in share)}")
+        print(f"# task {index} ({len(share)}): {' '.join(s.shown for s in share)}")
     say("--dry-run: nothing submitted, nothing written")
     return 0
 
@@ -236,7 +240,7 @@ def _follow(options: ClassOptions, slurm: SlurmOptions, out: Path, record: dict[
 
 def _wait(options: ClassOptions, slurm: SlurmOptions, out: Path, record: dict[str, Any]) -> int:
     plan = json.loads((Path(record["run"]) / "plan.json").read_text(encoding="utf-8"))
-    names = [s["name"] for share in plan["tasks"] for s in share]
+    names = [s["identity"] for share in plan["tasks"] for s in share]
     job = record["job"]
     previous = signal.signal(signal.SIGTERM, _interrupt)
     cancelled = False
@@ -274,7 +278,7 @@ def _watch(job: str, out: Path, names: list[str], tasks: int, poll: float) -> No
                                  "the job may still run: the same command follows it again") from None
             time.sleep(poll)
             continue
-        graded = sum(_graded(out, name) for name in names)
+        graded = sum(_graded(out, Submission(identity)) for identity in names)
         pending = sum(state == "PENDING" for state, _ in live.values())
         line = (f"Slurm job {job}: {pending} pending, {len(live) - pending} running, {tasks - len(live)} of {tasks} "
                 f"tasks ended; {graded}/{len(names)} graded")
@@ -336,17 +340,17 @@ def _settle(options: ClassOptions, out: Path, record: dict[str, Any], cancelled_
     lines: dict[str, Path] = {}
     failures = []
     for index, share in enumerate(plan["tasks"]):
-        unfinished = [s["name"] for s in share if not _graded(out, s["name"])]
+        unfinished = [s["identity"] for s in share if not _graded(out, Submission(s["identity"]))]
         if not unfinished:
             continue
         why = _why(record, run, index, ended.get(index), cancelled_here)
         failures.append(f"task {index}: {why} ({len(unfinished)} of {len(share)} not graded)")
-        for name in unfinished:
-            path = run / "unfinished" / f"{name}.json"
+        for identity in unfinished:
+            path = run / "unfinished" / f"{Submission(identity).folder}.json"
             log = os.path.relpath(run / f"task-{index}.log", out)
             write_failure_results(path, f"Slurm task {index} of job {record['job']} {why}, before this submission "
                                         f"was graded (log: {log}); run the same command again to grade it")
-            lines[name] = path
+            lines[identity] = path
     for folder, mode in record.get("locked", []):
         try:
             os.chmod(folder, mode)
@@ -354,6 +358,7 @@ def _settle(options: ClassOptions, out: Path, record: dict[str, Any], cancelled_
             pass
     (out / SLURM_DIR / RECORD).unlink(missing_ok=True)
     shutil.rmtree(out / STAGING, ignore_errors=True)  # what a stopped task left half-done
+    shutil.rmtree(out / INPUTS, ignore_errors=True)  # DIR keeps results, not submissions
     code = _write_gradebook(options, out, plan["order"], lines)
     for failure in failures:
         say(f"Slurm job {record['job']} {failure}")
@@ -393,18 +398,14 @@ def _why(record: dict[str, Any], run: Path, index: int, ended: Ended | None, can
     return f"ended before finishing{node} ({state or 'state unknown'}{exit_code})"
 
 
-def _graded(out: Path, name: str) -> bool:
-    return results_file(out, Submission(name, name)).is_file()
-
-
 def _write_gradebook(options: ClassOptions, out: Path, order: list[str], lines: dict[str, Path]) -> int:
     found = []
-    for name in order:
-        graded = results_file(out, Submission(name, name))
-        if graded.is_file():
-            found.append((name, graded))
-        elif name in lines:
-            found.append((name, lines[name]))
+    for identity in order:
+        submission = Submission(identity)
+        if _graded(out, submission):
+            found.append((submission.shown, results_file(out, submission)))
+        elif identity in lines:
+            found.append((submission.shown, lines[identity]))
     csv_path, html_path = write_class_gradebook(options, out, found)
     print(f"{csv_path}\n{html_path}")
     return 0

@@ -5,7 +5,7 @@
 A task is what one `grade-all --jobs 1` is on one machine, and runs the same code
 (grader.classroom.grade_all): one long-lived grading process (grader.classroom.job) that loads the
 model once and forks its template once, a fresh worker per exercise of each submission, each
-submission graded into DIR/.staging/<name>/ and renamed into place once its results are final. A
+submission graded into DIR/.staging/<folder>/ and renamed into place once its results are final. A
 submission already graded (by an earlier run, or before Slurm requeued this task) is skipped.
 
 The task leaves two markers beside the plan, which the submitting side reads to tell a task that
@@ -31,8 +31,8 @@ from grader.classroom.grade_all import (
     ClassOptions,
     Progress,
     _free_uid,
+    _graded,
     _run_jobs,
-    results_file,
 )
 from grader.classroom.inputs import Submission
 from grader.reports.gradescope import write_json_atomic
@@ -45,7 +45,7 @@ def marker(plan: Path, index: int, kind: str) -> Path:
 
 
 def share_of(plan: dict[str, Any], index: int) -> list[Submission]:
-    return [Submission(s["name"], s["source"], Path(s["path"]), list(s["exercises"]), list(s["problems"]))
+    return [Submission(s["identity"], Path(s["path"]), list(s["exercises"]), list(s["problems"]))
             for s in plan["tasks"][index]]
 
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         # workers as a uid of its own, as each local grading process does.
         os.environ["MECHGRADE_WORKER_USER"] = f"#{_free_uid(SLURM_UIDS + (int(job) % 100_000_000 if job.isdigit() else index))}"
     share = share_of(plan, index)
-    todo = [s for s in share if not results_file(out, s).is_file()]
+    todo = [s for s in share if not _graded(out, s)]
     print(f"mechgrade task {index}: {len(share)} submissions, {len(share) - len(todo)} already graded; "
           f"grading {len(todo)} on {socket.gethostname()}", file=sys.stderr, flush=True)
     signal.signal(signal.SIGTERM, _stop)
