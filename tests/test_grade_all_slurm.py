@@ -170,7 +170,7 @@ def test_each_task_graded_its_share_in_one_process_and_left_a_log(slurm, both) -
     runs = list((on_slurm / ".slurm").glob("run-*"))
     assert len(runs) == 1 and not (on_slurm / ".slurm" / "job.json").exists()  # settled
     plan = json.loads((runs[0] / "plan.json").read_text())
-    shares = [[s["name"] for s in share] for share in plan["tasks"]]
+    shares = [[s["identity"] for s in share] for share in plan["tasks"]]
     assert len(shares) == 2 and sorted(sum(shares, [])) == sorted(r["file"] for r in read_csv(on_slurm / "grades.csv")
                                                                    if r["file"] != "empty")
     for index, share in enumerate(shares):
