@@ -8,6 +8,7 @@
   mechgrade bundle [--model M] [--out autograder.zip]                    a Gradescope autograder zip
   mechgrade notebooks build|check                                        the students' notebooks/, from exercises/
   mechgrade grade-all SUBMISSIONS --out DIR [--jobs N] [...]             grade a class: grades.csv, class.html
+  mechgrade grade-all SUBMISSIONS --out DIR --slurm [...]                the same, as a Slurm job array
   mechgrade merge-results RESULTS... --out DIR                           a gradebook from results.json files
   mechgrade repair                                                       put back modes a killed grading run left
 
@@ -36,6 +37,8 @@ from grader.grading.command import (
     pytest_command,
     targets,
 )
+from grader.classroom.slurm_options import add_arguments as slurm_arguments
+from grader.classroom.slurm_options import from_args as slurm_options
 from grader.models import MODELS
 from grader.sandbox.hiding import repair
 
@@ -149,6 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--trust-submissions", action="store_true",
                    help="grade as an ordinary user, with student code running as you (it could change other "
                         "students' results): only for submissions you trust")
+    slurm_arguments(c)
 
     m = commands.add_parser("merge-results", help="merge per-submission results.json files into grades.csv and class.html")
     m.add_argument("results", nargs="+", metavar="RESULTS",
@@ -245,8 +249,11 @@ def grade_all(args: argparse.Namespace) -> int:
     from grader.classroom.grade_all import MAX_JOBS, ClassOptions  # late: loaded per command
     from grader.classroom.grade_all import grade_all as run  # late: loaded per command
 
+    from grader.classroom.slurm import grade_on_slurm, settle_before_local  # late: loaded per command
+
     if not 1 <= args.jobs <= MAX_JOBS:
         raise SystemExit(f"mechgrade grade-all: --jobs must be between 1 and {MAX_JOBS}")
+    slurm = slurm_options(args)
     if os.geteuid() != 0 and not args.trust_submissions:
         # Workers then run as the grader's own user, who owns OUT/: one student's code could
         # rewrite another's results.json or grades.csv. Root gives each grading process a uid of its own.
@@ -254,10 +261,17 @@ def grade_all(args: argparse.Namespace) -> int:
               "students' results and grades.csv. Run it as root (or in the course's container), or pass "
               "--trust-submissions if you trust every submission.", file=sys.stderr)
         return 2
+    options = ClassOptions(Path(args.submissions), Path(args.out), args.jobs, args.model, args.device,
+                           [e.zfill(2) for e in args.exercise] if args.exercise else None, args.check_timeout,
+                           args.submission_timeout, args.worker_memory, args.fixtures_dir)
     try:
-        return run(ClassOptions(Path(args.submissions), Path(args.out), args.jobs, args.model, args.device,
-                                [e.zfill(2) for e in args.exercise] if args.exercise else None, args.check_timeout,
-                                args.submission_timeout, args.worker_memory, args.fixtures_dir))
+        if slurm is not None:
+            return grade_on_slurm(options, slurm)
+        busy = settle_before_local(options.out)  # a Slurm job grading into DIR must not be graded beside
+        if busy:
+            print(f"mechgrade grade-all: {busy}", file=sys.stderr)
+            return 2
+        return run(options)
     except ValueError as exc:
         print(f"mechgrade grade-all: {exc}", file=sys.stderr)
         return 2

@@ -61,6 +61,8 @@ class ClassOptions:
     submission_timeout: float = 1800.0  # one submission's whole grading
     worker_memory: int = 4096
     fixtures_dir: str | None = None
+    threads: int | None = None  # torch threads per grading process (default: the cores / jobs)
+    logs: Path | None = None  # the grading processes' own logs (default: DIR/.staging/jobs, removed at the end)
 
 
 @dataclass
@@ -121,10 +123,7 @@ def grade_all(options: ClassOptions) -> int:
     """Grade what is missing, then write the gradebook. 0: every submission has results; 130: stopped."""
     out = options.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    topics = exercise_topics(REPO_ROOT / "exercises", options.exercises)
-    if not topics:
-        raise SystemExit(f"mechgrade grade-all: no exercise {' '.join(options.exercises or [])} in exercises/")
-    submissions = find_submissions(options.submissions.resolve(), out / INPUTS, topics)
+    submissions = find_class(options, out)
     shutil.rmtree(out / STAGING, ignore_errors=True)  # what a stopped run left half-done
     missing = [s for s in submissions if not _graded(out, s)]
     if len(missing) < len(submissions):
@@ -139,17 +138,13 @@ def grade_all(options: ClassOptions) -> int:
         if refused is not None:
             print(f"mechgrade grade-all: {refused}", file=sys.stderr)
             return 2
-        for submission in [s for s in missing if s.path is None]:  # nothing to grade: a line that says why
-            staging = _staging(out, submission)
-            write_failure_results(staging / "results.json", "not graded: " + "; ".join(submission.problems))
-            _file(out, submission, staging, progress)
+        file_ungradable(out, missing, progress)
         _run_jobs(options, out, [s for s in missing if s.path is not None], progress)
     except KeyboardInterrupt:
         stopped = True
     finally:
-        order = [(s.shown, out / s.folder / "results.json") for s in submissions if _graded(out, s)]
-        book = gradebook_from(order, out)
-        csv_path, html_path = write_gradebook(book, out, f"mechgrade: {options.submissions.name}")
+        order = [(s.shown, results_file(out, s)) for s in submissions if _graded(out, s)]
+        csv_path, html_path = write_class_gradebook(options, out, order)
         shutil.rmtree(out / STAGING, ignore_errors=True)
         shutil.rmtree(out / INPUTS, ignore_errors=True)
         signal.signal(signal.SIGTERM, previous)
@@ -212,10 +207,35 @@ def _stop_on_sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def find_class(options: ClassOptions, out: Path, inputs: Path | None = None) -> list[Submission]:
+    """The class's submissions, in the gradebook's order, staged under `inputs` (default DIR/.inputs)."""
+    topics = exercise_topics(REPO_ROOT / "exercises", options.exercises)
+    if not topics:
+        raise SystemExit(f"mechgrade grade-all: no exercise {' '.join(options.exercises or [])} in exercises/")
+    return find_submissions(options.submissions.resolve(), inputs or out / INPUTS, topics)
+
+
+def results_file(out: Path, submission: Submission) -> Path:
+    return out / submission.folder / "results.json"
+
+
+def file_ungradable(out: Path, submissions: list[Submission], progress: Progress) -> None:
+    """A line that says why for each submission with nothing to grade."""
+    for submission in [s for s in submissions if s.path is None]:
+        staging = _staging(out, submission)
+        write_failure_results(staging / "results.json", "not graded: " + "; ".join(submission.problems))
+        _file(out, submission, staging, progress)
+
+
+def write_class_gradebook(options: ClassOptions, out: Path, found: list[tuple[str, Path]]) -> tuple[Path, Path]:
+    """grades.csv and class.html in DIR from (name shown, results.json) pairs."""
+    return write_gradebook(gradebook_from(found, out), out, f"mechgrade: {options.submissions.name}")
+
+
 def _graded(out: Path, submission: Submission) -> bool:
     """Whether this entry's own results are there: its folder's results.json, recording its name."""
     try:
-        document = json.loads((out / submission.folder / "results.json").read_text(encoding="utf-8"))
+        document = json.loads(results_file(out, submission).read_text(encoding="utf-8"))
         return bool(document["extra_data"]["mechgrade"]["submission"] == submission.shown)
     except (OSError, ValueError, KeyError, TypeError):
         return False
@@ -278,13 +298,13 @@ def _threads(jobs: int) -> int:
 
 def _start_job(options: ClassOptions, out: Path, index: int) -> Job:
     command = [sys.executable, "-m", "grader.classroom.job", "--check-timeout", str(options.check_timeout),
-               "--worker-memory", str(options.worker_memory), "--threads", str(_threads(options.jobs))]
+               "--worker-memory", str(options.worker_memory), "--threads", str(options.threads or _threads(options.jobs))]
     for flag, value in (("--model", options.model), ("--device", options.device), ("--fixtures-dir", options.fixtures_dir)):
         if value:
             command += [flag, str(Path(value).resolve()) if flag != "--device" and Path(value).exists() else value]
     for exercise in options.exercises or []:
         command += ["--exercise", exercise]
-    logs = out / STAGING / "jobs"
+    logs = options.logs or out / STAGING / "jobs"
     logs.mkdir(parents=True, exist_ok=True)
     log = open(logs / f"job-{index}.log", "a", encoding="utf-8")
     env = {**{k: v for k, v in os.environ.items() if k != "MECHGRADE_TIMINGS"},  # one run's, not ours
