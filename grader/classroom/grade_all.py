@@ -320,6 +320,18 @@ def _start_job(options: ClassOptions, out: Path, index: int) -> Job:
     return Job(process, log=log)
 
 
+def free_uid(uid: int) -> int:
+    """`uid`, or the next one a thousand on that no account has."""
+    import pwd
+
+    while True:
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            return uid
+        uid += 1000
+
+
 def job_uid(index: int, pid: int | None = None) -> int:
     """The uid grading process `index` of this grade-all runs its workers as. Two grade-all runs at
     once have different pids, hence different uids: what one removes of its workers' files in /tmp

@@ -30,9 +30,9 @@ from grader.classroom.grade_all import (
     JOB_UID_BASE,
     ClassOptions,
     Progress,
-    _free_uid,
     _graded,
     _run_jobs,
+    free_uid,
 )
 from grader.classroom.inputs import Submission
 from grader.reports.gradescope import write_json_atomic
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() == 0 and "MECHGRADE_WORKER_USER" not in os.environ:
         # Tasks of this job (or of another class's) may share a node: each runs its students'
         # workers as a uid of its own, as each local grading process does.
-        os.environ["MECHGRADE_WORKER_USER"] = f"#{_free_uid(SLURM_UIDS + (int(job) % 100_000_000 if job.isdigit() else index))}"
+        os.environ["MECHGRADE_WORKER_USER"] = f"#{free_uid(SLURM_UIDS + (int(job) % 100_000_000 if job.isdigit() else index))}"
     share = share_of(plan, index)
     todo = [s for s in share if not _graded(out, s)]
     print(f"mechgrade task {index}: {len(share)} submissions, {len(share) - len(todo)} already graded; "
