@@ -398,6 +398,7 @@ def test_path_patch_reaches_the_logits_only_through_the_receivers(which, student
                 lambda: runs().path(sender, [(layer, h) for h in range(model.cfg.n_heads)], component),
             "the patching goes the wrong way: the clean run gets the corrupted sender":
                 lambda: runs().path(sender, receivers, component, base="corrupted"),
+            "the metric is the wrong way round: clean must be 1 and corrupted 0": 1 - w,
         },
         hint="run 1: clean tokens, sender's z corrupted, every other z frozen at clean, keep "
              "blocks.{layer}.attn.hook_{component}; run 2: clean tokens with the receivers' heads of that input pasted",
