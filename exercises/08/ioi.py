@@ -65,6 +65,9 @@ def ioi_metric(logits: Tensor, io: Tensor, s: Tensor, clean_diff: Tensor | float
 
     Returns:
         ``(logit_diff(logits) - corrupted_diff) / (clean_diff - corrupted_diff)``, 0-dimensional.
+
+    Hint:
+        Call your ``logit_diff``; check that the clean logits give 1 and the corrupted ones 0.
     """
     raise NotImplementedError("exercise 08: write ioi_metric")
 
@@ -163,5 +166,9 @@ def plot_attribution_vs_patching(patching: Tensor, attribution: Tensor) -> Figur
     - optionally, each point labelled ``"L{layer}H{head}"`` (``ax.annotate``).
 
     Return the Figure; do not call ``plt.show()``.
+
+    Hint:
+        ``fig, ax = plt.subplots()``; ``ax.plot([low, high], [low, high], "--")`` for the line, with
+        ``low`` and ``high`` the smallest and largest of all the values.
     """
     raise NotImplementedError("exercise 08: write plot_attribution_vs_patching")
