@@ -279,6 +279,7 @@ def test_the_ioi_circuit_is_the_one_exercise_08_describes(report: VerifyReport) 
     assert max(h["duplicate_token"] for h in scores.values()) < 0.1
     assert max(h["end_to_io"] for h in scores.values()) < 0.1
     assert scores["L0H1"]["end_to_s2"] > 0.9
+    assert all(measured["heads"][f"L1H{head}"]["end_to_went"] > 0.9 for head in range(4))  # after the two names
     assert measured["heads"]["L0H1"]["abc_patching"] < 0.1
     assert all(h["abc_patching"] > 0.9 for name, h in measured["heads"].items() if name != "L0H1")
     assert measured["paths"]["direct"] < 0.1

@@ -329,7 +329,8 @@ that finds the country from one that looks one token back.
 def ioi_section(circuit: dict[str, Any]) -> str:
     """The card's IOI table: what each head and each component does for the IO - S logit difference."""
     heads = circuit["heads"]
-    rows = "\n".join(f"| {name} | {h['logit_attribution']:.3f} | {h['abc_patching']:.3f} |" for name, h in heads.items())
+    rows = "\n".join(f"| {name} | {h['end_to_went']:.3f} | {h['logit_attribution']:.3f} | {h['abc_patching']:.3f} |"
+                     for name, h in heads.items())
     parts = ", ".join(f"{name} {value:.2f}" for name, value in circuit["components"].items())
     mover = head_name(*circuit["s2_mover"])
     paths = circuit["paths"]
@@ -341,8 +342,8 @@ On `"{IOI_PROMPT.format(a="{io}", b="{s}")}"` with {circuit["prompts"]} seeded t
 (io, s, c) and its ABC corruption (S2 replaced by c): logit difference IO - S {circuit["clean_logit_diff"]:.2f}
 clean, {circuit["abc_logit_diff"]:.2f} corrupted (`ioi_circuit` in `verify.json`).
 
-| head | direct logit attribution (IO - S) | metric with its z from the ABC run (clean 1, ABC 0) |
-|---|---|---|
+| head | attention end -> " went" | direct logit attribution (IO - S) | metric with its z from the ABC run (clean 1, ABC 0) |
+|---|---|---|---|
 {rows}
 
 - Direct logit attribution at the last position, by component: {parts}.

@@ -361,6 +361,7 @@ def measure_ioi_circuit(model: TransformerBridge) -> tuple[dict[str, dict[str, f
     """Attention scores per head (for head_scores) and the causal figures of the IOI circuit.
 
     - duplicate_token: attention from S2 to S1; end_to_io, end_to_s2: from the last position to IO, to S2;
+    - end_to_went (in the circuit's heads): from the last position to " went", after the two names;
     - logit_attribution: each head's output at the end (centred, over the final LayerNorm's cached
       scale) on W_U[:, IO] - W_U[:, S], mean over prompts (exercise 05's head_attributions);
     - abc_patching: the clean run with the head's z (every position) from the ABC run, on the scale
@@ -407,7 +408,9 @@ def measure_ioi_circuit(model: TransformerBridge) -> tuple[dict[str, dict[str, f
                 "end_to_s2": float(pattern[:, head, -1, batch["s2"]].mean()),
             }
             heads[head_name(layer, head)] = {"logit_attribution": attribution(out[:, head]),
-                                             "abc_patching": metric(patched)}
+                                             "abc_patching": metric(patched),
+                                             # " went", after the first clause's names: where layer 1 looks
+                                             "end_to_went": float(pattern[:, head, -1, batch["s1"] + 1].mean())}
     components = {"embeddings": attribution(cache["hook_embed"][:, -1] + cache["hook_pos_embed"][:, -1])}
     for layer in range(n_layers):
         components[f"attention {layer}"] = attribution(cache[f"blocks.{layer}.hook_attn_out"][:, -1])
