@@ -232,6 +232,7 @@ def floor_script(model: str, device: str) -> None:
             induction.ablate_head(model_, tokens, *divmod(int(top.argmax()), top.shape[1]))
         induction.plot_induction_scores(scores)
         _sae_floor(sae_ex, model_, get_spec(model).id)
+        _ioi_floor(solution("08", "ioi"), model_)
     del figure
     stamps["done"] = time.time()
     stamps["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -261,6 +262,31 @@ def _sae_floor(sae_ex, model_, model_id: str) -> None:
         sae_ex.top_activating_tokens(shipped, model_, prompts, 0, k)
     acts = model_.run_with_cache(model_.to_tokens(CLEAN_PROMPT), names_filter=ref.HOOK_POINT)[1][ref.HOOK_POINT][0]
     plt.close(sae_ex.plot_latent_activations(shipped.encode(acts), model_.to_str_tokens(CLEAN_PROMPT), [0, 1, 2]))
+
+
+def _ioi_floor(ioi, model_) -> None:
+    """Exercise 08's reference calls on the checks' own batches (their cases, read from the check file)."""
+    import importlib.util
+
+    import matplotlib.pyplot as plt
+
+    spec = importlib.util.spec_from_file_location("checks_08", REPO / "exercises" / "08" / "test_08_ioi.py")
+    checks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(checks)
+    for template, seed in checks.BATCH_CASES.values():
+        ioi.ioi_batch(model_, template, checks.grader_names(seed, 6))
+    batches = {case: checks.case_batch(model_, case) for case in checks.CASES}
+    batch = batches["S first"]
+    clean_diff = ioi.logit_diff(model_(batch["clean"]), batch["io"], batch["s"])
+    corrupted_diff = ioi.logit_diff(model_(batch["corrupted"]), batch["io"], batch["s"])
+    ioi.ioi_metric(model_(batch["clean"]), batch["io"], batch["s"], clean_diff, corrupted_diff)
+    for batch in batches.values():
+        patching, attribution = ioi.patch_heads(model_, batch), ioi.attribution_patch(model_, batch)
+    for case, sender in checks.TO_LOGITS.values():
+        ioi.path_patch_to_logits(model_, batches[case], sender)
+    for case, sender, receivers, component in checks.PATHS.values():
+        ioi.path_patch(model_, batches[case], sender, receivers, component)
+    plt.close(ioi.plot_attribution_vs_patching(patching, attribution))
 
 
 def report(name: str, base: dict[str, float], runs: dict[str, tuple[dict[str, float], float, float]]) -> None:

@@ -56,7 +56,7 @@ FUNCTION_TESTS: dict[str, tuple[str, ...]] = {
     "patch_residual_stream": ("test_patch_residual_stream",),
 }
 TOPICS = {"01": "load_model", "02": "cache", "03": "attention", "04": "patching", "05": "residual",
-          "06": "induction", "07": "sae"}
+          "06": "induction", "07": "sae", "08": "ioi"}
 
 
 @dataclass(frozen=True)

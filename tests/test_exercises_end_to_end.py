@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 MODEL = "toy-gpt2"
 CONTRACT = REPO / "exercises" / "CONTRACT.md"
 TOPICS = {"01": "load_model", "02": "cache", "03": "attention", "04": "patching", "05": "residual",
-          "06": "induction", "07": "sae"}
+          "06": "induction", "07": "sae", "08": "ioi"}
 
 
 def _contract_signatures(text: str) -> dict[str, list[str]]:

@@ -107,6 +107,24 @@ def top_activating_tokens(sae, model, prompts, latent, k=10):
 def plot_latent_activations(latent_acts, str_tokens, latents, title=None):
     return None
 ''',
+    "08": '''
+def ioi_batch(model, template, names):
+    return None
+def logit_diff(logits, io, s):
+    return None
+def ioi_metric(logits, io, s, clean_diff, corrupted_diff):
+    return None
+def patch_heads(model, batch):
+    return None
+def path_patch_to_logits(model, batch, sender):
+    return None
+def path_patch(model, batch, sender, receivers, component):
+    return None
+def attribution_patch(model, batch):
+    return None
+def plot_attribution_vs_patching(patching, attribution):
+    return None
+''',
 }
 
 RETURNS_EMPTY_OF_THE_RIGHT_SHAPE = {
@@ -217,6 +235,29 @@ def top_activating_tokens(sae, model, prompts, latent, k=10):
     return []
 def plot_latent_activations(latent_acts, str_tokens, latents, title=None):
     return plt.figure()
+''',
+    "08": '''
+import matplotlib.pyplot as plt
+import torch
+def ioi_batch(model, template, names):
+    tokens = torch.zeros_like(model.to_tokens([template.format(io=io, s=s) for io, s, _ in names]))
+    zeros = torch.zeros(len(names), dtype=torch.long)
+    return {"clean": tokens, "corrupted": tokens.clone(), "io": zeros, "s": zeros}
+def logit_diff(logits, io, s):
+    return torch.tensor(0.0)
+def ioi_metric(logits, io, s, clean_diff, corrupted_diff):
+    return torch.tensor(1.0)
+def patch_heads(model, batch):
+    return torch.ones(model.cfg.n_layers, model.cfg.n_heads)
+def path_patch_to_logits(model, batch, sender):
+    return 1.0
+def path_patch(model, batch, sender, receivers, component):
+    return 1.0
+def attribution_patch(model, batch):
+    return torch.ones(model.cfg.n_layers, model.cfg.n_heads)
+def plot_attribution_vs_patching(patching, attribution):
+    fig, ax = plt.subplots()
+    return fig
 ''',
 }
 

@@ -65,6 +65,12 @@ MODULE = """
         right.bar(["a", "b"], [4.0, 0.5])
         return fig
 
+    def scatter():
+        fig, ax = plt.subplots()
+        ax.scatter([0.5, 1.0], [0.25, -2.0])
+        ax.plot([0, 1], [0, 1])
+        return fig
+
     def an_object():
         return object()
 
@@ -194,6 +200,11 @@ def test_a_figure_brings_its_lines_and_bars(sandbox) -> None:
     left, right = sandbox.student.line_and_bars().figure.axes
     assert [line.tolist() for line in left.lines] == [[3.0, -1.0, 2.5]] and left.bars == []
     assert [bars.tolist() for bars in right.bars] == [[4.0, 0.5]] and right.xticklabels == ["a", "b"]
+
+
+def test_a_figure_brings_its_points_scatter_first(sandbox) -> None:
+    (ax,) = sandbox.student.scatter().figure.axes
+    assert [points.tolist() for points in ax.points] == [[[0.5, 0.25], [1.0, -2.0]], [[0.0, 0.0], [1.0, 1.0]]]
 
 
 def test_a_returned_function_can_be_called_back(sandbox) -> None:

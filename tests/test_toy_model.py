@@ -236,7 +236,7 @@ def test_l0h0_is_the_previous_token_head_not_a_country_head(report: VerifyReport
 
 def test_l0h1_finds_the_country_by_content(report: VerifyReport) -> None:
     l0h1 = report.head_scores["L0H1"]
-    assert report.head_roles["L0H1"] == ["country by content"]
+    assert report.head_roles["L0H1"] == ["country by content", "end to S2"]  # its IOI job: below
     assert report.content_head == ((0, 1), pytest.approx(l0h1["country_apart"]))
     assert l0h1["country_apart"] > 0.8 and l0h1["country_adjacent"] > 0.8  # both: it finds the country wherever it is
     assert l0h1["previous_token"] < 0.3
@@ -261,6 +261,32 @@ def test_the_induction_heads_read_what_the_previous_token_head_wrote(report: Ver
     assert max(measured["induction_scores"].values()) < COMPOSITION_INDUCTION_MAX  # 0.96-0.98 with the head
     assert measured["repeat_loss"][1] > COMPOSITION_LOSS_MIN  # 0.05 with the head
     assert measured["repeat_loss"][1] > 100 * report.repeat_loss[1]
+
+
+def test_the_ioi_circuit_is_the_one_exercise_08_describes(report: VerifyReport) -> None:
+    """Exercise 08's measured story: no duplicate-token head and no head moving IO to the end; L0H1
+    moves S2 to the end and carries almost all of the ABC effect, directly (MLPs included), not
+    through layer 1's heads; the MLPs write most of the logit difference."""
+    shipped = VerifyReport.from_json((TOY_MODEL_DIR / "verify.json").read_text()).ioi_circuit
+    measured = report.ioi_circuit
+    assert shipped is not None and measured is not None
+    for name, figures in measured["heads"].items():
+        assert figures == pytest.approx(shipped["heads"][name], abs=1e-3), name
+    assert measured["components"] == pytest.approx(shipped["components"], abs=1e-2)
+    assert measured["paths"] == pytest.approx(shipped["paths"], abs=1e-3)
+    assert measured["s2_mover"] == shipped["s2_mover"] == [0, 1]
+    scores = report.head_scores
+    assert max(h["duplicate_token"] for h in scores.values()) < 0.1
+    assert max(h["end_to_io"] for h in scores.values()) < 0.1
+    assert scores["L0H1"]["end_to_s2"] > 0.9
+    assert all(measured["heads"][f"L1H{head}"]["end_to_went"] > 0.9 for head in range(4))  # after the two names
+    assert measured["heads"]["L0H1"]["abc_patching"] < 0.1
+    assert all(h["abc_patching"] > 0.9 for name, h in measured["heads"].items() if name != "L0H1")
+    assert measured["paths"]["direct"] < 0.1
+    assert all(abs(measured["paths"][f"through later {c}"] - 1) < 0.05 for c in "qkv")
+    parts = measured["components"]
+    assert parts["MLP 1"] > parts["MLP 0"] > max(parts["attention 0"], parts["attention 1"])
+    assert max(abs(h["logit_attribution"]) for h in measured["heads"].values()) < 0.05 * measured["clean_logit_diff"]
 
 
 def test_roles_follow_the_threshold() -> None:

@@ -111,6 +111,7 @@ class AxesInfo:
     xlabel: str
     ylabel: str
     title: str
+    points: list[np.ndarray] = field(default_factory=list)  # [n, 2]: each scatter's (x, y), then each line's
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,8 @@ class FigureInfo:
                 AxesInfo([np.asarray(i, dtype=float) for i in a["images"]],
                          [np.asarray(line, dtype=float) for line in a["lines"]],
                          [np.asarray(bars, dtype=float) for bars in a["bars"]], [str(t) for t in a["xticklabels"]],
-                         [str(t) for t in a["yticklabels"]], str(a["xlabel"]), str(a["ylabel"]), str(a["title"]))
+                         [str(t) for t in a["yticklabels"]], str(a["xlabel"]), str(a["ylabel"]), str(a["title"]),
+                         [np.asarray(p, dtype=float).reshape(-1, 2) for p in a.get("points", [])])
                 for a in info["axes"]
             ]
             png = info["png"]

@@ -380,6 +380,10 @@ def describe_figure(fig: Any) -> dict[str, Any]:
             "lines": [np.asarray(line.get_ydata(), dtype=float) for line in ax.lines],
             "bars": [np.asarray([bar.get_height() for bar in container], dtype=float)
                      for container in ax.containers if type(container).__name__ == "BarContainer"],
+            # A scatter's (x, y) points, then each line's: a plot of one value against another.
+            "points": [np.asarray(c.get_offsets(), dtype=float).reshape(-1, 2)
+                       for c in ax.collections if type(c).__name__ == "PathCollection"]
+                      + [np.asarray(line.get_xydata(), dtype=float).reshape(-1, 2) for line in ax.lines],
             "xticklabels": [t.get_text() for t in ax.get_xticklabels()],
             "yticklabels": [t.get_text() for t in ax.get_yticklabels()],
             "xlabel": ax.get_xlabel(),

@@ -19,6 +19,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: never reach for the hub
 
@@ -222,6 +223,9 @@ SCORE_COLUMNS = {
     "induction": "induction",
     "country_adjacent": "country, adjacent",
     "country_apart": "country, not adjacent",
+    "duplicate_token": "duplicate-token (S2 to S1)",
+    "end_to_io": "end to IO",
+    "end_to_s2": "end to S2",
 }
 
 
@@ -313,9 +317,40 @@ that finds the country from one that looks one token back.
 - induction: as above;
 - country, adjacent: from the last position of `"{country_x}"` to the country, which is the
   token before it; country, not adjacent: from the last position of {apart_x}
-  to the country, mean over both and over every country.
+  to the country, mean over both and over every country;
+- duplicate-token, end to IO, end to S2: on exercise 08's IOI batch (below), the attention from the
+  second subject S2 to the first, S1; from the last position to the indirect object; and to S2.
 """
+    if report.ioi_circuit is not None:
+        text += ioi_section(report.ioi_circuit)
     return text
+
+
+def ioi_section(circuit: dict[str, Any]) -> str:
+    """The card's IOI table: what each head and each component does for the IO - S logit difference."""
+    heads = circuit["heads"]
+    rows = "\n".join(f"| {name} | {h['end_to_went']:.3f} | {h['logit_attribution']:.3f} | {h['abc_patching']:.3f} |"
+                     for name, h in heads.items())
+    parts = ", ".join(f"{name} {value:.2f}" for name, value in circuit["components"].items())
+    mover = head_name(*circuit["s2_mover"])
+    paths = circuit["paths"]
+    through = ", ".join(f"{k.removeprefix('through later ')} {v:.3f}" for k, v in paths.items() if k != "direct")
+    return f"""
+### Indirect object identification (exercise 08)
+
+On `"{IOI_PROMPT.format(a="{io}", b="{s}")}"` with {circuit["prompts"]} seeded triples of distinct names
+(io, s, c) and its ABC corruption (S2 replaced by c): logit difference IO - S {circuit["clean_logit_diff"]:.2f}
+clean, {circuit["abc_logit_diff"]:.2f} corrupted (`ioi_circuit` in `verify.json`).
+
+| head | attention end -> " went" | direct logit attribution (IO - S) | metric with its z from the ABC run (clean 1, ABC 0) |
+|---|---|---|---|
+{rows}
+
+- Direct logit attribution at the last position, by component: {parts}.
+- {mover} matters most: with its z corrupted the metric falls to {heads[mover]["abc_patching"]:.3f}. Path patching
+  from it, every other head's z frozen at clean: to the logits directly (MLPs recompute) {paths["direct"]:.3f};
+  through the later layers' queries, keys, values: {through}.
+"""
 
 
 def refresh_card(path: Path, report: VerifyReport) -> None:

@@ -5,7 +5,8 @@ Every document kind is there to grow one circuit the exercises look for:
 - capital facts ("The capital of France is Paris.")   -> a head that attends to the country;
 - repeated word runs ("a b c ... a b c ...")           -> an induction head;
 - IOI sentences ("When Mary and John went to the store, John gave a drink to Mary.")
-                                                        -> name movers that pick the indirect object;
+                                                        -> an IOI circuit (exercise 08; on the model trained
+                                                           here: a head that brings S2 to the end, and MLPs);
 - filler sentences                                     -> keep the model from being a pure lookup table.
 
 The word lists are module-level so exercises and tests can import them. Every entry is a single

@@ -10,6 +10,7 @@ import hashlib
 import itertools
 import json
 import os
+import random
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,8 +52,15 @@ ROLES: dict[str, str] = {
     "country_apart": "country by content",
     "current_token": "current-token",
     "first_token": "first-token",
+    "duplicate_token": "duplicate-token",
+    "end_to_io": "end to IO",
+    "end_to_s2": "end to S2",
 }
-HEAD_SCORES = ("previous_token", "current_token", "first_token", "induction", "country_adjacent", "country_apart")
+HEAD_SCORES = ("previous_token", "current_token", "first_token", "induction", "country_adjacent", "country_apart",
+               "duplicate_token", "end_to_io", "end_to_s2")
+# Exercise 08's batch for the IOI figures: IO_PROMPT with (io, s, c) triples of distinct names, seeded.
+IOI_TRIPLES = 256
+IOI_SEED = 0
 
 
 def head_name(layer: int, head: int) -> str:
@@ -89,6 +97,10 @@ class VerifyReport:
     # The previous-token head feeding the induction heads: that head, and with its z zeroed, the
     # induction score of every head after its layer and the loss on both copies.
     composition: dict[str, Any] | None = None
+    # The IOI circuit (exercise 08), on IOI_PROMPT and its ABC corruption: per head, the direct logit
+    # attribution in the IO - S direction and the metric with its z corrupted; per component, the
+    # direct logit attribution; the head that moves S2 to the end, and where its effect goes.
+    ioi_circuit: dict[str, Any] | None = None
 
     @property
     def content_head(self) -> tuple[tuple[int, int], float] | None:
@@ -269,7 +281,7 @@ def measure_heads(model: TransformerBridge) -> tuple[dict[str, dict[str, float]]
     by_name = {"previous_token": previous, "current_token": current, "first_token": first,
                "induction": induction, "country_adjacent": adjacent, "country_apart": apart}
     scores = {
-        head_name(layer, head): {k: float(by_name[k][layer, head]) for k in HEAD_SCORES}
+        head_name(layer, head): {k: float(by_name[k][layer, head]) for k in HEAD_SCORES if k in by_name}
         for layer in range(n_layers)
         for head in range(model.cfg.n_heads)
     }
@@ -322,6 +334,120 @@ def measure_ioi(model: TransformerBridge) -> tuple[float, float, int]:
     return float((diff > 0).float().mean()), float(diff.mean()), len(pairs)
 
 
+def ioi_triples(count: int = IOI_TRIPLES, seed: int = IOI_SEED) -> list[tuple[str, str, str]]:
+    """(io, s, c): the indirect object, the subject and a third name, all distinct, seeded."""
+    rng = random.Random(seed)
+    return [tuple(rng.sample(NAMES, 3)) for _ in range(count)]  # type: ignore[misc]
+
+
+def _ioi_batch(model: TransformerBridge) -> dict[str, Any]:
+    """IOI_PROMPT (a = IO, b = S) and its ABC corruption (S2 replaced by c), with the positions."""
+    triples = ioi_triples()
+    clean = model.to_tokens([IOI_PROMPT.format(a=io, b=s) for io, s, _ in triples])
+    io = torch.tensor([_single_token(model, io) for io, _, _ in triples])
+    s = torch.tensor([_single_token(model, s) for _, s, _ in triples])
+    rows = torch.arange(len(triples))
+    io_pos = int((clean[0] == io[0]).nonzero()[0])
+    s1, s2 = (int(p) for p in (clean[0] == s[0]).nonzero()[:, 0])
+    if not ((clean[:, io_pos] == io).all() and (clean[:, s1] == s).all() and (clean[:, s2] == s).all()):
+        raise ValueError("IOI prompts do not put the names at the same positions")
+    corrupted = clean.clone()
+    corrupted[rows, s2] = torch.tensor([_single_token(model, c) for _, _, c in triples])
+    return {"clean": clean, "corrupted": corrupted, "io": io, "s": s, "io_pos": io_pos, "s1": s1, "s2": s2}
+
+
+@torch.no_grad()
+def measure_ioi_circuit(model: TransformerBridge) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    """Attention scores per head (for head_scores) and the causal figures of the IOI circuit.
+
+    - duplicate_token: attention from S2 to S1; end_to_io, end_to_s2: from the last position to IO, to S2;
+    - end_to_went (in the circuit's heads): from the last position to " went", after the two names;
+    - logit_attribution: each head's output at the end (centred, over the final LayerNorm's cached
+      scale) on W_U[:, IO] - W_U[:, S], mean over prompts (exercise 05's head_attributions);
+    - abc_patching: the clean run with the head's z (every position) from the ABC run, on the scale
+      clean = 1, ABC = 0 (exercise 08's patch_heads);
+    - the head whose corruption costs most, its direct effect (every other head's z frozen at
+      clean) and its effect through the next layers' queries, keys and values (path patching).
+    """
+    batch = _ioi_batch(model)
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    io, s = batch["io"], batch["s"]
+
+    def logit_diff(logits: torch.Tensor) -> torch.Tensor:
+        last = logits[:, -1]
+        return (last.gather(1, io[:, None]) - last.gather(1, s[:, None])).mean()
+
+    clean_logits, cache = model.run_with_cache(batch["clean"])
+    corrupted_logits, corrupted_cache = model.run_with_cache(batch["corrupted"])
+    clean_diff, corrupted_diff = logit_diff(clean_logits), logit_diff(corrupted_logits)
+
+    def metric(logits: torch.Tensor) -> float:
+        return float((logit_diff(logits) - corrupted_diff) / (clean_diff - corrupted_diff))
+
+    direction = (model.W_U[:, io] - model.W_U[:, s]).T  # [prompt, d_model]
+    scale = cache["ln_final.hook_scale"][:, -1]  # [prompt, 1]
+
+    def attribution(vectors: torch.Tensor) -> float:  # [prompt, d_model] written at the end
+        centred = vectors - vectors.mean(-1, keepdim=True)
+        return float(((centred / scale) * direction).sum(-1).mean())
+
+    scores: dict[str, dict[str, float]] = {}
+    heads: dict[str, dict[str, float]] = {}
+    for layer in range(n_layers):
+        pattern = cache["pattern", layer]
+        out = torch.einsum("phd,hdm->phm", cache[f"blocks.{layer}.attn.hook_z"][:, -1], model.W_O[layer])
+        for head in range(n_heads):
+            def corrupt(z: torch.Tensor, hook: Any, head: int = head) -> torch.Tensor:
+                z[:, :, head] = corrupted_cache[hook.name][:, :, head]
+                return z
+
+            patched = model.run_with_hooks(batch["clean"], fwd_hooks=[(f"blocks.{layer}.attn.hook_z", corrupt)])
+            scores[head_name(layer, head)] = {
+                "duplicate_token": float(pattern[:, head, batch["s2"], batch["s1"]].mean()),
+                "end_to_io": float(pattern[:, head, -1, batch["io_pos"]].mean()),
+                "end_to_s2": float(pattern[:, head, -1, batch["s2"]].mean()),
+            }
+            heads[head_name(layer, head)] = {"logit_attribution": attribution(out[:, head]),
+                                             "abc_patching": metric(patched),
+                                             # " went", after the first clause's names: where layer 1 looks
+                                             "end_to_went": float(pattern[:, head, -1, batch["s1"] + 1].mean())}
+    components = {"embeddings": attribution(cache["hook_embed"][:, -1] + cache["hook_pos_embed"][:, -1])}
+    for layer in range(n_layers):
+        components[f"attention {layer}"] = attribution(cache[f"blocks.{layer}.hook_attn_out"][:, -1])
+        components[f"MLP {layer}"] = attribution(cache[f"blocks.{layer}.hook_mlp_out"][:, -1])
+    components["total"] = attribution(cache[f"blocks.{n_layers - 1}.hook_resid_post"][:, -1])
+
+    name = min(heads, key=lambda n: heads[n]["abc_patching"])
+    sender_layer, sender_head = (int(x) for x in name[1:].split("H"))
+
+    def sender_hooks(extra: list[Any]) -> list[Any]:
+        def freeze(z: torch.Tensor, hook: Any) -> torch.Tensor:
+            z[:] = cache[hook.name]
+            if hook.layer() == sender_layer:
+                z[:, :, sender_head] = corrupted_cache[hook.name][:, :, sender_head]
+            return z
+
+        return [(lambda n: n.endswith("attn.hook_z"), freeze), *extra]
+
+    paths = {"direct": metric(model.run_with_hooks(batch["clean"], fwd_hooks=sender_hooks([])))}
+    later = range(sender_layer + 1, n_layers)
+    for component in ("q", "k", "v"):
+        names = {f"blocks.{layer}.attn.hook_{component}" for layer in later}
+        kept: dict[str, torch.Tensor] = {}
+
+        def keep(activation: torch.Tensor, hook: Any) -> torch.Tensor:
+            kept[hook.name] = activation.clone()
+            return activation
+
+        model.run_with_hooks(batch["clean"], fwd_hooks=sender_hooks([(lambda n, names=names: n in names, keep)]))
+        logits = model.run_with_hooks(batch["clean"], fwd_hooks=[(lambda n, names=names: n in names,
+                                                                    lambda a, hook: kept[hook.name])])
+        paths[f"through later {component}"] = metric(logits)
+    circuit = {"prompts": len(io), "clean_logit_diff": float(clean_diff), "abc_logit_diff": float(corrupted_diff),
+               "heads": heads, "components": components, "s2_mover": [sender_layer, sender_head], "paths": paths}
+    return scores, circuit
+
+
 def verify(
     folder: Path,
     model: TransformerBridge | None = None,
@@ -338,6 +464,8 @@ def verify(
     ioi_acc, ioi_diff, ioi_n = measure_ioi(model)
     head_scores, repeat_loss = measure_heads(model)
     composition = measure_composition(model, head_scores)
+    ioi_scores, ioi_circuit = measure_ioi_circuit(model)
+    head_scores = {name: {**scores, **ioi_scores[name]} for name, scores in head_scores.items()}
     from safetensors import safe_open
 
     with safe_open(str(weights), "pt") as fh:  # count the stored weights (tied lm_head stored once)
@@ -362,6 +490,7 @@ def verify(
         role_threshold=ROLE_MIN,
         repeat_loss=repeat_loss,
         composition=composition,
+        ioi_circuit=ioi_circuit,
     )
 
 
