@@ -99,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--max-output", type=int, metavar="N",
                    help="characters of a check's printed output kept in the reports (default 2000)")
     g.add_argument("--fixtures-dir", metavar="DIR", help="where the expected values live (default: fixtures/)")
+    g.add_argument("--held-out", metavar="PATH",
+                   help="the hidden checks' inputs (a bundle's held_out.json; default: the fixed ones)")
     g.add_argument("--isolate", action="store_true",
                    help="run student code in worker processes, as an unprivileged user when run as root (Linux)")
     g.add_argument("--worker-memory", type=int, default=4096, metavar="MIB",
