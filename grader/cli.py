@@ -6,6 +6,7 @@
   mechgrade toy build [...]                                              train the practice model
   mechgrade report open                                                  open the last HTML report
   mechgrade bundle [--model M] [--out autograder.zip]                    a Gradescope autograder zip
+  mechgrade release --out DIR [--exercise NN ...] [--model M ...]        the students' copy: no answers, no hidden checks
   mechgrade notebooks build|check                                        the students' notebooks/, from exercises/
   mechgrade grade-all SUBMISSIONS --out DIR [--jobs N] [...]             grade a class: grades.csv, class.html
   mechgrade merge-results RESULTS... --out DIR                           a gradebook from results.json files
@@ -58,6 +59,15 @@ def main(argv: list[str] | None = None) -> int:
         return grade_all(args)
     if args.command == "merge-results":
         return merge_results(args)
+    if args.command == "release":
+        from grader.course.release import ReleaseError, build_release  # late: loaded per command
+
+        try:
+            print(build_release(Path(args.out), args.exercise, args.model))  # always checks the fixtures for drift
+        except ReleaseError as exc:
+            print(f"mechgrade release: {exc}", file=sys.stderr)
+            return 2
+        return 0
     if args.command == "bundle":
         from grader.course.bundle import (  # late: loaded per command
             BundleError,
@@ -118,6 +128,14 @@ def _parser() -> argparse.ArgumentParser:
     b = commands.add_parser("bundle", help="write a Gradescope autograder zip from git HEAD (setup.sh, run_autograder, the project less solutions/)")
     b.add_argument("--model", choices=sorted(MODELS), default="gpt2-small", help="the model submissions are graded on")
     b.add_argument("--out", default="autograder.zip")
+
+    rel = commands.add_parser("release", help="write the students' copy of the course from git HEAD: stubs, public "
+                              "checks and expected values, notebooks, the grader; no solutions, hidden checks or history")
+    rel.add_argument("--out", required=True, metavar="DIR", help="a new or empty folder, or an earlier release to replace")
+    rel.add_argument("--exercise", action="append", metavar="NN", help="only this exercise (repeatable; default: all)")
+    rel.add_argument("--model", action="append", choices=sorted(MODELS),
+                     help="also ship this model's public expected values (repeatable; toy-gpt2 always, "
+                          "gpt2-small where HEAD has its fixtures)")
 
     n = commands.add_parser("notebooks", help="write notebooks/NN_<topic>.ipynb from the exercise folders (build), "
                             "or say whether they are out of date (check)")

@@ -94,7 +94,8 @@ class ExerciseResult:
         if not statuses:
             return "skipped"
         if statuses == {"passed"}:
-            return "public passed" if self.hidden_checks else "passed"
+            # Every check here passed, but hidden ones are graded elsewhere: never "passed".
+            return "public_passed" if self.hidden_checks else "passed"
         if statuses == {"not_attempted"}:
             return "not_attempted"
         return "partial" if self.points > 0 else "failed"
@@ -131,6 +132,16 @@ class RunResult:
     @property
     def hidden_points(self) -> float:
         return sum(e.hidden_points for e in self.exercises)
+
+    def hidden_summary(self) -> str | None:
+        """What this run could not grade, for every report: None when nothing is hidden from it."""
+        if not self.hidden_checks:
+            return None
+        checks = "1 hidden check" if self.hidden_checks == 1 else f"{self.hidden_checks} hidden checks"
+        points = f"{self.hidden_points:.2f}".rstrip("0").rstrip(".")
+        return (f"public checks {f'{self.points:.2f}'.rstrip('0').rstrip('.')}/"
+                f"{f'{self.max_points:.2f}'.rstrip('0').rstrip('.')}; {checks} ({points} points) "
+                "are graded only on the autograder")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

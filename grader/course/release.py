@@ -1,0 +1,348 @@
+"""The student edition of the course: `mechgrade release --out DIR [--exercise NN ...] [--model ID ...]`.
+
+A folder ready to ``git init`` and push, made from git HEAD (never the working tree) like the
+autograder bundle. It holds the chosen exercises' stubs, READMEs and public checks, their
+notebooks, the grader, the public expected values of the chosen models, the practice model and
+its SAE, a pyproject and a short student README. It leaves out what would hand students the
+answers: solutions/, the hidden checks (``@pytest.mark.hidden``) with their held-out inputs
+(grader/judging/held_out.py) and values (fixtures/<model>/NN.hidden.json), the package's own
+tests, the benchmarks and the git history. Each check file says how many hidden checks it lost
+(``HIDDEN_CHECKS``), so local reports say what only the autograder grades.
+
+The same commit and options give byte-identical files: nothing here reads the clock or the
+working tree, and every file is written in a fixed order from HEAD's bytes.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from grader.course.bundle import BundleError, _check_drift, _git, _head_commit, _require_fixtures
+from grader.judging.fixtures import fixture_path
+from grader.models import MODELS
+from grader.project import PROJECT_ROOT
+
+PRACTICE_MODEL = "toy-gpt2"  # always released: it ships in fixtures/models and needs no network
+OPTIONAL_MODEL = "gpt2-small"  # released by default where HEAD has its fixtures
+EXPORTED = ["pyproject.toml", ".gitignore", "grader", "exercises", "fixtures", "notebooks", "solutions"]
+# Instructor-only modules: the held-out inputs, and the drawing of new ones.
+LEFT_OUT_MODULES = {"grader/judging/held_out.py", "grader/course/hidden_inputs.py"}
+MANIFEST = ".mechgrade-release.json"  # also marks a folder a later release may replace
+HIDDEN_MARK = "hidden"
+
+
+class ReleaseError(Exception):
+    """The release cannot be made as asked; the message says what is wrong and what fixes it."""
+
+
+@dataclass
+class CheckFileCut:
+    """A check file without its hidden checks."""
+
+    text: str
+    hidden_checks: int = 0
+    hidden_points: float = 0.0
+    public: dict[str, float] = field(default_factory=dict)  # public test function -> points per case
+
+
+def build_release(out: Path, exercises: list[str] | None = None, models: list[str] | None = None,
+                  root: Path = PROJECT_ROOT, check_drift: bool = True) -> Path:
+    """Write the student edition of `root`'s HEAD into `out` (new, empty, or an earlier release)."""
+    out = Path(out)
+    _check_target(out)
+    commit = _head_commit_or_refuse(root)
+    with tempfile.TemporaryDirectory(prefix="mechgrade-release-") as temporary:
+        tree = Path(temporary)
+        _export(root, tree)
+        known = sorted(p.name for p in (tree / "exercises").iterdir() if p.is_dir() and p.name.isdigit())
+        chosen = _chosen_exercises(exercises, known)
+        released_models = _chosen_models(tree, models, chosen)
+        if check_drift:
+            for model in released_models:
+                try:
+                    _check_drift(tree, model)
+                except BundleError as exc:
+                    raise ReleaseError(" ".join(str(exc).split())) from None
+        files = _student_files(tree, chosen, released_models, commit)
+    _write(out, files)
+    return out
+
+
+# ---- choosing ----
+
+
+def _head_commit_or_refuse(root: Path) -> str:
+    try:
+        return _head_commit(root)
+    except BundleError as exc:
+        raise ReleaseError(str(exc)) from None
+
+
+def _export(root: Path, tree: Path) -> None:
+    listed = _git(root, "ls-tree", "--name-only", "HEAD", "--", *EXPORTED)
+    present = [p for p in EXPORTED if p in set(listed.stdout.decode().splitlines())]
+    archive = _git(root, "archive", "--format=tar", "HEAD", "--", *present)
+    if archive.returncode != 0:
+        raise ReleaseError(f"`git archive HEAD` failed in {root}: {archive.stderr.decode().strip()}")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        for member in tar:
+            if member.isfile():
+                target = tree / member.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(tar.extractfile(member).read())  # type: ignore[union-attr]
+
+
+def _chosen_exercises(asked: list[str] | None, known: list[str]) -> list[str]:
+    if not asked:
+        return known
+    chosen = sorted({e.zfill(2) for e in asked})
+    if unknown := [e for e in chosen if e not in known]:
+        raise ReleaseError(f"no exercise {', '.join(unknown)} at HEAD (known: {', '.join(known)}); "
+                           f"nothing was written")
+    return chosen
+
+
+def _chosen_models(tree: Path, asked: list[str] | None, exercises: list[str]) -> list[str]:
+    """toy-gpt2 always, and gpt2-small where HEAD has its fixtures for every chosen exercise; a
+    model asked for by name must have them."""
+    if unknown := [m for m in asked or [] if m not in MODELS]:
+        raise ReleaseError(f"unknown model {', '.join(unknown)}: choose from {', '.join(sorted(MODELS))}")
+    has_all = {m: all(fixture_path(m, e, tree / "fixtures").is_file() for e in exercises) for m in MODELS}
+    models = sorted({PRACTICE_MODEL, *(asked or []), *([OPTIONAL_MODEL] if has_all[OPTIONAL_MODEL] else [])})
+    for model in models:
+        try:
+            _require_fixtures(tree, model, exercises)
+        except BundleError as exc:
+            raise ReleaseError(" ".join(str(exc).split()) + " Nothing was written.") from None
+    return models
+
+
+def _check_target(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ReleaseError(f"{out} is a file: name a new folder, an empty one, or an earlier release")
+    if out.is_dir() and any(p.name != ".git" for p in out.iterdir()) and not (out / MANIFEST).is_file():
+        raise ReleaseError(f"{out} holds files and is not an earlier release (no {MANIFEST}): "
+                           f"name a new or empty folder")
+
+
+# ---- what students get ----
+
+
+def _student_files(tree: Path, exercises: list[str], models: list[str], commit: str) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+
+    def add(path: Path) -> None:
+        files[path.relative_to(tree).as_posix()] = path.read_bytes()
+
+    for path in sorted((tree / "grader").rglob("*")):
+        if path.is_file() and path.relative_to(tree).as_posix() not in LEFT_OUT_MODULES:
+            add(path)
+    for path in sorted((tree / "fixtures" / "models").rglob("*")):
+        if path.is_file():
+            add(path)
+    for model in models:
+        for exercise in exercises:
+            add(fixture_path(model, exercise, tree / "fixtures"))
+    if (tree / "exercises" / "CONTRACT.md").is_file():
+        add(tree / "exercises" / "CONTRACT.md")
+    checks: dict[str, dict[str, object]] = {}
+    for exercise in exercises:
+        for path in sorted((tree / "exercises" / exercise).iterdir()):
+            if not path.is_file():
+                continue
+            name = path.relative_to(tree).as_posix()
+            if path.name.startswith(f"test_{exercise}_") and path.suffix == ".py":
+                cut = cut_hidden_checks(path.read_text())
+                files[name] = cut.text.encode()
+                checks[exercise] = {"public": cut.public, "hidden_checks": cut.hidden_checks,
+                                    "hidden_points": cut.hidden_points}
+            else:
+                add(path)
+        for notebook in sorted((tree / "notebooks").glob(f"{exercise}_*.ipynb")):
+            add(notebook)
+    pyproject = (tree / "pyproject.toml").read_text().replace('testpaths = ["tests"]', 'testpaths = ["exercises"]')
+    files["pyproject.toml"] = pyproject.encode()
+    if (tree / ".gitignore").is_file():
+        add(tree / ".gitignore")
+    files["README.md"] = student_readme(exercises, models).encode()
+    manifest = {"commit": commit, "exercises": exercises, "models": models, "checks": checks}
+    files[MANIFEST] = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+    return dict(sorted(files.items()))
+
+
+def student_readme(exercises: list[str], models: list[str]) -> str:
+    listed = ", ".join(exercises)
+    gpt2 = ("GPT-2 small when it can be downloaded, else the practice model" if OPTIONAL_MODEL in models
+            else "the practice model, toy-gpt2 (this release has no expected values for GPT-2 small)")
+    return f"""# Mechanistic interpretability exercises
+
+Exercises {listed}: each folder `exercises/NN/` holds the exercise text (`README.md`), a stub module
+to fill in, and its practice checks. Grading runs on {gpt2}.
+
+## Set up
+
+```bash
+python3 -m venv .venv && . .venv/bin/activate
+pip install torch==2.13.0 && pip install -e .
+```
+
+## Work and check
+
+```bash
+pytest exercises/03      # grade exercise 03: a score table, each failing check with a hint
+mechgrade grade          # grade every exercise; the report is in reports/report.html
+```
+
+In Jupyter, open `notebooks/NN_<topic>.ipynb`; its last cell, `check("03")`, grades the functions
+the notebook defines.
+
+## Practice checks and hidden checks
+
+The checks here are the public ones. The autograder also runs hidden checks on inputs you never
+see, so an answer written for the examples fails there: your local score says "public checks" and
+how many hidden checks (and points) only the autograder grades. Make your functions right in
+general, not just for the examples.
+"""
+
+
+# ---- hidden checks out of a check file ----
+
+
+def _is_mark(decorator: ast.expr, name: str) -> bool:
+    """@pytest.mark.<name> or @pytest.mark.<name>(...)."""
+    node = decorator.func if isinstance(decorator, ast.Call) else decorator
+    return isinstance(node, ast.Attribute) and node.attr == name and ast.unparse(node.value) == "pytest.mark"
+
+
+def _points(function: ast.FunctionDef) -> float:
+    for decorator in function.decorator_list:
+        if _is_mark(decorator, "points") and isinstance(decorator, ast.Call) and decorator.args:
+            return float(ast.literal_eval(decorator.args[0]))
+    return 1.0
+
+
+def _cases(function: ast.FunctionDef, module: ast.Module) -> int:
+    """How many tests a function makes: the product of its parametrize lists' lengths."""
+    count = 1
+    for decorator in function.decorator_list:
+        if not (_is_mark(decorator, "parametrize") and isinstance(decorator, ast.Call) and len(decorator.args) > 1):
+            continue
+        values = decorator.args[1]
+        if isinstance(values, ast.Call) and isinstance(values.func, ast.Name) and values.func.id == "list" and values.args:
+            values = values.args[0]
+        if isinstance(values, ast.Name):
+            bound = [n.value for n in module.body if isinstance(n, ast.Assign)
+                     and any(isinstance(t, ast.Name) and t.id == values.id for t in n.targets)]
+            values = bound[-1] if bound else values
+        if not isinstance(values, (ast.List, ast.Tuple, ast.Dict)):
+            raise ReleaseError(f"cannot count the cases of {function.name}: parametrize it with a list literal "
+                               "or a module-level list")
+        count *= len(values.keys) if isinstance(values, ast.Dict) else len(values.elts)
+    return count
+
+
+def _names_used(nodes: list[ast.stmt]) -> set[str]:
+    return {n.id for node in nodes for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def _defined_name(node: ast.stmt) -> str | None:
+    if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+        return node.name
+    if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+        return node.targets[0].id
+    return None
+
+
+def cut_hidden_checks(source: str) -> CheckFileCut:
+    """`source` without its @pytest.mark.hidden test functions, nor the module-level helpers and
+    constants only they used, and with HIDDEN_CHECKS saying what was cut."""
+    module = ast.parse(source)
+    hidden = [n for n in module.body if isinstance(n, ast.FunctionDef) and any(_is_mark(d, HIDDEN_MARK) for d in n.decorator_list)]
+    cut = CheckFileCut(source)
+    for function in hidden:
+        cases = _cases(function, module)
+        cut.hidden_checks += cases
+        cut.hidden_points += cases * _points(function)
+    for node in module.body:
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_") and node not in hidden:
+            cut.public[node.name] = _points(node)
+    removed = list(hidden)
+    while True:  # helpers only the removed code used, until none is left
+        kept = [n for n in module.body if n not in removed]
+        used_by_removed = _names_used(removed)
+        orphans = [n for n in kept if (name := _defined_name(n)) and name in used_by_removed
+                   and not any(name in _names_used([k]) for k in kept if k is not n)]
+        if not orphans:
+            break
+        removed += orphans
+    lines = source.splitlines(keepends=True)
+    drop: set[int] = set()
+    for node in removed:
+        first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+        drop.update(range(first - 1, node.end_lineno or node.lineno))
+    text = "".join(line for i, line in enumerate(lines) if i not in drop)
+    text = _squeeze_blank_lines(text)
+    if cut.hidden_checks:
+        points = f"{cut.hidden_points:g}"
+        declaration = (f"# This release leaves out {cut.hidden_checks} hidden checks ({points} points), on inputs the "
+                       f"exercise never shows: only the autograder runs them.\n"
+                       f"HIDDEN_CHECKS = {{\"checks\": {cut.hidden_checks}, \"points\": {points}}}\n")
+        text = _after_topic(text, declaration)
+    cut.text = text
+    return cut
+
+
+def _squeeze_blank_lines(text: str) -> str:
+    """At most two blank lines in a row, as the file had them around what was cut."""
+    out: list[str] = []
+    blank = 0
+    for line in text.splitlines(keepends=True):
+        blank = blank + 1 if not line.strip() else 0
+        if blank <= 2:
+            out.append(line)
+    return "".join(out).rstrip("\n") + "\n"
+
+
+def _after_topic(text: str, declaration: str) -> str:
+    lines = text.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if line.startswith("TOPIC ="):
+            return "".join(lines[: i + 1] + [declaration] + lines[i + 1 :])
+    raise ReleaseError("a check file with hidden checks must set TOPIC at module level")
+
+
+# ---- writing ----
+
+
+def _write(out: Path, files: dict[str, bytes]) -> None:
+    """Into a fresh folder beside `out`, then moved into place; an earlier release is replaced,
+    its .git kept, so that a course can release week by week into one repository."""
+    out = out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for name, data in files.items():
+            target = staging / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            target.chmod(0o644)
+        if out.is_dir():
+            for child in out.iterdir():
+                if child.name != ".git":
+                    shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+            for child in staging.iterdir():
+                os.replace(child, out / child.name)
+            staging.rmdir()
+        else:
+            os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
