@@ -40,7 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, rest = parser.parse_known_args(argv)
     if args.command == "toy":
-        from grader.toy.build import main as toy_main  # late: loaded per command
+        try:
+            from grader.toy.build import main as toy_main  # late: loaded per command
+        except ModuleNotFoundError:  # a student release leaves the practice model's training out
+            print("mechgrade toy: building the practice model is an instructor's tool, not part of this "
+                  "release; the model ships in fixtures/models/toy-gpt2", file=sys.stderr)
+            return 2
 
         return toy_main(rest)
     if args.command == "notebooks":

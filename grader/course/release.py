@@ -33,8 +33,11 @@ from grader.project import PROJECT_ROOT
 PRACTICE_MODEL = "toy-gpt2"  # always released: it ships in fixtures/models and needs no network
 OPTIONAL_MODEL = "gpt2-small"  # released by default where HEAD has its fixtures
 EXPORTED = ["pyproject.toml", ".gitignore", "grader", "exercises", "fixtures", "notebooks", "solutions"]
-# Instructor-only modules: the held-out inputs, and the drawing of new ones.
-LEFT_OUT_MODULES = {"grader/judging/held_out.py", "grader/course/hidden_inputs.py"}
+# Instructor-only modules: the held-out inputs and the drawing of new ones; the practice model's
+# training and circuit verification (verify.py computes induction scores and ablations as the
+# exercises ask students to).
+LEFT_OUT_MODULES = {"grader/judging/held_out.py", "grader/course/hidden_inputs.py",
+                    "grader/toy/build.py", "grader/toy/train.py", "grader/toy/verify.py"}
 MANIFEST = ".mechgrade-release.json"  # also marks a folder a later release may replace
 HIDDEN_MARK = "hidden"
 

@@ -1,0 +1,201 @@
+"""`mechgrade release`: the students' copy of the course holds no answers and no hidden check, and
+grades what it holds (public checks) while saying what only the autograder grades.
+
+One release of this checkout's HEAD is built per module (the drift check is the bundle's, tested
+there); grading runs are few: exercise 03 for the stubs and for a copy of its solutions, and
+exercise 07's training check alone for a submission that returns the shipped SAE.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from grader.course.release import MANIFEST, ReleaseError, build_release, cut_hidden_checks
+from grader.judging import held_out
+from grader.judging.fixtures import HIDDEN_SUFFIX
+
+REPO = Path(__file__).resolve().parent.parent
+HIDDEN_MARKER = "@pytest.mark.hidden"
+
+
+def _head_has_release_inputs() -> bool:
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "exercises", "solutions"], capture_output=True, text=True)
+    return listed.returncode == 0 and "solutions/03/attention.py" in listed.stdout
+
+
+pytestmark = pytest.mark.skipif(not _head_has_release_inputs(), reason="needs this repository's git checkout")
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("release") / "course"
+    return build_release(out, check_drift=False)
+
+
+def _release_files(release: Path) -> list[Path]:
+    return sorted(p for p in release.rglob("*") if p.is_file())
+
+
+def _code_units(release: Path) -> list[tuple[str, str]]:
+    """(where, source) of every .py file and notebook code cell of the release."""
+    units = []
+    for path in _release_files(release):
+        if path.suffix == ".py":
+            units.append((str(path), path.read_text()))
+        elif path.suffix == ".ipynb":
+            for n, cell in enumerate(json.loads(path.read_text())["cells"]):
+                if cell["cell_type"] == "code":
+                    source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+                    units.append((f"{path} cell {n}", source))
+    return units
+
+
+def _function_bodies(source: str) -> list[tuple[str, str]]:
+    """(name, dump of the body) of every function and method; a notebook cell may hold magics."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        tree = ast.parse("\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))))
+    return [(node.name, ast.dump(ast.Module(body=node.body, type_ignores=[])))
+            for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+
+
+def test_a_release_holds_no_reference_solution_body(release: Path) -> None:
+    solution_bodies = {body: f"{path.relative_to(REPO)}:{name}" for path in (REPO / "solutions").rglob("*.py")
+                       for name, body in _function_bodies(path.read_text())}
+    assert len(solution_bodies) > 30  # every graded function and method of the seven exercises
+    found = [(where, solution_bodies[body]) for where, source in _code_units(release)
+             for _, body in _function_bodies(source) if body in solution_bodies]
+    assert found == []
+
+
+def test_a_release_leaves_out_solutions_hidden_checks_tests_history_and_benchmarks(release: Path) -> None:
+    names = {p.relative_to(release).as_posix() for p in _release_files(release)}
+    tops = {name.split("/", 1)[0] for name in names}
+    assert tops == {".gitignore", MANIFEST, "README.md", "pyproject.toml", "grader", "exercises", "fixtures", "notebooks"}
+    assert not any(name.endswith(HIDDEN_SUFFIX) for name in names)
+    assert "grader/judging/held_out.py" not in names and "grader/course/hidden_inputs.py" not in names
+    assert {f"exercises/{e}/test_{e}_{t}.py" for e, t in (("03", "attention"), ("07", "sae"))} <= names
+    assert "fixtures/models/toy-gpt2-sae/sae.safetensors" in names and "notebooks/03_attention.ipynb" in names
+
+
+def test_a_release_holds_no_hidden_check_name_input_or_value(release: Path) -> None:
+    hidden_names = [node.name for path in (REPO / "exercises").glob("*/test_*.py")
+                    for node in ast.parse(path.read_text()).body
+                    if isinstance(node, ast.FunctionDef) and "pytest.mark.hidden" in {ast.unparse(d) for d in node.decorator_list}]
+    assert len(hidden_names) >= 10
+    inputs = [held_out.DEFAULT.prompt, held_out.DEFAULT.clean, held_out.DEFAULT.adjacent, held_out.DEFAULT.apart,
+              held_out.DEFAULT.ioi_prompt]
+    hidden_values = []  # the stored values of the hidden checks, as the JSON files spell numbers
+    for path in (REPO / "fixtures" / "toy-gpt2").glob(f"*{HIDDEN_SUFFIX}"):
+        for key, entry in json.loads(path.read_text())["checks"].items():
+            hidden_values += [json.dumps(v) for v in _numbers(entry["value"]) if isinstance(v, float) and abs(v) > 1e-3]
+    assert len(hidden_values) > 100
+    text = "\n".join(p.read_text(errors="replace") for p in _release_files(release)
+                     if p.suffix in {".py", ".json", ".md", ".ipynb", ".toml", ".j2"} and "models" not in p.parts)
+    assert [n for n in hidden_names if n in text] == []
+    assert [i for i in inputs if i in text] == []
+    leaked = [v for v in hidden_values if v in text]
+    assert len(leaked) <= len(hidden_values) // 100, leaked[:5]  # a few short numbers can recur by chance
+
+
+def _numbers(value: object) -> list[object]:
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _numbers(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in _numbers(v)]
+    return [value]
+
+
+def test_the_same_commit_and_options_give_byte_identical_releases(release: Path, tmp_path: Path) -> None:
+    again = build_release(tmp_path / "again", check_drift=False)
+    files = {p.relative_to(release): p.read_bytes() for p in _release_files(release)}
+    assert files == {p.relative_to(again): p.read_bytes() for p in _release_files(again)}
+
+
+def test_an_unknown_exercise_is_refused_in_one_line_and_nothing_is_written(tmp_path: Path) -> None:
+    out = tmp_path / "course"
+    with pytest.raises(ReleaseError) as raised:
+        build_release(out, exercises=["03", "42"], check_drift=False)
+    assert "42" in str(raised.value) and "\n" not in str(raised.value)
+    assert not out.exists()
+
+
+def test_a_model_without_fixtures_is_refused_with_the_command_that_makes_them(tmp_path: Path) -> None:
+    if (REPO / "fixtures" / "gpt2-small" / "03.json").exists():
+        pytest.skip("this checkout has GPT-2 small's fixtures")
+    with pytest.raises(ReleaseError) as raised:
+        build_release(tmp_path / "course", exercises=["03"], models=["gpt2-small"], check_drift=False)
+    assert "mechgrade fixtures refresh --model gpt2-small" in str(raised.value) and "\n" not in str(raised.value)
+    assert not (tmp_path / "course").exists()
+
+
+def test_cutting_hidden_checks_counts_cases_and_points_and_drops_their_helpers() -> None:
+    source = '''"""An exercise"""
+import pytest
+
+TOPIC = "thing"
+CASES = ["a", "b", "c"]
+
+
+def _only_hidden(x):
+    return x
+
+
+@pytest.mark.points(2)
+def test_public(student):
+    pass
+
+
+@pytest.mark.hidden
+@pytest.mark.points(3)
+@pytest.mark.parametrize("case", CASES)
+def test_secret(case, held_out):
+    _only_hidden(held_out.prompt)
+'''
+    cut = cut_hidden_checks(source)
+    assert (cut.hidden_checks, cut.hidden_points, cut.public) == (3, 9.0, {"test_public": 2.0})
+    assert "test_secret" not in cut.text and "_only_hidden" not in cut.text and "CASES" not in cut.text
+    namespace: dict[str, object] = {}
+    exec(compile(cut.text, "cut", "exec"), namespace)
+    assert namespace["HIDDEN_CHECKS"] == {"checks": 3, "points": 9}
+
+
+# ---- grading inside the release, as its README says ----
+
+
+def _grade(release: Path, submission: Path | None, out: Path, *extra: str) -> tuple[str, dict]:
+    """`mechgrade grade --exercise 03` run inside the release with the package on the path (what
+    `pip install -e .` in it gives, without a download)."""
+    results = out / "results.json"
+    command = [sys.executable, "-m", "grader", "grade", "--model", "toy-gpt2", "--report-html", str(out / "report.html"),
+               "--gradescope-json", str(results), *extra]
+    if submission is not None:
+        command += ["--submission", str(submission)]
+    env = {**os.environ, "PYTHONPATH": str(release), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(command, cwd=release, env=env, capture_output=True, text=True, timeout=900)
+    return done.stdout + done.stderr, json.loads(results.read_text())
+
+
+def test_in_a_release_stubs_score_0_and_the_solutions_every_public_point(release: Path, tmp_path: Path) -> None:
+    stubs_text, stubs = _grade(release, None, tmp_path, "--exercise", "03")
+    assert stubs["score"] == 0 and "not attempted" in stubs_text
+    submission = tmp_path / "submission" / "03"
+    shutil.copytree(REPO / "solutions" / "03", submission)
+    (tmp_path / "solved").mkdir()
+    text, results = _grade(release, submission.parent, tmp_path / "solved", "--exercise", "03")
+    public = json.loads((release / MANIFEST).read_text())["checks"]["03"]
+    assert results["score"] == sum(t["max_score"] for t in results["tests"]) > 0
+    assert all(t["visibility"] == "visible" for t in results["tests"])
+    points = f"{public['hidden_points']:g}"
+    assert f"{public['hidden_checks']} hidden checks ({points} points) are graded only on the autograder" in text
+    assert "public passed" in text and "public checks" in text
+    assert f"are graded only on the autograder" in (tmp_path / "solved" / "report.html").read_text()
