@@ -94,17 +94,20 @@ def test_a_release_holds_no_hidden_check_name_input_or_value(release: Path) -> N
     assert len(hidden_names) >= 10
     inputs = [held_out.DEFAULT.prompt, held_out.DEFAULT.clean, held_out.DEFAULT.adjacent, held_out.DEFAULT.apart,
               held_out.DEFAULT.ioi_prompt]
-    hidden_values = []  # the stored values of the hidden checks, as the JSON files spell numbers
-    for path in (REPO / "fixtures" / "toy-gpt2").glob(f"*{HIDDEN_SUFFIX}"):
-        for key, entry in json.loads(path.read_text())["checks"].items():
-            hidden_values += [json.dumps(v) for v in _numbers(entry["value"]) if isinstance(v, float) and abs(v) > 1e-3]
+    # The stored values only hidden checks have, as the JSON files spell numbers (a pattern row of
+    # "The capital of", shared by a public and a hidden prompt, is the same in both).
+    fixtures = REPO / "fixtures" / "toy-gpt2"
+    public_values = {json.dumps(v) for path in fixtures.glob("[0-9][0-9].json")
+                     for entry in json.loads(path.read_text())["checks"].values() for v in _numbers(entry["value"])}
+    hidden_values = {json.dumps(v) for path in fixtures.glob(f"*{HIDDEN_SUFFIX}")
+                     for entry in json.loads(path.read_text())["checks"].values() for v in _numbers(entry["value"])
+                     if isinstance(v, float) and abs(v) > 1e-3} - public_values
     assert len(hidden_values) > 100
     text = "\n".join(p.read_text(errors="replace") for p in _release_files(release)
                      if p.suffix in {".py", ".json", ".md", ".ipynb", ".toml", ".j2"} and "models" not in p.parts)
     assert [n for n in hidden_names if n in text] == []
     assert [i for i in inputs if i in text] == []
-    leaked = [v for v in hidden_values if v in text]
-    assert len(leaked) <= len(hidden_values) // 100, leaked[:5]  # a few short numbers can recur by chance
+    assert [v for v in hidden_values if v in text] == []
 
 
 def _numbers(value: object) -> list[object]:
