@@ -199,6 +199,7 @@ def test_in_a_release_stubs_score_0_and_the_solutions_every_public_point(release
     assert results["score"] == sum(t["max_score"] for t in results["tests"]) > 0
     assert all(t["visibility"] == "visible" for t in results["tests"])
     points = f"{public['hidden_points']:g}"
+    text = " ".join(text.split())  # the table wraps at the terminal's width
     assert f"{public['hidden_checks']} hidden checks ({points} points) are graded only on the autograder" in text
     assert "public passed" in text and "public checks" in text
-    assert f"are graded only on the autograder" in (tmp_path / "solved" / "report.html").read_text()
+    assert "are graded only on the autograder" in (tmp_path / "solved" / "report.html").read_text()
