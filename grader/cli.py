@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         try:
-            print(build_bundle(Path(args.out), args.model))  # always checks the fixtures for drift
+            print(build_bundle(Path(args.out), args.model, exercises=args.exercise,  # always checks for drift
+                               hidden_seed=args.hidden_seed))
         except BundleError as exc:
             print(f"mechgrade bundle: {exc}", file=sys.stderr)
             return 2
@@ -133,6 +134,9 @@ def _parser() -> argparse.ArgumentParser:
     b = commands.add_parser("bundle", help="write a Gradescope autograder zip from git HEAD (setup.sh, run_autograder, the project less solutions/)")
     b.add_argument("--model", choices=sorted(MODELS), default="gpt2-small", help="the model submissions are graded on")
     b.add_argument("--out", default="autograder.zip")
+    b.add_argument("--exercise", action="append", metavar="NN", help="only this exercise (repeatable): one assignment")
+    b.add_argument("--hidden-seed", metavar="S", help="draw the hidden checks' inputs with this seed and ship their "
+                   "expected values, computed now from the solutions (the bundle records the seed's digest only)")
 
     rel = commands.add_parser("release", help="write the students' copy of the course from git HEAD: stubs, public "
                               "checks and expected values, notebooks, the grader; no solutions, hidden checks or history")

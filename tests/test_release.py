@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from grader.course.release import MANIFEST, ReleaseError, build_release, cut_hidden_checks
+from grader.course.hidden_checks import cut_hidden_checks
+from grader.course.release import MANIFEST, ReleaseError, build_release
 from grader.judging import held_out
 from grader.judging.fixtures import HIDDEN_SUFFIX
 
