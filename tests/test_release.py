@@ -14,7 +14,9 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -176,26 +178,45 @@ def test_secret(case, held_out):
 # ---- grading inside the release, as its README says ----
 
 
-def _grade(release: Path, submission: Path | None, out: Path, *extra: str) -> tuple[str, dict]:
-    """`mechgrade grade --exercise 03` run inside the release with the package on the path (what
-    `pip install -e .` in it gives, without a download)."""
+def _venv_in(course: Path) -> Path:
+    """`python3 -m venv .venv && pip install -e .` inside the release, without a download: this
+    environment's packages (torch, pytest...) are seen through a .pth file, after the venv's own."""
+    venv = course / ".venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    (site / "test-environment.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-build-isolation",
+                    "-q", "-e", str(course)], check=True, capture_output=True)
+    return venv
+
+
+def _grade(course: Path, submission: Path | None, out: Path, *extra: str) -> tuple[str, dict]:
+    """The README's `mechgrade grade`, run in the release with its own venv's mechgrade."""
     results = out / "results.json"
-    command = [sys.executable, "-m", "grader", "grade", "--model", "toy-gpt2", "--report-html", str(out / "report.html"),
-               "--gradescope-json", str(results), *extra]
+    command = [str(course / ".venv" / "bin" / "mechgrade"), "grade", "--model", "toy-gpt2",
+               "--report-html", str(out / "report.html"), "--gradescope-json", str(results), *extra]
     if submission is not None:
         command += ["--submission", str(submission)]
-    env = {**os.environ, "PYTHONPATH": str(release), "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(command, cwd=release, env=env, capture_output=True, text=True, timeout=900)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    done = subprocess.run(command, cwd=course, env={**env, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
+                          timeout=900)
     return done.stdout + done.stderr, json.loads(results.read_text())
 
 
 def test_in_a_release_stubs_score_0_and_the_solutions_every_public_point(release: Path, tmp_path: Path) -> None:
-    stubs_text, stubs = _grade(release, None, tmp_path, "--exercise", "03")
+    course = shutil.copytree(release, tmp_path / "course")
+    _venv_in(course)
+    imported = subprocess.run([str(course / ".venv" / "bin" / "python"), "-c", "import grader; print(grader.__file__)"],
+                              capture_output=True, text=True, cwd=tmp_path)
+    assert imported.stdout.startswith(str(course)), imported.stdout + imported.stderr  # the release's grader
+    stubs_text, stubs = _grade(course, None, tmp_path, "--exercise", "03")
     assert stubs["score"] == 0 and "not attempted" in stubs_text
     submission = tmp_path / "submission" / "03"
     shutil.copytree(REPO / "solutions" / "03", submission)
     (tmp_path / "solved").mkdir()
-    text, results = _grade(release, submission.parent, tmp_path / "solved", "--exercise", "03")
+    text, results = _grade(course, submission.parent, tmp_path / "solved", "--exercise", "03")
     public = json.loads((release / MANIFEST).read_text())["checks"]["03"]
     assert results["score"] == sum(t["max_score"] for t in results["tests"]) > 0
     assert all(t["visibility"] == "visible" for t in results["tests"])
@@ -204,3 +225,37 @@ def test_in_a_release_stubs_score_0_and_the_solutions_every_public_point(release
     assert f"{public['hidden_checks']} hidden checks ({points} points) are graded only on the autograder" in text
     assert "public passed" in text and "public checks" in text
     assert "are graded only on the autograder" in (tmp_path / "solved" / "report.html").read_text()
+
+
+# ---- what the reports say about hidden checks ----
+
+
+def _run_with(hidden_test: bool, left_out: int) -> Any:
+    from grader.judging.results import ExerciseResult, RunResult, TestResult
+
+    tests = [TestResult("a", "03", "test_a", "public one", 4.0, points=4.0, status="passed"),
+             TestResult("b", "03", "test_b", "hidden one", 2.0, points=0.0, status="failed", hidden=hidden_test)]
+    exercise = ExerciseResult("03", "What the model attends to", "exercises/03/attention.py", tests[: 1 + hidden_test],
+                              hidden_checks=left_out, hidden_points=6.0 if left_out else 0.0)
+    return RunResult("toy-gpt2", "--model", "cpu", "exercises", exercises=[exercise])
+
+
+def test_gradescope_shows_hidden_checks_after_publishing_and_public_ones_at_once() -> None:
+    from grader.reports.gradescope import gradescope_results
+
+    entries = gradescope_results(_run_with(hidden_test=True, left_out=0))["tests"]
+    assert [e["visibility"] for e in entries] == ["visible", "after_published"]
+
+
+def test_a_release_never_reads_passed_while_hidden_points_remain() -> None:
+    from grader.reports.html import render_html
+    from grader.reports.terminal import render_terminal
+
+    run = _run_with(hidden_test=False, left_out=3)
+    table = render_terminal(run, None, 100)
+    line = "public checks 4/4; 3 hidden checks (6 points) are graded only on the autograder"
+    assert line in table and "public passed" in table
+    assert " passed" not in table.replace("public passed", "")
+    assert line in render_html(run)
+    plain = render_terminal(_run_with(hidden_test=False, left_out=0), None, 100)
+    assert "hidden" not in plain and "passed" in plain

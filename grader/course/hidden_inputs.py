@@ -15,7 +15,11 @@ from grader.judging.held_out import HeldOut
 from grader.toy.corpus import CAPITALS, NAMES, OBJECTS, PLACES
 
 # Templates a drawn input is written in: the ones the fixed inputs use.
-PROMPT_TEMPLATE = "The capital of {country} is"
+PROMPT_TEMPLATE = "The capital of {country} is"  # the patching pair's: clean and corrupted must be as long
+# The single held-out prompt's: none is the public prompt's template, and their lengths differ from
+# it, so an answer copied from a public check (a pattern, norms per position) cannot fit.
+SINGLE_PROMPT_TEMPLATES = ("In {country}, the capital is", "{country}'s capital is",
+                           "Everyone knows that the capital of {country} is", "The capital city of {country} is")
 ADJACENT_TEMPLATE, APART_TEMPLATE = "The capital city of {country} is", "{country}'s capital is"
 IOI_TEMPLATE = "When {a} and {b} went to the {place}, {b} gave a {obj} to"
 # What the exercise texts and the public checks already show: never drawn.
@@ -48,7 +52,8 @@ def _top_token(model: Any, prompt: str) -> str:
 def _knows(model: Any, country: str) -> bool:
     """The model completes the country's capital, and every prompt built on it keeps it one token."""
     capital = " " + CAPITALS[country]
-    prompts = [t.format(country=country) for t in (PROMPT_TEMPLATE, ADJACENT_TEMPLATE, APART_TEMPLATE)]
+    prompts = [t.format(country=country) for t in (PROMPT_TEMPLATE, ADJACENT_TEMPLATE, APART_TEMPLATE,
+                                                      *SINGLE_PROMPT_TEMPLATES)]
     return (_single(model, " " + country) and _single(model, capital)
             and all(_has_word(model, p, country) for p in prompts)
             and _top_token(model, prompts[0]) == capital)
@@ -89,7 +94,7 @@ def draw(seed: str, model: Any) -> HeldOut:
     else:
         raise ValueError(f"the model completed none of {TRIES} drawn indirect-object sentences")
     return HeldOut(
-        prompt=PROMPT_TEMPLATE.format(country=word), word=word,
+        prompt=rng.choice(SINGLE_PROMPT_TEMPLATES).format(country=word), word=word,
         adjacent=ADJACENT_TEMPLATE.format(country=word), apart=APART_TEMPLATE.format(country=word),
         clean=PROMPT_TEMPLATE.format(country=other), corrupted=PROMPT_TEMPLATE.format(country=word),
         answers=(" " + CAPITALS[other], " " + CAPITALS[word]),

@@ -76,7 +76,8 @@ class HeldOut:
 
 
 DEFAULT = HeldOut(
-    prompt=HELD_OUT_PROMPT, word=HELD_OUT_WORD, adjacent=HELD_OUT_ADJACENT, apart=HELD_OUT_APART,
+    # Not the public prompt's template: a tensor copied from a public check has the wrong length here.
+    prompt="In Spain, the capital is", word=HELD_OUT_WORD, adjacent=HELD_OUT_ADJACENT, apart=HELD_OUT_APART,
     clean=HELD_OUT_CLEAN, corrupted=HELD_OUT_CORRUPTED, answers=HELD_OUT_ANSWERS,
     ioi_prompt=HELD_OUT_IOI_PROMPT, ioi_answers=HELD_OUT_IOI_ANSWERS,
     tokens=(13, 3, 4321), repeated=(13, 3, 7), sae_text_seed=103,
