@@ -46,7 +46,7 @@ from grader.judging.fixtures import (
     fixture_path,
     refresh_command,
 )
-from grader.models import MODELS
+from grader.models import MODELS, get_spec, load_model
 from grader.project import PROJECT_ROOT
 
 REPO_ROOT = PROJECT_ROOT
@@ -203,7 +203,6 @@ def _seeded_hidden_values(tree: Path, model: str, exercises: list[str], seed: st
     """{bundle path: text}: the inputs drawn with `seed` (checked on the model), and the hidden
     checks' expected values on them, computed by the reference solutions through the checks."""
     from grader.course.hidden_inputs import draw  # late: instructor-only, like the held-out inputs
-    from grader.models import get_spec, load_model
 
     try:
         inputs = draw(seed, load_model(get_spec(model), "cpu"))
