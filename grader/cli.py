@@ -162,6 +162,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--worker-memory", type=int, default=4096, metavar="MIB",
                    help="memory a worker may allocate beyond its size at start (default 4096)")
     c.add_argument("--fixtures-dir", metavar="DIR", help="where the expected values live (default: fixtures/)")
+    c.add_argument("--trust-submissions", action="store_true",
+                   help="grade as an ordinary user, with student code running as you (it could change other "
+                        "students' results): only for submissions you trust")
 
     m = commands.add_parser("merge-results", help="merge per-submission results.json files into grades.csv and class.html")
     m.add_argument("results", nargs="+", metavar="RESULTS",
@@ -224,6 +227,13 @@ def grade_all(args: argparse.Namespace) -> int:
 
     if args.jobs < 1:
         raise SystemExit("mechgrade grade-all: --jobs must be at least 1")
+    if os.geteuid() != 0 and not args.trust_submissions:
+        # Workers then run as the grader's own user, who owns OUT/: one student's code could
+        # rewrite another's results.json or grades.csv. Root gives each grading process a uid of its own.
+        print("mechgrade grade-all: not run as root, so student code would run as you and could change other "
+              "students' results and grades.csv. Run it as root (or in the course's container), or pass "
+              "--trust-submissions if you trust every submission.", file=sys.stderr)
+        return 2
     try:
         return run(ClassOptions(Path(args.submissions), Path(args.out), args.jobs, args.model, args.device,
                                 [e.zfill(2) for e in args.exercise] if args.exercise else None, args.check_timeout,

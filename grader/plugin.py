@@ -91,6 +91,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="with --isolate: memory a worker may allocate beyond its size at start (default 4096)")
     group.addoption("--held-out", dest="mechgrade_held_out", default=None, metavar="PATH",
                     help="the hidden checks' inputs (a bundle's held_out.json; default: the fixed ones)")
+    group.addoption("--staging-note", dest="mechgrade_staging_notes", action="append", default=[], metavar="TEXT",
+                    help="a note for the reports on what was left out of the submission (grade-all's; repeatable)")
     group.addoption("--fixtures-mode", dest="mechgrade_fixtures_mode", default="use",
                     choices=["use", "refresh", "check", "refresh-incomplete"],
                     help="use: compare with stored expected values; refresh/check: what "
@@ -119,6 +121,7 @@ class GradingHooks:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.collection_errors: list[str] = []
+        self.refused: str | None = None  # why the graded source was refused (a notebook too large, ...)
         self.drift_text: str | None = None
         self.final_run: RunResult | None = None  # what the reports were made from, for the terminal too
 
@@ -135,8 +138,10 @@ class GradingHooks:
         try:
             grading = GradingSession(Options.from_config(self.config),
                                      guard=self.config.stash.get(PRESET_KEY, Preset()).guard)
-        except ValueError as exc:
+        except ValueError as exc:  # the student sees why in results.json and the report, not only on stderr
+            self.refused = str(exc)
             raise pytest.UsageError(str(exc)) from None
+        grading.notes.extend(self.config.getoption("mechgrade_staging_notes"))  # links skipped, ... (grade-all)
         self.config.stash[SESSION_KEY] = grading
         for item in graded:
             self._register(grading, item)
@@ -339,12 +344,18 @@ class GradingHooks:
         write_gradescope(run or grading.run_result(), grading.options.gradescope_json)
 
     def _write_empty_gradescope(self) -> None:
-        """An LMS gets a results.json even when no graded check could be collected."""
+        """An LMS gets a results.json even when no graded check could be collected; a refused
+        submission also gets an HTML report that says why."""
+        reason = "\n".join(filter(None, [self.refused, *self.collection_errors])) or "no graded checks were collected"
         path = self.config.getoption("mechgrade_gradescope_json")
-        if not path:
-            return
-        reason = "\n".join(self.collection_errors) or "no graded checks were collected"
-        write_failure_results(Path(path), f"grading could not start: {reason}")
+        if path:
+            write_failure_results(Path(path), f"grading could not start: {reason}")
+        report = self.config.getoption("mechgrade_report_html")
+        if self.refused is not None and report != "":
+            graded = self.config.getoption("mechgrade_submission") or "the submission"
+            run = RunResult(model_id="none", model_reason="grading could not start", device="none", graded=graded,
+                            errors=[f"grading could not start: {reason}"])
+            write_html(run, Path(report) if report else Path(self.config.rootpath) / DEFAULT_REPORT)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         grading = self.grading

@@ -108,15 +108,21 @@ class DevTools:
 
 
 def render(page: Path, marker_id: str, profile: Path, width: int = 1280, height: int = 1000,
-           timeout: float = 60.0) -> Rendered:
+           timeout: float = 60.0, phone: bool = False) -> Rendered:
     """Load `page` at `width` px and wait until it holds an element with id `marker_id`; what that
-    element says (JSON), the live DOM then, and every console message the page produced."""
+    element says (JSON), the live DOM then, and every console message the page produced.
+
+    `phone`: emulate a phone's screen `width` px wide, meta viewport honoured (a headless window is
+    never narrower than 500 px)."""
     browser = DevTools(profile, width, height)
     try:
         target = next(t["targetId"] for t in browser.send("Target.getTargets")["targetInfos"] if t["type"] == "page")
         session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Runtime.enable", "Log.enable", "Page.enable"):
             browser.send(domain, session=session)
+        if phone:
+            browser.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 2,
+                                                                "mobile": True}, session=session)
         browser.send("Page.navigate", {"url": page.as_uri()}, session=session)
         read = f"(e => e ? e.textContent : null)(document.getElementById({json.dumps(marker_id)}))"
         deadline = time.monotonic() + timeout

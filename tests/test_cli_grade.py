@@ -53,7 +53,8 @@ def test_a_run_stopped_by_the_total_timeout_keeps_the_checks_already_graded(tmp_
 
 
 # Options of the pytest plugin that `mechgrade grade` has no use for.
-PYTEST_ONLY = {"--fixtures-mode": "what `mechgrade fixtures refresh|check` set"}
+PYTEST_ONLY = {"--fixtures-mode": "what `mechgrade fixtures refresh|check` set",
+               "--staging-note": "what grade-all's staging skipped, passed on by its job process"}
 
 
 def _plugin_options() -> set[str]:

@@ -24,26 +24,17 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from class_runs import FULL, REPO, TOPICS, TRUST, mechgrade, solution, write
 from pristine import write_stubs
 
-REPO = Path(__file__).resolve().parent.parent
-TOPICS = {"02": "cache", "03": "attention"}
-FULL = {"02": 23.0, "03": 32.0}
+from grader.classroom.identity import folder_name
+
+DAVE = "dave_attention.py, dave_cache.py"  # loose files: one submission, named by its files
 TRANSPOSED = "the pattern is transposed: it must be [query, key], as stored in the cache"
 ATTENTION_PATTERN_POINTS = 3 + 3  # two parametrized checks
 PLOT_ATTENTION_POINTS = 4
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="isolated grading needs Linux")
-
-
-def mechgrade(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "grader", *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def solution(exercise: str) -> str:
-    return (REPO / "solutions" / exercise / f"{TOPICS[exercise]}.py").read_text()
 
 
 def with_function(source: str, replacement: str) -> str:
@@ -60,12 +51,6 @@ def plot_attention(pattern, str_tokens, title=None):
     import os
     os._exit(0)
 ''')
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 def make_class(root: Path) -> Path:
@@ -115,7 +100,8 @@ def test_the_gradebook_has_otters_columns_and_one_row_per_submission(graded, row
     with open(out / "grades.csv", newline="") as handle:
         header = next(csv.reader(handle))
     assert header == ["file", "02", "03", "total", "possible", "percent_correct", "grading_status", "report"]
-    assert set(rows) == {"solutions", "stubs", "wrong", "dave", "hostile", "empty", "nested", "broken", "twice"}
+    assert set(rows) == {"solutions", "stubs.zip", "wrong", DAVE, "hostile", "empty", "nested.zip", "broken.ipynb",
+                         "twice"}  # each entry's exact name
     assert {name: row["possible"] for name, row in rows.items()} == {name: "55" for name in rows}
 
 
@@ -124,37 +110,37 @@ def test_points_per_exercise_follow_each_submission(rows) -> None:
         return float(rows[name]["02"]), float(rows[name]["03"]), float(rows[name]["total"])
 
     assert points("solutions") == (23, 32, 55) and rows["solutions"]["percent_correct"] == "100"
-    assert points("stubs") == (0, 0, 0)  # not attempted
+    assert points("stubs.zip") == (0, 0, 0)  # not attempted
     transposed = FULL["03"] - ATTENTION_PATTERN_POINTS
     assert points("wrong") == (23, transposed, 23 + transposed)
-    assert points("dave") == points("wrong")  # loose files, the same work
+    assert points(DAVE) == points("wrong")  # loose files, the same work
     assert points("hostile") == (23, 32 - PLOT_ATTENTION_POINTS, 55 - PLOT_ATTENTION_POINTS)  # os._exit costs its check
-    for graded_cleanly in ("solutions", "stubs", "wrong", "dave", "hostile"):
+    for graded_cleanly in ("solutions", "stubs.zip", "wrong", DAVE, "hostile"):
         assert rows[graded_cleanly]["grading_status"] == "completed", rows[graded_cleanly]
 
 
 def test_bad_input_gets_a_clear_line_in_the_gradebook(rows) -> None:
-    status = {name: rows[name]["grading_status"] for name in ("empty", "nested", "broken", "twice")}
+    status = {name.split(".")[0]: rows[name]["grading_status"] for name in ("empty", "nested.zip", "broken.ipynb", "twice")}
     assert status["empty"].startswith("not graded: empty: no exercise module found"), status
     assert "nested/deep/deeper/still/attention.py is nested too deep" in status["nested"], status
     assert status["broken"].startswith("not graded: not a valid notebook: broken.ipynb"), status
     assert "exercise 03: 2 files claim it (03/attention.py, attention.py); neither was graded" in status["twice"], status
     assert status["twice"].startswith("completed with problems"), status
     assert (float(rows["twice"]["02"]), float(rows["twice"]["03"])) == (23, 0)  # exercise 02 is still graded
-    for name in ("empty", "nested", "broken"):
+    for name in ("empty", "nested.zip", "broken.ipynb"):
         assert rows[name]["total"] == "0"
 
 
 def test_each_student_has_a_report_and_results_json(graded, rows) -> None:
     out, _ = graded
     for name, row in rows.items():
-        results = json.loads((out / name / "results.json").read_text())
-        assert results["extra_data"]["mechgrade"]["submission"], name
+        results = json.loads((out / folder_name(name) / "results.json").read_text())
+        assert results["extra_data"]["mechgrade"]["submission"] == name
         if row["grading_status"].startswith("not graded"):
             assert row["report"] == ""
         else:
-            assert row["report"] == f"{name}/report.html" and (out / row["report"]).is_file()
-    hostile = json.loads((out / "hostile" / "results.json").read_text())
+            assert row["report"] == f"{folder_name(name)}/report.html" and (out / row["report"]).is_file()
+    hostile = json.loads((out / folder_name("hostile") / "results.json").read_text())
     plot = [t for t in hostile["tests"] if "plot_attention" in t["name"]]
     assert plot and "exited with status 0" in plot[0]["output"]
 
@@ -164,12 +150,13 @@ def test_the_class_page_ranks_the_mistakes_and_links_every_report(graded, rows) 
     page = (out / "class.html").read_text()
     assert "<script" not in page and "Content-Security-Policy" in page
     graded_count = sum(1 for r in rows.values() if not r["grading_status"].startswith("not graded"))
-    # wrong/ and dave (and twice/'s losing file is not graded): the transposed pattern, twice in each
-    # of the two parametrized checks; each student counts once per check
-    mistakes = page[page.index('id="mistakes"'):page.index('id="checks"')]
-    first = mistakes.index("<td>the pattern is transposed")
-    assert mistakes[first:].split("</tr>")[0].count(f"2 of {graded_count}") == 1, mistakes[first:first + 600]
-    assert TRANSPOSED in mistakes
+    # wrong/ and dave (and twice/'s losing file is not graded): the transposed pattern, in each of
+    # the two parametrized checks, is one misconception of two students
+    mistakes = page[page.index('id="misconceptions"'):page.index('id="exercises"')]
+    assert mistakes.count('<strong class="mistake">transposed pattern</strong>') == 1, mistakes
+    first = mistakes.index('<strong class="mistake">transposed pattern</strong>')
+    row = mistakes[first:].split("</tr>")[0]
+    assert f'<span class="count">2</span> of {graded_count}' in row and TRANSPOSED in row, row
     for name, row in rows.items():
         if row["report"]:
             assert f'href="{row["report"]}"' in page
@@ -187,14 +174,14 @@ def test_merge_results_gives_the_same_gradebook(graded, tmp_path: Path) -> None:
            [{k: v for k, v in r.items() if k != "report"} for r in expected]
     for row in got:  # report links are relative to the merged gradebook, and lead to the reports
         if row["report"]:
-            assert (merged / row["report"]).resolve() == (out / row["file"] / "report.html").resolve()
+            assert (merged / row["report"]).resolve() == (out / folder_name(row["file"]) / "report.html").resolve()
     assert "the pattern is transposed" in (merged / "class.html").read_text()
 
 
 def test_merge_results_takes_files_named_after_students(graded, tmp_path: Path) -> None:
     out, _ = graded
     for name in ("solutions", "wrong"):
-        shutil.copy(out / name / "results.json", tmp_path / f"{name}.json")
+        shutil.copy(out / folder_name(name) / "results.json", tmp_path / f"{name}.json")
     write(tmp_path / "garbled.json", "{ not json")
     run = mechgrade("merge-results", str(tmp_path / "solutions.json"), str(tmp_path / "wrong.json"),
                     str(tmp_path / "garbled.json"), "--out", str(tmp_path / "book"))
@@ -211,22 +198,22 @@ def test_a_stopped_run_resumes_with_only_what_is_missing(tmp_path: Path) -> None
     out = tmp_path / "graded"
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "grader", "grade-all", str(submissions), "--out", str(out), "--model", "toy-gpt2",
-               "--exercise", "03", "--jobs", "1"]
+               "--exercise", "03", "--jobs", "1", *TRUST]
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while not (out / "ann" / "results.json").exists() and time.monotonic() < deadline:
+    while not (out / folder_name("ann") / "results.json").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)  # no chance to tidy up
     process.wait()
-    done = {p.parent.name for p in out.glob("*/results.json")}
+    done = {name for name in ("ann", "ben", "cat") if (out / folder_name(name) / "results.json").exists()}
     assert "ann" in done and len(done) < 3, done
     for name in done:  # a folder is there only once its results are whole
-        assert json.loads((out / name / "results.json").read_text())["score"] == 32
-    first = {name: (out / name / "results.json").stat().st_ino for name in done}
+        assert json.loads((out / folder_name(name) / "results.json").read_text())["score"] == 32
+    first = {name: (out / folder_name(name) / "results.json").stat().st_ino for name in done}
 
     rerun = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"{len(done)} of 3 submissions already graded" in rerun.stderr
-    assert {name: (out / name / "results.json").stat().st_ino for name in done} == first  # not graded again
+    assert {name: (out / folder_name(name) / "results.json").stat().st_ino for name in done} == first  # not graded again
     assert [(r["file"], r["total"]) for r in read_csv(out / "grades.csv")] == [("ann", "32"), ("ben", "32"), ("cat", "32")]
     assert not (out / ".staging").exists()

@@ -28,7 +28,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "judging": {"sandbox", "student", "models"},
     "reports": {"judging"},
     "grading": {"judging", "sandbox", "student", "models", "reports"},
-    "classroom": {"grading", "reports", "sandbox"},
+    "classroom": {"grading", "reports", "sandbox", "student"},  # student: the one notebook reader
     "notebooks": {"grading", "reports", "student", "models"},
     "course": {"judging", "models", "toy"},  # a bundle draws hidden inputs from the toy corpus's word lists
     "toy": {"judging", "models"},

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from grader.judging.compare import Tolerance
+from grader.judging.mistakes import Mistake
 from grader.judging.prompts import CLEAN_PROMPT
 from grader.judging.scoring import attempt
 
@@ -105,7 +106,8 @@ def test_model_summary_reports_the_shape(student, reference, model, expected, gr
             got.get(key),
             want.value[key],
             tol=want.tol,
-            mistakes={"d_mlp is the MLP's hidden width, 4 * d_model in GPT-2, not d_model": want.value["d_model"]}
+            mistakes={Mistake("d_mlp read as d_model",
+                              "d_mlp is the MLP's hidden width, 4 * d_model in GPT-2, not d_model"): want.value["d_model"]}
             if key == "d_mlp"
             else None,
             hint=f"read it from model.cfg.{key}" if key in got else f"the key {key!r} is missing: the keys are "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from grader.judging.mistakes import Mistake
 from grader.judging.prompts import CLEAN_PROMPT
 from grader.judging.scoring import attempt
 
@@ -46,8 +47,9 @@ def _run_with_cache(prompt, label, student, reference, model, expected, grade):
             shape if shape is not None else logits,
             want_shape,
             mistakes={
-                "one token short: the BOS token was dropped; keep model.to_tokens' default": [1, n_tokens - 1, model.cfg.d_vocab],
-                "the batch dimension is missing": [n_tokens, model.cfg.d_vocab],
+                Mistake("BOS token dropped",
+                        "one token short: the BOS token was dropped; keep model.to_tokens' default"): [1, n_tokens - 1, model.cfg.d_vocab],
+                Mistake("batch dimension missing", "the batch dimension is missing"): [n_tokens, model.cfg.d_vocab],
             },
             hint="return the logits of model.run_with_cache(model.to_tokens(prompt)) unchanged",
         )
@@ -118,8 +120,10 @@ def _top_prediction(prompt, label, student, reference, model, run_cached, expect
         got,
         want,
         mistakes={
-            "the leading space is missing: GPT-2's token is ' Paris', decode it with model.to_string": want.value.strip(),
-            "that is the prediction at the first position: the next token is predicted at the last one, logits[0, -1]":
+            Mistake("leading space stripped from the token",
+                    "the leading space is missing: GPT-2's token is ' Paris', decode it with model.to_string"): want.value.strip(),
+            Mistake("prediction read at the first position",
+                    "that is the prediction at the first position: the next token is predicted at the last one, logits[0, -1]"):
                 lambda: model.to_string(logits[0, 0].argmax().item()),
         },
         hint="argmax of logits[0, -1], decoded with model.to_string",
@@ -157,8 +161,10 @@ def _top_k(prompt, label, k, student, reference, model, run_cached, expected, gr
         [p for _, p in want.value],
         tol=want.tol,
         mistakes={
-            "these are logits, not probabilities: apply softmax first": lambda: last.topk(k).values.tolist(),
-            "these are log-probabilities: use softmax, not log_softmax": lambda: last.log_softmax(-1).topk(k).values.tolist(),
+            Mistake("logits taken for probabilities",
+                    "these are logits, not probabilities: apply softmax first"): lambda: last.topk(k).values.tolist(),
+            Mistake("log_softmax instead of softmax",
+                    "these are log-probabilities: use softmax, not log_softmax"): lambda: last.log_softmax(-1).topk(k).values.tolist(),
         },
         hint="softmax over the vocabulary at the last position",
     )
@@ -192,9 +198,11 @@ def _residual_norms(prompt, label, position, student, reference, model, run_cach
         got,
         want,
         mistakes={
-            "the final resid_post is missing: n_layers + 1 norms are expected": lambda: norms("resid_pre", range(n_layers), position),
-            "these are resid_post norms of every layer: start from resid_pre of layer 0": lambda: norms("resid_post", range(n_layers), position),
-            "wrong position: use the `position` argument": lambda: torch.cat(
+            Mistake("final resid_post left out",
+                    "the final resid_post is missing: n_layers + 1 norms are expected"): lambda: norms("resid_pre", range(n_layers), position),
+            Mistake("resid_post read instead of resid_pre",
+                    "these are resid_post norms of every layer: start from resid_pre of layer 0"): lambda: norms("resid_post", range(n_layers), position),
+            Mistake("position argument ignored", "wrong position: use the `position` argument"): lambda: torch.cat(
                 [norms("resid_pre", range(n_layers), -1), norms("resid_post", range(n_layers - 1, n_layers), -1)]
             ),
         },

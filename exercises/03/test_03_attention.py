@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from grader.judging.compare import compare
+from grader.judging.mistakes import Mistake
 from grader.judging.prompts import APART_PROMPT, CLEAN_PROMPT
 from grader.judging.pictures import reference_heatmap
 from grader.judging.scoring import Raised, attempt
@@ -48,10 +49,14 @@ def _attention_pattern(prompt, label, which, student, reference, model, run_cach
         got,
         want,
         mistakes=lambda w: {
-            "the pattern is transposed: it must be [query, key], as stored in the cache": w.T,
-            "layer and head are swapped: cache['pattern', layer][0, head]": lambda: cache["pattern", head][0, layer],
-            "the batch dimension is still there: take the first batch item, [0]": w.unsqueeze(0),
-            "these are attention scores before the softmax: use 'pattern', not 'attn_scores'":
+            Mistake("transposed pattern",
+                    "the pattern is transposed: it must be [query, key], as stored in the cache"): w.T,
+            Mistake("layer and head swapped",
+                    "layer and head are swapped: cache['pattern', layer][0, head]"): lambda: cache["pattern", head][0, layer],
+            Mistake("batch dimension kept",
+                    "the batch dimension is still there: take the first batch item, [0]"): w.unsqueeze(0),
+            Mistake("scores before the softmax",
+                    "these are attention scores before the softmax: use 'pattern', not 'attn_scores'"):
                 lambda: cache["attn_scores", layer][0, head],
         },
         hint="cache['pattern', layer] is [batch, head, query, key]",
@@ -92,14 +97,16 @@ def test_plot_attention_draws_a_labelled_heatmap(student, model, run_cached, gra
     ax = image_axes[0]
     data = torch.as_tensor(np.asarray(ax.images[0], dtype=float))
     drawn = grade.compare("image data", data.float(), pattern.float(),
-                          mistakes={"the image is transposed: rows must be queries": pattern.T.float()},
+                          mistakes={Mistake("transposed image",
+                                            "the image is transposed: rows must be queries"): pattern.T.float()},
                           hint="imshow(pattern) puts queries on rows and keys on columns, as wanted",
                           axes=_query_by_key(str_tokens))
     grade.guard("returns the Figure", True, given=drawn)
     grade.compare("x tick labels (keys)", ax.xticklabels, list(str_tokens), hint="ax.set_xticks(range(len(str_tokens)), str_tokens)")
     grade.compare("y tick labels (queries)", ax.yticklabels, list(str_tokens), hint="ax.set_yticks(range(len(str_tokens)), str_tokens)")
     grade.compare("axis labels", [ax.xlabel, ax.ylabel], ["Key (attends to)", "Query (from)"],
-                  mistakes={"the axis labels are swapped: keys go along x": ["Query (from)", "Key (attends to)"]},
+                  mistakes={Mistake("axis labels swapped",
+                                    "the axis labels are swapped: keys go along x"): ["Query (from)", "Key (attends to)"]},
                   hint="ax.set_xlabel('Key (attends to)') and ax.set_ylabel('Query (from)'), word for word")
     grade.check("has a colour bar", len(fig.axes) >= 2, "the figure has no colour bar", hint="fig.colorbar(image, ax=ax)")
     grade.check("shows the title", title in (ax.title, fig.suptitle),
@@ -113,9 +120,12 @@ def test_token_index_ignores_the_leading_space(student, grade):
     cases = [("John", 4), (" Mary", 2), ("met ", 5), (",", 6)]
     for word, want in cases:
         got = attempt(student.token_index, tokens, word)
+        # Named only when it is that bug: the exact token (" John") is found and the word is not.
+        exact_only = tokens[want] != word and _finds(student, tokens, tokens[want], want)
         grade.compare(f"token_index(..., {word!r})", got, want,
-                      mistakes={"that is the last occurrence: return the first": 7} if word == "John" else None,
-                      hint="compare token.strip() with word.strip(): GPT-2's tokens start with a space")
+                      mistakes={Mistake("last occurrence instead of the first",
+                                        "that is the last occurrence: return the first"): 7} if word == "John" else None,
+                      hint=LEADING_SPACE if exact_only else LEADING_SPACE.hint)
     missing = attempt(student.token_index, tokens, "Paris")
     if isinstance(missing, Raised) and isinstance(missing.error, ValueError):
         said = str(missing.error)
@@ -128,14 +138,29 @@ def test_token_index_ignores_the_leading_space(student, grade):
                     hint="raise ValueError when no token matches; don't return -1 or None")
 
 
+def _finds(student, tokens: list[str], word: str, position: int) -> bool:
+    """Whether the student's token_index finds `word` at `position` (a stub finds nothing)."""
+    try:
+        found = attempt(student.token_index, list(tokens), word)
+    except NotImplementedError:
+        return False
+    return type(found) is int and found == position
+
+
 TOKEN_INDEX_CHECK = "token_index finds a word whatever its surrounding whitespace"
-FIX_TOKEN_INDEX = (f"fix token_index first (its own check: '{TOKEN_INDEX_CHECK}'): compare token.strip() "
-                   "with word.strip(), since GPT-2's tokens start with a space")
+# The usual token_index bug (`str_tokens.index(word)`), under one name in its own check and in the
+# notes of the checks that call token_index: the class page counts it once, as the root cause.
+MISSES_LEADING_SPACE = "token_index misses GPT-2's leading space"
+LEADING_SPACE = Mistake(MISSES_LEADING_SPACE, "compare token.strip() with word.strip(): GPT-2's tokens start with a space")
+FIX_TOKEN_INDEX = Mistake(MISSES_LEADING_SPACE,
+                          f"fix token_index first (its own check: '{TOKEN_INDEX_CHECK}'): compare token.strip() "
+                          "with word.strip(), since GPT-2's tokens start with a space")
+TOKEN_INDEX_WRONG = Mistake("token_index wrong", f"fix token_index first (its own check: '{TOKEN_INDEX_CHECK}')")
 
 
-def _word_the_student_finds(student, token_lists: list[list[str]], word: str, grade) -> tuple[str, bool]:
-    """The word to hand the student's heads_attending_to / content_heads, and whether the
-    student's token_index is broken for it.
+def _word_the_student_finds(student, token_lists: list[list[str]], word: str, grade) -> tuple[str, Mistake | None]:
+    """The word to hand the student's heads_attending_to / content_heads, and the root cause when
+    the student's token_index is broken for it (None when it is not).
 
     Those functions call the student's own token_index, which is graded in its own check. When it
     does not find `word`, these checks pass the exact token instead (" France", leading space
@@ -157,22 +182,25 @@ def _word_the_student_finds(student, token_lists: list[list[str]], word: str, gr
 
     wrong = finds(word)
     if wrong is None:
-        return word, False
+        return word, None
     what = wrong.error.headline if isinstance(wrong, Raised) else wrong
     exact = {tokens[position] for tokens, position in zip(token_lists, positions)}
     if len(exact) == 1 and (token := exact.pop()) != word and finds(token) is None:
         grade.note("token_index finds the word",
                    f"{what}. This check passed the exact token {token!r} instead, so that bug costs points only "
                    f"in token_index's own check", hint=FIX_TOKEN_INDEX)
-        return token, True
-    grade.note("token_index finds the word", f"{what}, so what depends on it below goes wrong too", hint=FIX_TOKEN_INDEX)
-    return word, True
+        return token, FIX_TOKEN_INDEX
+    # The same bug when each prompt's exact token is found; some other bug of token_index if not.
+    spaces = all(_finds(student, tokens, tokens[position], position) for tokens, position in zip(token_lists, positions))
+    cause = FIX_TOKEN_INDEX if spaces else TOKEN_INDEX_WRONG
+    grade.note("token_index finds the word", f"{what}, so what depends on it below goes wrong too", hint=cause)
+    return word, cause
 
 
-def _raised_hint(got, word: str, token_index_broken: bool) -> str | None:
+def _raised_hint(got, word: str, token_index_broken: Mistake | None) -> str | Mistake | None:
     if isinstance(got, Raised) and isinstance(got.error, ValueError):
         if token_index_broken:
-            return FIX_TOKEN_INDEX
+            return token_index_broken
         return f"GPT-2's token is ' {word}' with a leading space: find it with your token_index"
     return None
 
@@ -348,21 +376,28 @@ def _content_heads(word, adjacent, apart, threshold, labels, student, reference,
     position_required, content_required = want["position"][0], want["content"][0]
     only_apart = above[apart] & below[adjacent]
     # The likely mistake, most specific first.
+    likely: Mistake | None
     if fits("content", position) and fits("position", content) and not fits("content", content):
-        likely = "content and position are swapped: a content head still attends to the word where it is not adjacent"
+        likely = Mistake("content and position swapped",
+                         "content and position are swapped: a content head still attends to the word where it is not "
+                         "adjacent")
     elif not position and above[adjacent] <= content and content & position_required:
-        likely = ("only the adjacent prompt was used: there a head that only looks one token back attends to the "
-                  "word too; keep as content only the heads that still attend where the word is not adjacent")
+        likely = Mistake("adjacent prompt only",
+                         "only the adjacent prompt was used: there a head that only looks one token back attends to "
+                         "the word too; keep as content only the heads that still attend where the word is not adjacent")
     elif content & position_required:
-        likely = (f"{_heads_verb(content & position_required, 'attends')} to '{word}' above the threshold only "
-                  f"where it is the token before the last one: that is position, not content (it may only look one "
-                  f"token back); don't count it as a '{word}' head")
+        likely = Mistake("position head counted as content",
+                         f"{_heads_verb(content & position_required, 'attends')} to '{word}' above the threshold only "
+                         f"where it is the token before the last one: that is position, not content (it may only look "
+                         f"one token back); don't count it as a '{word}' head")
     elif position & content_required:
-        likely = (f"{_heads_verb(position & content_required, 'attends')} to '{word}' above the threshold on both "
-                  f"prompts: that is content; list it under 'content' only")
+        likely = Mistake("content head counted as position",
+                         f"{_heads_verb(position & content_required, 'attends')} to '{word}' above the threshold on "
+                         f"both prompts: that is content; list it under 'content' only")
     elif (content | position) & only_apart:
-        likely = (f"{_heads_verb((content | position) & only_apart, 'is')} above the threshold only where the word "
-                  f"is not adjacent: split only the heads that attend to it on the adjacent prompt")
+        likely = Mistake("head kept that misses the adjacent word",
+                         f"{_heads_verb((content | position) & only_apart, 'is')} above the threshold only where the "
+                         f"word is not adjacent: split only the heads that attend to it on the adjacent prompt")
     else:
         likely = None
     # A list that should be empty is right when left empty: it counts once the answer puts a head

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from grader.judging.compare import matches
+from grader.judging.mistakes import Mistake
 from grader.judging.prompts import CLEAN_ANSWERS, CLEAN_PROMPT, CORRUPTED_PROMPT
 from grader.judging.pictures import MATCHES, reference_heatmap
 from grader.student.executor import HookPointName
@@ -49,8 +50,9 @@ def _logit_diff(pair, label, student, reference, model, run_cached, expected, gr
         got,
         want,
         mistakes=lambda w: {
-            "the sign is flipped: correct minus incorrect": -w,
-            "that is the first position: the next token is predicted at the last, logits[:, -1]":
+            Mistake("logit difference with its sign flipped", "the sign is flipped: correct minus incorrect"): -w,
+            Mistake("logits read at the first position",
+                    "that is the first position: the next token is predicted at the last, logits[:, -1]"):
                 lambda: clean_logits[0, 0, correct] - clean_logits[0, 0, incorrect],
         },
         hint="logits[:, -1, correct] - logits[:, -1, incorrect], then .mean() over the batch",
@@ -61,7 +63,8 @@ def _logit_diff(pair, label, student, reference, model, run_cached, expected, gr
     batch = torch.cat([clean_logits, other_logits])  # [2, seq, d_vocab]: both prompts have as many tokens
     want_batch = expected(f"logit_diff[batch]{label}", lambda: reference.logit_diff(batch, correct, incorrect), **LOGIT_TOL)
     grade.compare("two prompts: the mean over the batch", student.logit_diff(batch, correct, incorrect), want_batch,
-                  mistakes={"that is the first prompt only: take the mean over the batch": want.value},
+                  mistakes={Mistake("first prompt only, no mean over the batch",
+                                    "that is the first prompt only: take the mean over the batch"): want.value},
                   hint="logits[:, -1, correct] - logits[:, -1, incorrect] is one value per prompt: take its .mean()")
 
 
@@ -87,8 +90,10 @@ def test_patch_hook_pastes_one_position_and_leaves_the_clean_cache_alone(student
     want = corrupted.clone()
     want[:, position] = clean_before[:, position]
     patched = grade.compare("patched activation", out, want, tol=None,
-                            mistakes={"every position was patched: replace only [:, position]": clean_before,
-                                      "nothing was patched: the hook must paste the clean activation at `position`":
+                            mistakes={Mistake("every position patched",
+                                              "every position was patched: replace only [:, position]"): clean_before,
+                                      Mistake("nothing patched",
+                                              "nothing was patched: the hook must paste the clean activation at `position`"):
                                           corrupted},
                             hint="activation[:, position] = clean_cache[hook.name][:, position]",
                             axes=(("position", model.to_str_tokens(CORRUPTED_PROMPT)), ("d_model", None)))
@@ -135,13 +140,17 @@ def _patch_residual_stream(pair, prompts, student, sandbox, reference, model, ru
         got,
         want,
         mistakes=lambda w: {
-            "the normalisation is upside down: (patched - corrupted) / (clean - corrupted), "
-            "so that 0 = corrupted and 1 = clean": 1 - w,
-            **({"the normalisation is inverted: divide by (clean - corrupted), not by (patched - corrupted)": got}
+            Mistake("normalisation upside down",
+                    "the normalisation is upside down: (patched - corrupted) / (clean - corrupted), "
+                    "so that 0 = corrupted and 1 = clean"): 1 - w,
+            **({Mistake("normalisation inverted",
+                        "the normalisation is inverted: divide by (clean - corrupted), not by (patched - corrupted)"): got}
                if _is_reciprocal_of(got, w, want.tol) else {}),
-            "every position was patched at once: patch one position per run": lambda: _patch_all_positions(
+            Mistake("all positions patched in one run",
+                    "every position was patched at once: patch one position per run"): lambda: _patch_all_positions(
                 model, clean_tokens, corrupted_tokens, clean_prompt, run_cached, correct, incorrect),
-            "that patches resid_post: the exercise patches blocks.{layer}.hook_resid_pre": lambda: _patch_each(
+            Mistake("resid_post patched instead of resid_pre",
+                    "that patches resid_post: the exercise patches blocks.{layer}.hook_resid_pre"): lambda: _patch_each(
                 model, clean_tokens, corrupted_tokens, clean_prompt, run_cached, correct, incorrect, "hook_resid_post"),
         },
         hint="for each layer and position: run_with_hooks on the corrupted tokens with patch_hook at "

@@ -8,6 +8,7 @@ import torch
 from matplotlib.figure import Figure
 
 from grader.judging.compare import Tolerance
+from grader.judging.mistakes import Mistake
 from grader.judging.prompts import CLEAN_ANSWERS, CLEAN_PROMPT, CORRUPTED_PROMPT
 from grader.judging.pictures import MATCHES, figure_to_artifact, reference_heatmap, remembered
 
@@ -86,23 +87,31 @@ def _lens_mistakes(model, cache, answers: tuple[str, str]):
         raw_last = want.clone()
         raw_last[-1] = streams[-1] @ direction + bias
         return {
-            "the sign is flipped: logit(answer) - logit(wrong), W_U[:, answer] - W_U[:, wrong]": -want,
-            "the final LayerNorm is missing: centre each stream and divide it by its own scale before the "
-            "unembedding": lambda: streams @ direction + bias,
-            "the unembedding bias is missing: add model.b_U[answer] - model.b_U[wrong] (compatibility mode folds "
-            "the final LayerNorm's bias into b_U); then the last entry is the model's own logit difference":
+            Mistake("sign flipped",
+                    "the sign is flipped: logit(answer) - logit(wrong), W_U[:, answer] - W_U[:, wrong]"): -want,
+            Mistake("final LayerNorm left out",
+                    "the final LayerNorm is missing: centre each stream and divide it by its own scale before the "
+                    "unembedding"): lambda: streams @ direction + bias,
+            Mistake("unembedding bias left out",
+                    "the unembedding bias is missing: add model.b_U[answer] - model.b_U[wrong] (compatibility mode folds "
+                    "the final LayerNorm's bias into b_U); then the last entry is the model's own logit difference"):
                 want - bias,
-            "every stream was divided by the final stream's cached scale (ln_final.hook_scale): in the logit lens "
-            "each layer's stream goes through the final LayerNorm as if it were the last, with its own scale":
+            Mistake("final stream's scale used for every layer",
+                    "every stream was divided by the final stream's cached scale (ln_final.hook_scale): in the logit lens "
+                    "each layer's stream goes through the final LayerNorm as if it were the last, with its own scale"):
                 lambda: _centred(streams) / _final_scale(cache) @ direction + bias,
-            "that is the first position (the BOS token): the next token is predicted at the last, [0, -1]":
+            Mistake("BOS position read instead of the last",
+                    "that is the first position (the BOS token): the next token is predicted at the last, [0, -1]"):
                 lambda: _own_layer_norm(_streams(model, cache, 0), model) @ direction + bias,
-            "that reads the embedding matrix W_E: the direction is W_U[:, answer] - W_U[:, wrong], the unembedding":
+            Mistake("embedding matrix W_E used as the direction",
+                    "that reads the embedding matrix W_E: the direction is W_U[:, answer] - W_U[:, wrong], the unembedding"):
                 lambda: _own_layer_norm(streams, model) @ _direction(model, answers, "W_E") + bias,
-            "the last entry is the last block's resid_post without the final LayerNorm: put it through the "
-            "LayerNorm like the others": raw_last,
-            "the stream after the last block is missing: n_layers + 1 entries, the last from "
-            "cache['resid_post', n_layers - 1]": want[:-1],
+            Mistake("last stream not through the LayerNorm",
+                    "the last entry is the last block's resid_post without the final LayerNorm: put it through the "
+                    "LayerNorm like the others"): raw_last,
+            Mistake("stream after the last block left out",
+                    "the stream after the last block is missing: n_layers + 1 entries, the last from "
+                    "cache['resid_post', n_layers - 1]"): want[:-1],
         }
 
     return mistakes
@@ -114,17 +123,22 @@ def _head_mistakes(model, cache, answers: tuple[str, str]):
 
     def mistakes(want: torch.Tensor) -> dict:
         return {
-            "the sign is flipped: logit(answer) - logit(wrong), W_U[:, answer] - W_U[:, wrong]": -want,
-            "the final LayerNorm's scale is missing: divide each head's (centred) output by "
-            "cache['ln_final.hook_scale'][0, -1]": lambda: _centred(outputs) @ direction,
-            "each head was normalised by its own scale: the heads are parts of one stream and share its scale, "
-            "cache['ln_final.hook_scale'][0, -1] (apply_ln_to_stack without recompute_ln)":
+            Mistake("sign flipped",
+                    "the sign is flipped: logit(answer) - logit(wrong), W_U[:, answer] - W_U[:, wrong]"): -want,
+            Mistake("final LayerNorm scale left out",
+                    "the final LayerNorm's scale is missing: divide each head's (centred) output by "
+                    "cache['ln_final.hook_scale'][0, -1]"): lambda: _centred(outputs) @ direction,
+            Mistake("each head scaled by its own LayerNorm",
+                    "each head was normalised by its own scale: the heads are parts of one stream and share its scale, "
+                    "cache['ln_final.hook_scale'][0, -1] (apply_ln_to_stack without recompute_ln)"):
                 lambda: _own_layer_norm(outputs, model) @ direction,
-            "that is the first position (the BOS token): read cache['z', layer][0, -1], the last position":
+            Mistake("BOS position read instead of the last",
+                    "that is the first position (the BOS token): read cache['z', layer][0, -1], the last position"):
                 lambda: _centred(_head_outputs(model, cache, 0)) / _final_scale(cache, 0) @ direction,
-            "that reads the embedding matrix W_E: the direction is W_U[:, answer] - W_U[:, wrong], the unembedding":
+            Mistake("embedding matrix W_E used as the direction",
+                    "that reads the embedding matrix W_E: the direction is W_U[:, answer] - W_U[:, wrong], the unembedding"):
                 lambda: _centred(outputs) / _final_scale(cache) @ _direction(model, answers, "W_E"),
-            "layers and heads are swapped: return [n_layers, n_heads]": want.T,
+            Mistake("layers and heads swapped", "layers and heads are swapped: return [n_layers, n_heads]"): want.T,
         }
 
     return mistakes
@@ -156,10 +170,12 @@ def _logit_diff_direction_is_the_unembedding_difference(case, inputs, student, r
         student.logit_diff_direction(model, *answers),
         want,
         mistakes=lambda w: {
-            "the sign is flipped: answer minus wrong": -w,
-            "that is the embedding matrix W_E: the logits come from the unembedding, W_U[:, token]":
+            Mistake("sign flipped", "the sign is flipped: answer minus wrong"): -w,
+            Mistake("embedding matrix W_E used instead of W_U",
+                    "that is the embedding matrix W_E: the logits come from the unembedding, W_U[:, token]"):
                 lambda: _direction(model, answers, "W_E"),
-            "that is the answer's column only: subtract the wrong token's column":
+            Mistake("wrong token's column not subtracted",
+                    "that is the answer's column only: subtract the wrong token's column"):
                 lambda: model.W_U[:, _token_ids(model, answers)[0]].detach().cpu(),
         },
         hint="model.W_U[:, model.to_single_token(answer)] - model.W_U[:, model.to_single_token(wrong)]",
@@ -195,7 +211,8 @@ def _logit_lens_reads_the_stream_after_every_layer(case, inputs, student, refere
     own = _model_logit_diff(logits, model, answers)
     last = got[-1] if isinstance(got, torch.Tensor) and got.dim() == 1 and len(got) else got
     grade.compare("the last entry is the model's logit difference", last, own, tol=Tolerance(**LOGIT_TOL),
-                  mistakes={"the unembedding bias is missing: add model.b_U[answer] - model.b_U[wrong]":
+                  mistakes={Mistake("unembedding bias left out",
+                                    "the unembedding bias is missing: add model.b_U[answer] - model.b_U[wrong]"):
                             own - _bias(model, answers)},
                   hint="the stream after the last block, through the final LayerNorm and the unembedding, gives "
                        "the logits: logits[0, -1, answer] - logits[0, -1, wrong]")
@@ -273,9 +290,11 @@ def _head_attributions_complete_the_decomposition(case, inputs, student, model, 
         own,
         tol=Tolerance(**LOGIT_TOL),
         mistakes={
-            "the heads miss the final LayerNorm's scale: divide by cache['ln_final.hook_scale'][0, -1]":
+            Mistake("heads without the final LayerNorm scale",
+                    "the heads miss the final LayerNorm's scale: divide by cache['ln_final.hook_scale'][0, -1]"):
                 rest + (_centred(outputs) @ direction).sum(),
-            "the sign of the heads is flipped: W_U[:, answer] - W_U[:, wrong]":
+            Mistake("heads with their sign flipped",
+                    "the sign of the heads is flipped: W_U[:, answer] - W_U[:, wrong]"):
                 rest - (_centred(outputs) / scale @ direction).sum(),
         },
         hint=f"the rest of the stream gives {float(rest):.3f} and the model's logit difference is {float(own):.3f}, "
@@ -334,7 +353,8 @@ def test_plot_logit_lens_draws_a_labelled_line(student, model, run_cached, grade
     else:
         drew_values = grade.compare(
             "the values drawn", torch.as_tensor(shown, dtype=torch.float32), values, weight=2,
-            mistakes={"the values are drawn in reverse: the embeddings come first": values.flip(0)},
+            mistakes={Mistake("values drawn in reverse",
+                              "the values are drawn in reverse: the embeddings come first"): values.flip(0)},
             hint="one point per value, in order: ax.plot(range(len(values)), values)")
     grade.guard("returns the Figure", True, given=drew_values)
     if ax is None:
@@ -342,7 +362,8 @@ def test_plot_logit_lens_draws_a_labelled_line(student, model, run_cached, grade
         return
     grade.compare("x tick labels", ax.xticklabels, list(labels), hint="ax.set_xticks(range(len(labels)), labels)")
     grade.compare("axis labels", [ax.xlabel, ax.ylabel], AXIS_LABELS,
-                  mistakes={"the axis labels are swapped: layers go along x": AXIS_LABELS[::-1]},
+                  mistakes={Mistake("axis labels swapped",
+                                    "the axis labels are swapped: layers go along x"): AXIS_LABELS[::-1]},
                   hint=f"ax.set_xlabel({AXIS_LABELS[0]!r}), ax.set_ylabel({AXIS_LABELS[1]!r})")
     grade.check("shows the title", title in (ax.title, fig.suptitle),
                 f"expected the title {title!r}, got {ax.title!r}", hint="ax.set_title(title) when a title is given")

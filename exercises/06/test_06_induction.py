@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from grader.judging.compare import Tolerance
+from grader.judging.mistakes import Mistake
 from grader.judging.pictures import reference_heatmap
 
 TOPIC = "induction"
@@ -182,17 +183,22 @@ def _induction_scores_read_the_induction_diagonal(case, student, sandbox, refere
         got,
         want,
         mistakes=lambda w: {
-            "off by one: q - n is the token's own first occurrence (a duplicate-token head); an induction head "
-            "attends to the token after it, q - n + 1": lambda: _diagonal(patterns(), second_copy, n),
-            "off by one: the induction target is q - n + 1, n - 1 positions back, not n - 2":
+            Mistake("duplicate-token offset (q - n)",
+                    "off by one: q - n is the token's own first occurrence (a duplicate-token head); an induction head "
+                    "attends to the token after it, q - n + 1"): lambda: _diagonal(patterns(), second_copy, n),
+            Mistake("induction offset off by one (n - 2)",
+                    "off by one: the induction target is q - n + 1, n - 1 positions back, not n - 2"):
                 lambda: _diagonal(patterns(), second_copy, n - 2),
-            "BOS is not counted: with BOS at 0 the second copy is at positions n + 1 .. 2n":
+            Mistake("BOS not counted in the positions",
+                    "BOS is not counted: with BOS at 0 the second copy is at positions n + 1 .. 2n"):
                 lambda: _diagonal(patterns(), second_copy - 1, n - 1),
-            "the scores take in queries of the first copy: average over the second copy's queries only":
+            Mistake("first copy's queries averaged in",
+                    "the scores take in queries of the first copy: average over the second copy's queries only"):
                 lambda: _diagonal(patterns(), torch.arange(n - 1, 2 * n + 1), n - 1),
-            "these are previous-token scores (offset 1): induction looks n - 1 positions back":
+            Mistake("previous-token scores instead of induction",
+                    "these are previous-token scores (offset 1): induction looks n - 1 positions back"):
                 lambda: _diagonal(patterns(), torch.arange(2, 2 * n + 1), 1),
-            "the pattern is [batch, head, query, key]: query and key are swapped":
+            Mistake("query and key swapped", "the pattern is [batch, head, query, key]: query and key are swapped"):
                 lambda: torch.stack([p[:, :, second_copy - n + 1, second_copy].mean((0, 2)) for p in patterns()]),
         },
         hint="pattern[:, :, q, q - (n - 1)] for q = n + 1 .. 2n, averaged over the batch and q",
@@ -229,11 +235,14 @@ def _previous_token_scores_read_the_first_diagonal(case, student, sandbox, refer
         got,
         want,
         mistakes=lambda w: {
-            "position 1 is counted: its previous token is BOS, where idle heads rest; start at q = 2":
+            Mistake("position 1 counted",
+                    "position 1 is counted: its previous token is BOS, where idle heads rest; start at q = 2"):
                 lambda: _diagonal(patterns(), torch.arange(1, 2 * n + 1), 1),
-            "these are induction scores: a previous-token head looks 1 position back, from every query":
+            Mistake("induction scores instead of previous-token",
+                    "these are induction scores: a previous-token head looks 1 position back, from every query"):
                 lambda: _diagonal(patterns(), torch.arange(n + 1, 2 * n + 1), n - 1),
-            "that is the current token (offset 0): the previous token is at q - 1":
+            Mistake("current token instead of the previous one",
+                    "that is the current token (offset 0): the previous token is at q - 1"):
                 lambda: _diagonal(patterns(), torch.arange(2, 2 * n + 1), 0),
         },
         hint="pattern[:, :, q, q - 1] for q = 2 .. last position, averaged over the batch and q",
@@ -271,10 +280,14 @@ def test_induction_heads_lists_the_heads_above_the_threshold(student, reference,
         at_or_above = sorted([tuple(lh) for lh in torch.nonzero(scores >= limit).tolist()],
                              key=lambda lh: float(scores[lh]), reverse=True)
         grade.compare(name, got, want, tol=None,
-                      mistakes={"a head exactly at the threshold is not above it: scores > threshold": at_or_above,
-                                "sort by score, highest first": sorted(above),
-                                "that is the lowest score first: sort in descending order": want[::-1],
-                                "the pairs are (layer, head), not (head, layer)": [(h, l) for l, h in want]},
+                      mistakes={Mistake("threshold treated as inclusive",
+                                        "a head exactly at the threshold is not above it: scores > threshold"): at_or_above,
+                                Mistake("sorted by (layer, head), not by score",
+                                        "sort by score, highest first"): sorted(above),
+                                Mistake("sorted lowest first",
+                                        "that is the lowest score first: sort in descending order"): want[::-1],
+                                Mistake("(head, layer) pairs",
+                                        "the pairs are (layer, head), not (head, layer)"): [(h, l) for l, h in want]},
                       hint="keep (layer, head) where scores[layer, head] > threshold, sorted by score, descending")
 
 
@@ -316,10 +329,13 @@ def _per_token_loss_scores_each_next_token(case, student, reference, model, expe
         return -model(tokens)[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0].cpu()
 
     grade.compare("loss of each next token", got, want,
-                  mistakes=lambda w: {"the sign is flipped: the loss is -log p": -w,
-                                      "not shifted: position t predicts token t + 1, so compare logits[:, :-1] "
-                                      "with tokens[:, 1:]": unshifted,
-                                      "these are logits: take log_softmax first": raw_logits},
+                  mistakes=lambda w: {Mistake("loss with its sign flipped",
+                                              "the sign is flipped: the loss is -log p"): -w,
+                                      Mistake("logits and tokens not shifted",
+                                              "not shifted: position t predicts token t + 1, so compare logits[:, :-1] "
+                                              "with tokens[:, 1:]"): unshifted,
+                                      Mistake("raw logits instead of log-probabilities",
+                                              "these are logits: take log_softmax first"): raw_logits},
                   hint="-logits[:, :-1].log_softmax(-1).gather(-1, tokens[:, 1:, None])[..., 0]",
                   axes=(("sequence", None), ("position (predicting the next token)", None)))
 
@@ -340,11 +356,13 @@ def test_copy_losses_average_each_copy(student, reference, model, expected, grad
         got = student.copy_losses(loss.clone())
         got = list(got) if isinstance(got, tuple) else got
         grade.compare(name, got, want, tol=MEAN_TOL,
-                      mistakes={"r_1 of each copy is counted: nothing before it says what it will be":
+                      mistakes={Mistake("r_1 counted in each copy",
+                                        "r_1 of each copy is counted: nothing before it says what it will be"):
                                     [float(loss[:, :n].mean()), float(loss[:, n:].mean())],
-                                "off by one: entry t predicts token t + 1, so r_2..r_n of the first copy are "
-                                "entries 1..n-1": [float(loss[:, 2 : n + 1].mean()), float(loss[:, n + 2 :].mean())],
-                                "first and second copy are swapped": want[::-1]},
+                                Mistake("copy positions off by one",
+                                        "off by one: entry t predicts token t + 1, so r_2..r_n of the first copy are "
+                                        "entries 1..n-1"): [float(loss[:, 2 : n + 1].mean()), float(loss[:, n + 2 :].mean())],
+                                Mistake("copies swapped", "first and second copy are swapped"): want[::-1]},
                       hint="with n = loss.shape[1] // 2: loss[:, 1:n] and loss[:, n + 1:]")
 
 
@@ -406,13 +424,17 @@ def _ablate_head(which, ablation, student, sandbox, reference, model, expected, 
         got,
         want,
         mistakes=lambda w: {
-            "nothing was ablated: the hook must set z[:, :, head] = 0 and return z": baseline,
-            "the whole layer was zeroed: z[:, :, head] = 0 zeroes one head": lambda: _copy_means(_loss_of(model, tokens, zeroing((slice(None),))), n)[1],
-            "that zeroes a position: z is [batch, position, head, d_head], the head is the third index":
+            Mistake("nothing ablated",
+                    "nothing was ablated: the hook must set z[:, :, head] = 0 and return z"): baseline,
+            Mistake("whole layer zeroed",
+                    "the whole layer was zeroed: z[:, :, head] = 0 zeroes one head"): lambda: _copy_means(_loss_of(model, tokens, zeroing((slice(None),))), n)[1],
+            Mistake("position zeroed instead of the head",
+                    "that zeroes a position: z is [batch, position, head, d_head], the head is the third index"):
                 lambda: _copy_means(_loss_of(model, tokens, zeroing((slice(None), head))), n)[1],
-            "that is the loss over the whole sequence: average the second copy, r_2..r_n":
+            Mistake("loss over the whole sequence",
+                    "that is the loss over the whole sequence: average the second copy, r_2..r_n"):
                 lambda: float(_loss_of(model, tokens, zeroing((slice(None), slice(None), head))).mean()),
-            "r_1 of the second copy is counted: it cannot be predicted":
+            Mistake("r_1 of the second copy counted", "r_1 of the second copy is counted: it cannot be predicted"):
                 lambda: float(_loss_of(model, tokens, zeroing((slice(None), slice(None), head)))[:, n:].mean()),
         },
         hint="run_with_hooks with a hook on blocks.{layer}.attn.hook_z that zeroes z[:, :, head]; then the mean "
@@ -443,12 +465,14 @@ def test_plot_induction_scores_draws_a_labelled_heatmap(student, reference, mode
         return
     ax = image_axes[0]
     data = torch.as_tensor(np.asarray(ax.images[0], dtype=float))
-    right = grade.compare("image data", data.float(), scores, mistakes={"the image is transposed: layers go on rows": scores.T},
+    right = grade.compare("image data", data.float(), scores, mistakes={Mistake("transposed image",
+                                                                                "the image is transposed: layers go on rows"): scores.T},
                           hint="imshow(scores) puts layers on rows and heads on columns", weight=2)
     grade.compare("x tick labels (heads)", ax.xticklabels, heads, hint="ax.set_xticks(range(n_heads), [str(h) for h in range(n_heads)])")
     grade.compare("y tick labels (layers)", ax.yticklabels, layers, hint="ax.set_yticks(range(n_layers), [str(l) for l in range(n_layers)])")
     grade.compare("axis labels", [ax.xlabel, ax.ylabel], ["Head", "Layer"],
-                  mistakes={"the axis labels are swapped: heads go along x": ["Layer", "Head"]},
+                  mistakes={Mistake("axis labels swapped",
+                                    "the axis labels are swapped: heads go along x"): ["Layer", "Head"]},
                   hint="ax.set_xlabel('Head') and ax.set_ylabel('Layer')")
     grade.guard("has a colour bar", len(fig.axes) >= 2, "the figure has no colour bar", hint="fig.colorbar(image, ax=ax)", given=right)
     grade.guard("the title says what is shown", "induction" in f"{ax.title} {fig.suptitle}".lower(),

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from grader.judging.compare import Tolerance, matches
+from grader.judging.mistakes import Mistake
 from grader.judging.prompts import CLEAN_PROMPT
 from grader.judging.pictures import reference_heatmap
 from grader.sandbox.client import Handle
@@ -145,7 +146,8 @@ def test_sparse_autoencoder_starts_with_unit_decoder_rows_and_a_tied_encoder(stu
     norms = params["W_dec"].norm(dim=-1)
     unit_rows = grade.compare(
         "norm of each decoder row (each latent's direction)", norms, torch.ones(d_sae), tol=Tolerance(1e-4, 1e-4),
-        mistakes={"the columns have unit norm, not the rows: W / W.norm(dim=-1, keepdim=True) for W [d_sae, d_in]":
+        mistakes={Mistake("columns normalised instead of rows",
+                          "the columns have unit norm, not the rows: W / W.norm(dim=-1, keepdim=True) for W [d_sae, d_in]"):
                   lambda: params["W_dec"] / params["W_dec"].norm(dim=0, keepdim=True)},
         hint="W_dec = torch.randn(d_sae, d_in), divided by W_dec.norm(dim=-1, keepdim=True)")
     random_rows = bool(torch.linalg.matrix_rank(params["W_dec"].double()) == min(d_in, d_sae))
@@ -173,12 +175,16 @@ def test_encode_is_relu_of_the_centred_input(case, student, reference, model, de
         got,
         want,
         mistakes={
-            "the ReLU comes before the encoder bias: ReLU((x - b_dec) @ W_enc + b_enc), with b_enc inside":
+            Mistake("ReLU before the encoder bias",
+                    "the ReLU comes before the encoder bias: ReLU((x - b_dec) @ W_enc + b_enc), with b_enc inside"):
                 torch.relu((x - b_dec) @ W_enc) + b_enc,
-            "b_dec is not subtracted: the encoder reads x - b_dec": torch.relu(x @ W_enc + b_enc),
-            "b_dec is added: the encoder reads x - b_dec": torch.relu((x + b_dec) @ W_enc + b_enc),
-            "there is no ReLU: latents are never negative": (x - b_dec) @ W_enc + b_enc,
-            "that is the decoder's matrix: encode with W_enc, [d_in, d_sae]": torch.relu((x - b_dec) @ W_dec.T + b_enc),
+            Mistake("b_dec not subtracted",
+                    "b_dec is not subtracted: the encoder reads x - b_dec"): torch.relu(x @ W_enc + b_enc),
+            Mistake("b_dec added instead of subtracted",
+                    "b_dec is added: the encoder reads x - b_dec"): torch.relu((x + b_dec) @ W_enc + b_enc),
+            Mistake("ReLU left out", "there is no ReLU: latents are never negative"): (x - b_dec) @ W_enc + b_enc,
+            Mistake("decoder matrix used to encode",
+                    "that is the decoder's matrix: encode with W_enc, [d_in, d_sae]"): torch.relu((x - b_dec) @ W_dec.T + b_enc),
         },
         hint="torch.relu((x - self.b_dec) @ self.W_enc + self.b_enc)",
     )
@@ -196,15 +202,18 @@ def test_decode_and_forward_rebuild_the_input(student, reference, model, device,
         return
     W_dec, b_dec = params["W_dec"], params["b_dec"]
     grade.compare("decode(f)", sae.call_method("decode", latents), want_decoded,
-                  mistakes={"b_dec is missing: f @ W_dec + b_dec": latents @ W_dec,
-                            "decode has a ReLU: only encode has one": torch.relu(latents @ W_dec + b_dec)},
+                  mistakes={Mistake("b_dec left out of decode", "b_dec is missing: f @ W_dec + b_dec"): latents @ W_dec,
+                            Mistake("ReLU in decode",
+                                    "decode has a ReLU: only encode has one"): torch.relu(latents @ W_dec + b_dec)},
                   hint="f @ self.W_dec + self.b_dec")
     got = sae.call_method("forward", x)
     reconstruction, encoded = want_forward.value
     grade.compare("forward(x) = (reconstruction, latents)", list(got) if isinstance(got, tuple) else got,
                   [reconstruction, encoded], tol=want_forward.tol,
-                  mistakes={"the order is (reconstruction, latents)": [encoded, reconstruction],
-                            "forward returns both: (reconstruction, latents)": reconstruction},
+                  mistakes={Mistake("(latents, reconstruction) order",
+                                    "the order is (reconstruction, latents)"): [encoded, reconstruction],
+                            Mistake("only one of the two returned",
+                                    "forward returns both: (reconstruction, latents)"): reconstruction},
                   hint="latents = self.encode(x); return self.decode(latents), latents")
 
 
@@ -247,23 +256,29 @@ def test_sae_loss_sums_over_features_and_averages_over_the_batch(student, refere
     batch, d_in, d_sae = x.shape[0], x.shape[1], params["W_dec"].shape[0]
     value = {key: _scalar(got[key]) for key in keys}
     grade.compare(f"reconstruction{note}", value["reconstruction"], target["reconstruction"], tol=want.tol,
-                  mistakes={"the squared error is averaged over d_in too (F.mse_loss): sum it over d_in, then take "
-                            "the mean over the batch": target["reconstruction"] / d_in,
-                            "the squared error is summed over the batch: take the mean over the batch":
+                  mistakes={Mistake("squared error averaged over d_in",
+                                    "the squared error is averaged over d_in too (F.mse_loss): sum it over d_in, then take "
+                                    "the mean over the batch"): target["reconstruction"] / d_in,
+                            Mistake("squared error summed over the batch",
+                                    "the squared error is summed over the batch: take the mean over the batch"):
                                 target["reconstruction"] * batch},
                   hint="((reconstruction - x) ** 2).sum(-1).mean()")
     grade.compare(f"l1{note}", value["l1"], target["l1"], tol=want.tol,
-                  mistakes={"the L1 is on the wrong axis: sum |latents| over the latents (dim -1), then take the mean "
-                            "over the batch": target["l1"] * batch / d_sae,
-                            "the L1 is averaged over the latents too: sum |latents| over the latents, mean over the "
-                            "batch": target["l1"] / d_sae,
-                            "that is the squared L2 norm: the penalty is the sum of |latents|":
+                  mistakes={Mistake("L1 on the wrong axis",
+                                    "the L1 is on the wrong axis: sum |latents| over the latents (dim -1), then take the mean "
+                                    "over the batch"): target["l1"] * batch / d_sae,
+                            Mistake("L1 averaged over the latents",
+                                    "the L1 is averaged over the latents too: sum |latents| over the latents, mean over the "
+                                    "batch"): target["l1"] / d_sae,
+                            Mistake("squared L2 instead of L1",
+                                    "that is the squared L2 norm: the penalty is the sum of |latents|"):
                                 float((used**2).sum(-1).mean())},
                   hint="latents.abs().sum(-1).mean()")
     grade.compare(f"total{note}", value["total"], target["total"], tol=want.tol,
-                  mistakes={"l1_coeff is missing: total = reconstruction + l1_coeff * l1":
+                  mistakes={Mistake("l1_coeff left out", "l1_coeff is missing: total = reconstruction + l1_coeff * l1"):
                             target["reconstruction"] + target["l1"],
-                            "l1_coeff multiplies the wrong term: reconstruction + l1_coeff * l1":
+                            Mistake("l1_coeff on the wrong term",
+                                    "l1_coeff multiplies the wrong term: reconstruction + l1_coeff * l1"):
                             l1_coeff * target["reconstruction"] + target["l1"]},
                   hint="reconstruction + l1_coeff * l1")
 
@@ -306,10 +321,13 @@ def test_normalize_decoder_gives_unit_rows_in_place(case, student, reference, mo
         got,
         want,
         mistakes={
-            "the columns were normalised: each latent's direction is a row of W_dec [d_sae, d_in], so norm(dim=-1)":
+            Mistake("columns normalised instead of rows",
+                    "the columns were normalised: each latent's direction is a row of W_dec [d_sae, d_in], so norm(dim=-1)"):
                 W_dec / W_dec.norm(dim=0, keepdim=True).clamp_min(1e-8),
-            "a zero row became NaN (0 / 0): divide by norms.clamp_min(1e-8)": rows_nan,
-            "W_dec did not change: write into the parameter in place (sae.W_dec /= ..., under torch.no_grad())": W_dec,
+            Mistake("zero row divided into NaN",
+                    "a zero row became NaN (0 / 0): divide by norms.clamp_min(1e-8)"): rows_nan,
+            Mistake("W_dec not changed in place",
+                    "W_dec did not change: write into the parameter in place (sae.W_dec /= ..., under torch.no_grad())"): W_dec,
         },
         hint="with torch.no_grad(): sae.W_dec /= sae.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8)",
     )
@@ -488,11 +506,15 @@ def _top_activating_tokens(case, inputs, student, reference, model, device, ship
         got,
         want,
         mistakes=lambda w: {
-            "position 0 is the BOS token: leave it out": lambda: _listed(_top_tokens_variant(shipped, model, prompts, latent, k, skip_bos=False)),
-            "highest first: sort with reverse=True": lambda: _listed(_top_tokens_variant(shipped, model, prompts, latent, k, descending=False)),
-            f"that reads blocks.0.hook_resid_pre (the embeddings): the SAE was trained on {ref.HOOK_POINT}":
+            Mistake("BOS position included",
+                    "position 0 is the BOS token: leave it out"): lambda: _listed(_top_tokens_variant(shipped, model, prompts, latent, k, skip_bos=False)),
+            Mistake("sorted lowest first",
+                    "highest first: sort with reverse=True"): lambda: _listed(_top_tokens_variant(shipped, model, prompts, latent, k, descending=False)),
+            Mistake("embeddings read instead of the SAE's hook",
+                    f"that reads blocks.0.hook_resid_pre (the embeddings): the SAE was trained on {ref.HOOK_POINT}"):
                 lambda: _listed(_top_tokens_variant(shipped, model, prompts, latent, k, hook="blocks.0.hook_resid_pre")),
-            f"that reads the last layer's resid_post: the SAE was trained on {ref.HOOK_POINT}":
+            Mistake("last layer read instead of the SAE's hook",
+                    f"that reads the last layer's resid_post: the SAE was trained on {ref.HOOK_POINT}"):
                 lambda: _listed(_top_tokens_variant(shipped, model, prompts, latent, k,
                                                     hook=f"blocks.{model.cfg.n_layers - 1}.hook_resid_post")),
         },
@@ -531,18 +553,23 @@ def test_plot_latent_activations_draws_latents_by_tokens(student, model, run_cac
     ax = image_axes[0]
     data = torch.as_tensor(np.asarray(ax.images[0], dtype=float)).float()
     grade.compare("image data", data, picture, tol=Tolerance(1e-4, 1e-4),
-                  mistakes={"the image is transposed: one row per latent, one column per token": picture.T,
-                            "every latent is drawn: keep only latent_acts[:, latents]": latent_acts.T,
-                            "that is latent_acts[latents]: the latents are columns, index [:, latents]":
+                  mistakes={Mistake("transposed image",
+                                    "the image is transposed: one row per latent, one column per token"): picture.T,
+                            Mistake("every latent drawn",
+                                    "every latent is drawn: keep only latent_acts[:, latents]"): latent_acts.T,
+                            Mistake("latents indexed as rows",
+                                    "that is latent_acts[latents]: the latents are columns, index [:, latents]"):
                                 lambda: latent_acts[[i for i in latents if i < latent_acts.shape[0]]]},
                   hint="imshow(latent_acts[:, latents].T): rows are latents, columns tokens",
                   axes=(("latent", y_labels), ("token", str_tokens)))
     grade.compare("x tick labels (tokens)", ax.xticklabels, str_tokens, hint="ax.set_xticks(range(len(str_tokens)), str_tokens)")
     grade.compare("y tick labels (latents)", ax.yticklabels, y_labels,
-                  mistakes={"label each row f'latent {i}'": [str(latent) for latent in latents]},
+                  mistakes={Mistake("rows not labelled by latent",
+                                    "label each row f'latent {i}'"): [str(latent) for latent in latents]},
                   hint="ax.set_yticks(range(len(latents)), [f'latent {i}' for i in latents])")
     grade.compare("axis labels", [ax.xlabel, ax.ylabel], ["Token", "Latent"],
-                  mistakes={"the axis labels are swapped: tokens go along x": ["Latent", "Token"]},
+                  mistakes={Mistake("axis labels swapped",
+                                    "the axis labels are swapped: tokens go along x"): ["Latent", "Token"]},
                   hint="ax.set_xlabel('Token') and ax.set_ylabel('Latent')")
     grade.check("has a colour bar", len(fig.axes) >= 2, "the figure has no colour bar", hint="fig.colorbar(image, ax=ax)")
     grade.check("shows the title", title in (ax.title, fig.suptitle),

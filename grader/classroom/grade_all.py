@@ -4,11 +4,14 @@ This process imports no torch and never runs student code: it finds the submissi
 (grader.classroom.inputs), hands them one at a time to --jobs long-lived grading processes
 (grader.classroom.job, each loading the model once), shows progress, and files each result.
 
-Resumable: a submission is done when DIR/<name>/results.json exists. Each is graded into
-DIR/.staging/<name>/ and the whole folder is renamed into place only once its results are final,
+Each submission is its exact entry name in the class folder (grader.classroom.identity); its
+folders are named from it, injectively (DIR/<slug>-<hash>/). Resumable: a submission is done when
+DIR/<folder>/results.json exists and records that same entry name. Each is graded into
+DIR/.staging/<folder>/ and the whole folder is renamed into place only once its results are final,
 so a stop (Ctrl-C, kill, a crash) leaves either a complete folder or none; starting again grades
 only what is missing. grades.csv and class.html are rewritten (atomically) at the end of every
-start, from every DIR/<name>/results.json.
+start, from the results.json of every entry the class folder holds now. The staged copies of the
+submissions (DIR/.inputs/) are removed as each is graded: DIR/ keeps results, not submissions.
 """
 
 from __future__ import annotations
@@ -119,7 +122,7 @@ def grade_all(options: ClassOptions) -> int:
         raise SystemExit(f"mechgrade grade-all: no exercise {' '.join(options.exercises or [])} in exercises/")
     submissions = find_submissions(options.submissions.resolve(), out / INPUTS, topics)
     shutil.rmtree(out / STAGING, ignore_errors=True)  # what a stopped run left half-done
-    missing = [s for s in submissions if not (out / s.name / "results.json").is_file()]
+    missing = [s for s in submissions if not _graded(out, s)]
     if len(missing) < len(submissions):
         print(f"mechgrade grade-all: {len(submissions) - len(missing)} of {len(submissions)} submissions already "
               f"graded in {out}; grading the other {len(missing)}", file=sys.stderr)
@@ -136,10 +139,11 @@ def grade_all(options: ClassOptions) -> int:
     except KeyboardInterrupt:
         stopped = True
     finally:
-        order = [(s.name, out / s.name / "results.json") for s in submissions if (out / s.name / "results.json").is_file()]
+        order = [(s.shown, out / s.folder / "results.json") for s in submissions if _graded(out, s)]
         book = gradebook_from(order, out)
         csv_path, html_path = write_gradebook(book, out, f"mechgrade: {options.submissions.name}")
         shutil.rmtree(out / STAGING, ignore_errors=True)
+        shutil.rmtree(out / INPUTS, ignore_errors=True)
         signal.signal(signal.SIGTERM, previous)
         for folder, mode in locked:
             os.chmod(folder, mode)
@@ -173,8 +177,17 @@ def _stop_on_sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _graded(out: Path, submission: Submission) -> bool:
+    """Whether this entry's own results are there: its folder's results.json, recording its name."""
+    try:
+        document = json.loads((out / submission.folder / "results.json").read_text(encoding="utf-8"))
+        return bool(document["extra_data"]["mechgrade"]["submission"] == submission.shown)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def _staging(out: Path, submission: Submission) -> Path:
-    staging = out / STAGING / submission.name
+    staging = out / STAGING / submission.folder
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     return staging
@@ -202,13 +215,14 @@ def _file(out: Path, submission: Submission, staging: Path, progress: Progress, 
         write_failure_results(results, reason or "grading left no readable results.json")
         document = json.loads(results.read_text(encoding="utf-8"))
     extra = document.setdefault("extra_data", {})
-    extra["mechgrade"] = {"submission": submission.source, "problems": submission.problems}
+    extra["mechgrade"] = {"submission": submission.shown, "problems": submission.problems}
     write_json_atomic(document, results)
     os.chmod(staging, 0o755)  # the grader made it root-only while student code ran
-    target = out / submission.name
-    if target.exists():  # a folder without results.json: not ours to keep
+    target = out / submission.folder
+    if target.exists():  # an earlier result that is not this entry's (or not whole): not ours to keep
         shutil.rmtree(target)
     os.replace(staging, target)
+    shutil.rmtree(out / INPUTS / submission.folder, ignore_errors=True)  # graded: the copy is not kept
     progress.done += 1
     graded_cleanly = document.get("tests") and reason is None and not submission.problems
     progress.failed += 0 if graded_cleanly else 1
@@ -240,9 +254,10 @@ def _start_job(options: ClassOptions, out: Path, index: int) -> Job:
     log = open(logs / f"job-{index}.log", "a", encoding="utf-8")
     env = {**{k: v for k, v in os.environ.items() if k != "MECHGRADE_TIMINGS"},  # one run's, not ours
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    if options.jobs > 1 and os.geteuid() == 0 and "MECHGRADE_WORKER_USER" not in os.environ:
+    if os.geteuid() == 0 and "MECHGRADE_WORKER_USER" not in os.environ:
         # Two students' workers at once must not share a user, or one could read the other's files
-        # (through /proc/<pid>/cwd) or signal it: each grading process gets a uid of its own.
+        # (through /proc/<pid>/cwd) or signal it: each grading process gets a uid of its own, which
+        # nothing else runs as, so what it owns in /tmp can be removed between submissions (job.py).
         env["MECHGRADE_WORKER_USER"] = f"#{_free_uid(JOB_UID_BASE + index)}"
     # Its own session: Ctrl-C reaches this process only, which then stops the jobs itself.
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
@@ -310,7 +325,8 @@ def _run_jobs(options: ClassOptions, out: Path, queue: list[Submission], progres
                 if not job.busy and queue:
                     job.submission, job.started = queue.pop(0), time.monotonic()
                     staging = _staging(out, job.submission)
-                    request = {"submission": str(job.submission.path), "staging": str(staging)}
+                    request = {"submission": str(job.submission.path), "staging": str(staging),
+                               "notes": job.submission.problems}  # the report says what was skipped
                     try:
                         assert job.process.stdin is not None
                         job.process.stdin.write(json.dumps(request) + "\n")
@@ -330,15 +346,15 @@ def _run_jobs(options: ClassOptions, out: Path, queue: list[Submission], progres
                 if reply.get("status") in ("restart", "died"):
                     code = job.process.poll()
                     replace(job)
-                    if reply["status"] == "restart" and submission.name not in retried:  # its grading never started: try once more
-                        retried.add(submission.name)
+                    if reply["status"] == "restart" and submission.folder not in retried:  # its grading never started: try once more
+                        retried.add(submission.folder)
                         queue.insert(0, submission)
                         continue
                     reason = f"the grading process ended while grading this submission (exit status {code})"
-                    _file(out, submission, out / STAGING / submission.name, progress, reason)
+                    _file(out, submission, out / STAGING / submission.folder, progress, reason)
                 else:
                     _finish(out, submission, reply, progress)
-                progress.show(sum(j.busy for j in jobs), submission.name)
+                progress.show(sum(j.busy for j in jobs), submission.shown)
             now = time.monotonic()
             for job in list(jobs):
                 if job.busy and now - job.started > options.submission_timeout:
@@ -346,9 +362,9 @@ def _run_jobs(options: ClassOptions, out: Path, queue: list[Submission], progres
                     assert submission is not None
                     job.submission = None
                     replace(job)
-                    _file(out, submission, out / STAGING / submission.name, progress,
+                    _file(out, submission, out / STAGING / submission.folder, progress,
                           f"grading was stopped after {options.submission_timeout:g} s")
-                    progress.show(sum(j.busy for j in jobs), submission.name)
+                    progress.show(sum(j.busy for j in jobs), submission.shown)
     finally:
         for job in jobs:
             _stop_job(job)
@@ -378,7 +394,7 @@ def _read_reply(job: Job) -> dict[str, Any] | None:
 
 
 def _finish(out: Path, submission: Submission, reply: dict[str, Any], progress: Progress) -> None:
-    staging = out / STAGING / submission.name
+    staging = out / STAGING / submission.folder
     code = int(reply.get("code", -1))
     reason = None
     if reply.get("error"):

@@ -18,17 +18,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grader.classroom.identity import shown
+
+STATUS_CHARS = 300  # a gradebook cell; the whole reason stays in the submission's results.json
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as a formula (OWASP)
 INCOMPLETE = ("did not reach its end", "ended abnormally", "was stopped after", "The run stopped early")
 HINT_LINE = re.compile(r"^  hint: (.+)$", re.MULTILINE)  # results.json without extra_data
 
 
 @dataclass(frozen=True)
+class Failure:
+    """A failed check that showed a hint, as results.json carries it."""
+
+    check: str  # the soft check's name ("" when read from an old results.json's output text)
+    hint: str
+    mistake: str | None = None  # the named mistake it showed (grader.judging.mistakes)
+    note: bool = False  # a note: worth nothing, `mistake` is the root cause of the test's failures
+
+
+@dataclass(frozen=True)
 class TestLine:
+    __test__ = False  # not a pytest test class, despite its name
     exercise: str  # "03"
     number: str  # "3.1"
     title: str  # "03 · attention_pattern gives ..."
     passed: bool
-    hints: tuple[tuple[str, str], ...]  # (soft check, hint) of the checks that failed with a hint
+    failures: tuple[Failure, ...]  # the checks that failed with a hint
+    status: str = ""  # grader.judging.results.Status ("not_attempted", ...); "" when not recorded
 
 
 @dataclass
@@ -63,24 +79,42 @@ def read_row(results: Path, name: str, report_base: Path | None = None) -> Row:
         tests = document["tests"]
         assert isinstance(tests, list)
     except (OSError, ValueError, KeyError, TypeError, AssertionError) as exc:
-        row.status = f"failed: unreadable results.json ({type(exc).__name__}: {str(exc)[:200]})"
+        row.status = _cut(f"failed: unreadable results.json ({type(exc).__name__}: {exc})", STATUS_CHARS)
         return row
     for test in tests:
         extra = test.get("extra_data") if isinstance(test.get("extra_data"), dict) else {}
         exercise = str(extra.get("exercise") or exercise_of_number(test.get("number", "0")))
         row.points[exercise] = row.points.get(exercise, 0.0) + float(test.get("score") or 0.0)
         row.possible[exercise] = row.possible.get(exercise, 0.0) + float(test.get("max_score") or 0.0)
-        if "hints" in extra:
-            hints = tuple((str(h.get("check", "")), str(h.get("hint", ""))) for h in extra["hints"] if h.get("hint"))
-        else:
-            hints = tuple(("", hint.strip()) for hint in HINT_LINE.findall(str(test.get("output", ""))))
         row.tests.append(TestLine(exercise, str(test.get("number", "")), str(test.get("name", "")),
-                                  test.get("status") == "passed", hints))
-    row.status = _status(document)
+                                  test.get("status") == "passed", _failures(test, extra),
+                                  str(extra.get("status") or _status_word(test))))
+    row.status = _cut(_status(document), STATUS_CHARS)
     report = results.parent / "report.html"
     if report.exists():
         row.report = os.path.relpath(report, report_base) if report_base else str(report)
     return row
+
+
+def _failures(test: dict[str, Any], extra: dict[str, Any]) -> tuple[Failure, ...]:
+    """The failed checks of one test entry. A results.json without extra_data gives only the hint
+    lines of its output; one from before mistakes were named gives check and hint, no name."""
+    if not isinstance(extra.get("hints"), list):
+        return tuple(Failure("", hint.strip()) for hint in HINT_LINE.findall(str(test.get("output", ""))))
+    found = []
+    for entry in extra["hints"]:
+        if isinstance(entry, dict) and entry.get("hint"):
+            mistake = entry.get("mistake")
+            found.append(Failure(str(entry.get("check", "")), str(entry["hint"]),
+                                 str(mistake) if mistake else None, entry.get("note") is True))
+    return tuple(found)
+
+
+def _status_word(test: dict[str, Any]) -> str:
+    """A test's status from the first word of its output ("not attempted: 0 / 3 points"), for a
+    results.json whose extra_data does not record it."""
+    first = str(test.get("output", "")).split(":", 1)[0].strip()
+    return {"not attempted": "not_attempted", "timed out": "timed_out"}.get(first, first)
 
 
 def _status(document: dict[str, Any]) -> str:
@@ -97,6 +131,16 @@ def _status(document: dict[str, Any]) -> str:
     return "completed with problems: " + "; ".join(problems) if problems else "completed"
 
 
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - len(" … (see results.json)")] + " … (see results.json)"
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A text cell a spreadsheet shows as text: one starting like a formula gets a leading '
+    (OWASP's CSV-injection rule), so '=HYPERLINK(...)' or '-1-1' is never evaluated."""
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
 def _first_line(text: str, default: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[0][:300] if lines else default
@@ -107,7 +151,11 @@ def _first_line(text: str, default: str) -> str:
 
 def find_results(inputs: list[Path]) -> list[tuple[str, Path]]:
     """(name, results.json) for every input: a results.json (named after its folder), any other
-    .json file (named after itself), a folder holding results.json, or a folder of those."""
+    .json file (named after itself), a folder holding results.json, or a folder of those.
+
+    The name is grade-all's: the exact entry name a results.json records (extra_data.mechgrade.
+    submission), else the folder's or file's exact name. Two results with one name are never
+    merged: each is shown with where it was found."""
     found: list[tuple[str, Path]] = []
     for given in inputs:
         if given.is_file():
@@ -124,12 +172,19 @@ def find_results(inputs: list[Path]) -> list[tuple[str, Path]]:
                     found.append((entry.stem, entry))
         else:
             raise FileNotFoundError(f"{given}: no such file or folder")
-    names: Counter[str] = Counter()
-    unique = []
-    for name, path in found:
-        names[name] += 1
-        unique.append((name if names[name] == 1 else f"{name}-{names[name]}", path))
-    return unique
+    named = [(_recorded_name(path) or name, path) for name, path in found]
+    counts = Counter(name for name, _ in named)
+    return [(shown(name) if counts[name] == 1 else shown(f"{name} ({path})"), path) for name, path in named]
+
+
+def _recorded_name(results: Path) -> str | None:
+    """The entry name grade-all recorded in a results.json; None if it records none."""
+    try:
+        document = json.loads(results.read_text(encoding="utf-8"))
+        name = document["extra_data"]["mechgrade"]["submission"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return name if isinstance(name, str) and name else None
 
 
 # ---- the gradebook ----
@@ -159,12 +214,13 @@ class Gradebook:
         """Otter-Grader's column order: file, one column per question (here: exercise), total,
         possible, percent_correct, grading_status; then the report's path."""
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["file", *self.exercises, "total", "possible", "percent_correct", "grading_status", "report"])
-        for row in self.rows:
-            writer.writerow([row.name, *(_number(row.points.get(ex, 0.0)) for ex in self.exercises),
+        writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180; and a CR in a cell is quoted, not a new row
+        writer.writerow(["file", *map(spreadsheet_safe, self.exercises), "total", "possible", "percent_correct",
+                         "grading_status", "report"])
+        for row in self.rows:  # every text cell made safe; numbers are ours, formatted by _number
+            writer.writerow([spreadsheet_safe(row.name), *(_number(row.points.get(ex, 0.0)) for ex in self.exercises),
                              _number(row.total), _number(self.possible_total), _number(self.percent(row)),
-                             row.status, row.report or ""])
+                             spreadsheet_safe(row.status), spreadsheet_safe(row.report or "")])
         return out.getvalue()
 
     # ---- what the class page shows ----
@@ -187,20 +243,6 @@ class Gradebook:
                 entry[1] += test.passed
                 entry[2] += 1
         return sorted(((n, t, p, g) for n, (t, p, g) in seen.items()), key=lambda x: _number_key(x[0]))
-
-    def mistakes(self) -> list[tuple[str, str, int, list[str]]]:
-        """(hint, where, students, their names): every hint a failed check showed, by how many
-        students saw it (each student once per hint and check)."""
-        students: dict[tuple[str, str], list[str]] = {}
-        for row in self.rows:
-            for test in row.tests:
-                for check, hint in dict.fromkeys(test.hints):
-                    where = test.title + (f" › {check}" if check else "")
-                    names = students.setdefault((hint, where), [])
-                    if row.name not in names:
-                        names.append(row.name)
-        ranked = sorted(students.items(), key=lambda kv: (-len(kv[1]), kv[0][1], kv[0][0]))
-        return [(hint, where, len(names), names) for (hint, where), names in ranked]
 
     @property
     def graded_count(self) -> int:

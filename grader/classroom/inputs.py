@@ -1,43 +1,85 @@
 """A class's submissions, found in a folder or a zip, each made into something one grading run takes.
 
-An entry of the class folder (or zip) is one submission:
+An entry of the class folder (or zip) is one submission, and its exact name is who it is
+(grader.classroom.identity):
 
 - a folder, laid out like exercises/ (``03/attention.py``), flat (``attention.py``), or either of
   those inside one wrapping folder (what a zip tool often adds);
 - a zip of one such folder;
-- a notebook (``.ipynb``): passed on to ``--submission`` unchanged, once it is valid JSON;
+- a notebook (``.ipynb``): passed on to ``--submission`` once it reads as a notebook, by the same
+  reader ``mechgrade grade --submission`` uses (grader.student.notebook_cells);
 - loose ``.py`` files named ``<student><sep><topic>.py`` (``alice_attention.py``, as LMS exports
-  name them): the files of one student prefix make one submission.
+  name them): the files of one student prefix make one submission, named by those files.
 
-Folders and zips are copied into a staging folder as ``NN/<topic>.py`` only, so that what is
-graded is exactly what was recognised. What cannot be graded (an empty folder, a module nested too
-deep, two files claiming one exercise, a broken zip or notebook) becomes a problem on the
-submission's line of the gradebook; the batch goes on.
+Only the recognised modules are copied, as ``NN/<topic>.py``, into a staging folder of the
+submission's own; the rest of the entry is never copied. Reading is bounded and follows no link
+(grader.classroom.safe_files): links, FIFOs, sockets, devices and files the entry's owner could not
+read are skipped, with a note on the submission's line. What cannot be graded (an empty folder, a
+module nested too deep, two files claiming one exercise, a broken zip or notebook, anything that
+failed while reading it) becomes a problem on the submission's line of the gradebook; the batch
+goes on.
 """
 
 from __future__ import annotations
 
-import json
-import re
+import os
 import shutil
+import stat
 import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-IGNORED = {"__MACOSX", "__pycache__", ".ipynb_checkpoints", ".git", ".DS_Store"}
-MAX_ZIP_BYTES = 200 * 2**20  # uncompressed, per zip: a class export or one student's work
-MAX_ZIP_ENTRIES = 20_000
+from grader.classroom.identity import folder_name, shown
+from grader.classroom.safe_files import (
+    FILE_FLAGS,
+    Owner,
+    Refused,
+    kind_of,
+    open_beneath,
+    open_dir,
+    read_limited,
+    walk,
+)
+from grader.student.notebook_cells import MAX_NOTEBOOK_BYTES, NotebookError, notebook_from_bytes
+
+IGNORED = {"__MACOSX", "__pycache__", ".ipynb_checkpoints", ".git", ".DS_Store", "node_modules", "venv"}
+MAX_ZIP_BYTES = 200 * 2**20  # a student's zip: its size on disk, and what it says it unpacks to
+MAX_ZIP_ENTRIES = 20_000  # files and folders in one submission (a zip's, or a folder's)
+MAX_CLASS_ZIP_BYTES = 2 * 2**30  # a whole class's export
+MAX_CLASS_ZIP_ENTRIES = 200_000
 MAX_MODULE_BYTES = 5 * 2**20  # a graded module larger than this is not a module
-SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_DEPTH = 10  # folders within a submission: modules are found at most 4 deep (wrapper, exercises, NN)
+PROBLEM_CHARS = 300  # one problem's words on the gradebook's line; the whole list goes to results.json
 
 
 @dataclass
 class Submission:
-    name: str  # unique, safe as a folder name: DIR/<name>/ holds its reports
-    source: str  # what the class folder held: "alice/", "bob.zip", "carol.ipynb", "dave_*.py"
+    identity: str  # the exact entry name (or loose files' names) in the class folder or zip
     path: Path | None = None  # what `--submission` gets; None: nothing to grade
     exercises: list[str] = field(default_factory=list)  # exercises with a module found (all, for a notebook)
     problems: list[str] = field(default_factory=list)  # for the gradebook's grading status
+
+    @property
+    def folder(self) -> str:
+        """The name of every folder made for it: OUT/<folder>/ holds its results and report."""
+        return folder_name(self.identity)
+
+    @property
+    def shown(self) -> str:
+        return shown(self.identity)
+
+
+@dataclass
+class Listing:
+    """What one submission holds: its files (path parts -> size) and folders; `read` gives a
+    file's bytes, bounded; `skipped` says what was left out and why."""
+
+    files: dict[tuple[str, ...], int]
+    folders: set[tuple[str, ...]]
+    read: Callable[[tuple[str, ...], int], bytes]
+    skipped: list[str] = field(default_factory=list)
 
 
 def exercise_topics(exercises_dir: Path, only: list[str] | None = None) -> dict[str, str]:
@@ -51,66 +93,243 @@ def exercise_topics(exercises_dir: Path, only: list[str] | None = None) -> dict[
 
 
 def find_submissions(source: Path, staging: Path, topics: dict[str, str]) -> list[Submission]:
-    """Every submission in `source` (a folder or a zip), staged under `staging` (emptied first)."""
+    """Every submission in `source` (a folder or a zip), staged under `staging` (emptied first),
+    each in staging/<its folder name>/."""
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    if source.is_dir():
+        fd = os.open(source, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            return _find(FolderClass(fd), staging, topics)
+        finally:
+            os.close(fd)
     if source.is_file():
-        unpacked = staging / "_class"
-        problem = _extract(source, unpacked)
-        if problem:
-            raise ValueError(f"{source}: {problem}")
-        source = _unwrap(unpacked, topics)
-    if not source.is_dir():
-        raise ValueError(f"{source}: no such folder or zip")
+        try:
+            bundle = _open_zip(os.open(source, FILE_FLAGS & ~os.O_NOFOLLOW), source.name, MAX_CLASS_ZIP_BYTES,
+                               MAX_CLASS_ZIP_ENTRIES)
+        except (Refused, OSError) as exc:
+            raise ValueError(f"{source}: {exc}") from None
+        with bundle:
+            listing = zip_listing(bundle, source.name)
+            return _find(ZipClass(listing, _unwrap(listing, topics)), staging, topics)
+    raise ValueError(f"{source}: no such folder or zip")
+
+
+def _find(klass: FolderClass | ZipClass, staging: Path, topics: dict[str, str]) -> list[Submission]:
     found: list[Submission] = []
-    loose: dict[str, list[Path]] = {}
-    for entry in sorted(source.iterdir(), key=lambda p: p.name):
-        if entry.name in IGNORED or entry.name.startswith(".") or entry.is_symlink():
-            continue
-        if entry.is_dir():
-            found.append(_from_folder(entry.name, f"{entry.name}/", entry, staging, topics))
-        elif entry.suffix == ".zip":
-            found.append(_from_zip(entry, staging, topics))
-        elif entry.suffix == ".ipynb":
-            found.append(_from_notebook(entry, staging))
-        elif entry.suffix == ".py":
-            loose.setdefault(_student_of(entry.stem, topics), []).append(entry)
+    loose: dict[str, list[str]] = {}
+    for name, kind in klass.entries():
+        try:
+            if kind is not None:
+                found.append(Submission(name, problems=[f"{shown(name)} is {kind}; skipped"]))
+            elif klass.is_folder(name):
+                with klass.listing(name) as listing:
+                    found.append(_from_listing(name, listing, staging, topics))
+            elif name.endswith(".zip"):
+                found.append(_from_zip(name, klass, staging, topics))
+            elif name.endswith(".ipynb"):
+                found.append(_from_notebook(name, klass, staging))
+            elif name.endswith(".py"):
+                loose.setdefault(_student_of(name[:-3], topics), []).append(name)
+            else:
+                what = f"not a submission: {shown(name)} is not a folder, .zip, .ipynb or .py file"
+                found.append(Submission(name, problems=[what]))
+        except Exception as exc:  # noqa: BLE001 (whatever one entry does, the batch goes on: its line says what)
+            found.append(Submission(name, problems=[_cut(f"could not be read: {type(exc).__name__}: {exc}")]))
+    taken = {s.identity for s in found}
+    for files in loose.values():
+        identity = ", ".join(sorted(files))
+        identity = identity if identity not in taken else f"{identity} (loose files)"
+        try:
+            found.append(_from_loose_files(identity, files, klass, staging, topics))
+        except Exception as exc:  # noqa: BLE001 (as above)
+            found.append(Submission(identity, problems=[_cut(f"could not be read: {type(exc).__name__}: {exc}")]))
+    return found
+
+
+# ---- the class: a folder or a zip ----
+
+
+class FolderClass:
+    """The class folder, read through a descriptor: no entry's link is followed."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def entries(self) -> list[tuple[str, str | None]]:
+        """(name, what special file it is or None), sorted; hidden and ignored names left out."""
+        with os.scandir(self.fd) as listing:
+            names = sorted(entry.name for entry in listing)
+        return [(n, kind_of(os.stat(n, dir_fd=self.fd, follow_symlinks=False).st_mode))
+                for n in names if n not in IGNORED and not n.startswith(".")]
+
+    def is_folder(self, name: str) -> bool:
+        return stat.S_ISDIR(os.stat(name, dir_fd=self.fd, follow_symlinks=False).st_mode)
+
+    def owner(self, name: str) -> Owner:
+        return Owner.of(os.stat(name, dir_fd=self.fd, follow_symlinks=False))
+
+    @contextmanager
+    def listing(self, name: str) -> Iterator[Listing]:
+        """The folder's listing; its files can be read until the block ends."""
+        owner = self.owner(name)
+        owner.check(os.stat(name, dir_fd=self.fd, follow_symlinks=False), shown(name))
+        root = open_dir(self.fd, name)
+        try:
+            yield _walked(root, owner, f"{shown(name)}/")
+        finally:
+            os.close(root)
+
+    def read(self, name: str, limit: int) -> bytes:
+        return read_limited(open_beneath(self.fd, (name,), self.owner(name), shown(name)), limit, shown(name))
+
+
+def _walked(root: int, owner: Owner, where: str) -> Listing:
+    """A folder's listing; a file is read only when asked for, through `root`, as `owner` could."""
+    files: dict[tuple[str, ...], int] = {}
+    folders: set[tuple[str, ...]] = set()
+    skipped: list[str] = []
+    for item in walk(root, owner, IGNORED, MAX_DEPTH, MAX_ZIP_ENTRIES, where):
+        if isinstance(item, Refused):
+            skipped.append(_cut(str(item)))
+        elif item.is_dir:
+            folders.add(item.parts)
         else:
-            found.append(Submission(entry.stem or entry.name, entry.name,
-                                    problems=[f"not a submission: {entry.name} is not a folder, .zip, .ipynb or .py file"]))
-    for student, files in loose.items():
-        found.append(_from_loose_files(student, files, staging, topics))
-    return _unique_names(found)
+            files[item.parts] = item.size
+
+    def read(parts: tuple[str, ...], limit: int) -> bytes:
+        shown_path = where + "/".join(parts)
+        return read_limited(open_beneath(root, parts, owner, shown_path), limit, shown_path)
+
+    return Listing(files, folders, read, skipped)
+
+
+class ZipClass:
+    """A class exported as one zip: its top-level entries (inside any wrapping folder) are the
+    submissions; nothing is unpacked to disk."""
+
+    def __init__(self, listing: Listing, root: tuple[str, ...]) -> None:
+        self.whole, self.root = listing, root
+
+    def entries(self) -> list[tuple[str, str | None]]:
+        return [(name, None) for name in _children(self.whole, self.root)
+                if name not in IGNORED and not name.startswith(".")]
+
+    def is_folder(self, name: str) -> bool:
+        return (*self.root, name) in self.whole.folders
+
+    @contextmanager
+    def listing(self, name: str) -> Iterator[Listing]:
+        prefix = (*self.root, name)
+        n = len(prefix)
+        yield Listing({p[n:]: size for p, size in self.whole.files.items() if p[:n] == prefix},
+                       {p[n:] for p in self.whole.folders if p[:n] == prefix and len(p) > n},
+                       lambda parts, limit: self.whole.read((*prefix, *parts), limit),
+                       [s for s in self.whole.skipped if s.startswith(shown("/".join(prefix)) + "/")])
+
+    def read(self, name: str, limit: int) -> bytes:
+        return self.whole.read((*self.root, name), limit)
+
+
+# ---- zips ----
+
+
+def _open_zip(fd: int, name: str, max_bytes: int, max_entries: int) -> zipfile.ZipFile:
+    """A zip from an open descriptor (closed here on failure): a regular file of at most
+    `max_bytes`, holding at most `max_entries` entries that say they unpack to at most `max_bytes`."""
+    handle = os.fdopen(fd, "rb")
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise Refused(f"{name} is {kind_of(info.st_mode)}")
+        if info.st_size > max_bytes:
+            raise Refused(f"{name} is {info.st_size / 2**20:.0f} MiB, over the {max_bytes >> 20} MiB limit")
+        os.set_blocking(fd, True)
+        bundle = zipfile.ZipFile(handle)
+        members = bundle.infolist()
+        declared = sum(m.file_size for m in members)
+        if len(members) > max_entries or declared > max_bytes:
+            bundle.close()
+            raise Refused(f"the zip is too large ({len(members)} entries that unpack to {declared / 2**20:.0f} MiB; "
+                          f"the limits are {max_entries} entries and {max_bytes >> 20} MiB)")
+        return bundle
+    except BaseException:
+        handle.close()
+        raise
+
+
+def zip_listing(bundle: zipfile.ZipFile, name: str) -> Listing:
+    """A zip's files and folders (no absolute path, no '..', no link, nothing too deep); a file's
+    bytes are read only when asked for, bounded by what the zip says its size is. What is skipped
+    is noted by its path in the zip."""
+    files: dict[tuple[str, ...], int] = {}
+    folders: set[tuple[str, ...]] = set()
+    members: dict[tuple[str, ...], zipfile.ZipInfo] = {}
+    skipped: list[str] = []
+    for member in bundle.infolist():
+        parts = PurePosixPath(member.filename.replace("\\", "/")).parts
+        if not parts or IGNORED & set(parts) or any(p.startswith(".") for p in parts):
+            continue
+        where = "/".join(parts)
+        if parts[0] == "/" or ".." in parts:
+            skipped.append(_cut(f"{where} points outside the zip; skipped"))
+            continue
+        if len(parts) > MAX_DEPTH + 1:
+            continue  # deeper than any module is looked for
+        mode = member.external_attr >> 16
+        special = kind_of(mode) if mode & 0o170000 else None
+        if special:
+            skipped.append(_cut(f"{where} is {special}; skipped"))
+            continue
+        folders.update(parts[:i] for i in range(1, len(parts)))
+        if member.is_dir():
+            folders.add(parts)
+        else:
+            files[parts], members[parts] = member.file_size, member
+
+    def read(parts: tuple[str, ...], limit: int) -> bytes:
+        member = members.get(parts)
+        if member is None:
+            raise Refused(f"{name}: {'/'.join(parts)} is not a file in the zip")
+        if member.file_size > limit:
+            raise Refused(f"{name}: {'/'.join(parts)} is over the {limit / 2**20:g} MiB limit; not read")
+        with bundle.open(member) as source:  # reads at most the size the zip states, checks the CRC
+            return source.read(limit + 1)
+
+    return Listing(files, folders, read, skipped)
 
 
 # ---- one entry ----
 
 
-def _from_folder(name: str, shown: str, folder: Path, staging: Path, topics: dict[str, str]) -> Submission:
-    submission = Submission(name, shown)
-    root = _unwrap(folder, topics)
-    target = staging / "_staged" / SAFE_NAME.sub("_", name)
-    every = [p for p in sorted(root.rglob("*.py"), key=lambda p: str(p.relative_to(root))) if not (IGNORED & set(p.relative_to(root).parts)) and p.is_file()
-             and not p.is_symlink()]
+def _from_listing(identity: str, listing: Listing, staging: Path, topics: dict[str, str]) -> Submission:
+    submission = Submission(identity, problems=list(listing.skipped))
+    root = _unwrap(listing, topics)
+    target = staging / submission.folder / "graded"
+    every = sorted(p for p in listing.files if p[: len(root)] == root and p[-1].endswith(".py"))
     for exercise, topic in topics.items():
-        claims = [p for p in every if p.name == f"{topic}.py"]
-        accepted = [p for p in claims if p.relative_to(root).parts in
-                    ((p.name,), (exercise, p.name), ("exercises", exercise, p.name))]
-        shown_paths = ", ".join(str(p.relative_to(folder)) for p in accepted)
+        module = f"{topic}.py"
+        claims = [p for p in every if p[-1] == module]
+        accepted = [p for p in claims if p[len(root):] in ((module,), (exercise, module), ("exercises", exercise, module))]
         if len(accepted) > 1:
-            submission.problems.append(f"exercise {exercise}: {len(accepted)} files claim it ({shown_paths}); "
+            submission.problems.append(f"exercise {exercise}: {len(accepted)} files claim it ({_paths(accepted)}); "
                                        "neither was graded")
-        elif accepted and accepted[0].stat().st_size > MAX_MODULE_BYTES:
-            submission.problems.append(f"exercise {exercise}: {shown_paths} is over {MAX_MODULE_BYTES >> 20} MiB; not graded")
+        elif accepted and listing.files[accepted[0]] > MAX_MODULE_BYTES:
+            submission.problems.append(f"exercise {exercise}: {_paths(accepted)} is over {MAX_MODULE_BYTES >> 20} MiB; "
+                                       "not graded")
         elif accepted:
-            destination = target / exercise / f"{topic}.py"
+            try:
+                code = listing.read(accepted[0], MAX_MODULE_BYTES)
+            except Refused as refused:
+                submission.problems.append(_cut(f"exercise {exercise}: {refused}"))
+                continue
+            destination = target / exercise / module
             destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(accepted[0], destination)
+            destination.write_bytes(code)
             submission.exercises.append(exercise)
         elif claims:
-            deep = ", ".join(str(p.relative_to(folder)) for p in claims)
-            submission.problems.append(f"exercise {exercise}: {deep} is nested too deep; put it at {topic}.py "
-                                       f"or {exercise}/{topic}.py")
+            submission.problems.append(f"exercise {exercise}: {_paths(claims)} is nested too deep; put it at "
+                                       f"{module} or {exercise}/{module}")
     if submission.exercises:
         submission.path = target
     elif not submission.problems:
@@ -119,50 +338,73 @@ def _from_folder(name: str, shown: str, folder: Path, staging: Path, topics: dic
     return submission
 
 
-def _from_zip(archive: Path, staging: Path, topics: dict[str, str]) -> Submission:
-    unpacked = staging / "_zips" / SAFE_NAME.sub("_", archive.stem)
-    problem = _extract(archive, unpacked)
-    if problem:
-        return Submission(archive.stem, archive.name, problems=[f"{archive.name}: {problem}"])
-    return _from_folder(archive.stem, archive.name, unpacked, staging, topics)
-
-
-def _from_notebook(notebook: Path, staging: Path) -> Submission:
-    submission = Submission(notebook.stem, notebook.name)
+def _from_zip(name: str, klass: FolderClass | ZipClass, staging: Path, topics: dict[str, str]) -> Submission:
     try:
-        document = json.loads(notebook.read_text(encoding="utf-8"))
-        if not isinstance(document, dict) or not isinstance(document.get("cells"), list):
-            raise ValueError("it has no list of cells")
-    except (ValueError, UnicodeDecodeError) as exc:
-        submission.problems.append(f"not a valid notebook: {notebook.name}: {str(exc)[:200]}")
+        if isinstance(klass, FolderClass):
+            fd = open_beneath(klass.fd, (name,), klass.owner(name), shown(name))
+        else:  # a zip in the class's zip: into a file of its own (zipfile needs to seek), bounded
+            copy = staging / folder_name(name) / "archive.zip"
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_bytes(klass.read(name, MAX_ZIP_BYTES))
+            fd = os.open(copy, FILE_FLAGS)
+        bundle = _open_zip(fd, shown(name), MAX_ZIP_BYTES, MAX_ZIP_ENTRIES)
+    except (Refused, zipfile.BadZipFile, OSError, EOFError) as exc:
+        return Submission(name, problems=[_cut(f"{shown(name)}: {_zip_problem(exc)}")])
+    with bundle:
+        try:
+            listing = zip_listing(bundle, shown(name))
+            listing.skipped = [f"{shown(name)}: {note}" for note in listing.skipped]
+            return _from_listing(name, listing, staging, topics)
+        except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
+            return Submission(name, problems=[_cut(f"{shown(name)}: {_zip_problem(exc)}")])
+        finally:
+            (staging / folder_name(name) / "archive.zip").unlink(missing_ok=True)
+
+
+def _zip_problem(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, Refused) else f"not a readable zip ({type(exc).__name__}: {exc})"
+
+
+def _from_notebook(name: str, klass: FolderClass | ZipClass, staging: Path) -> Submission:
+    submission = Submission(name)
+    try:
+        raw = klass.read(name, MAX_NOTEBOOK_BYTES)
+        notebook_from_bytes(raw, shown(name))  # what `grade --submission` would refuse, refused now
+    except (Refused, NotebookError) as exc:
+        submission.problems.append(_cut(f"not a valid notebook: {exc}"))
         return submission
-    copy = staging / "_notebooks" / SAFE_NAME.sub("_", notebook.name)  # the class folder stays out of reach
+    copy = staging / submission.folder / name  # the class folder stays out of the workers' reach
     copy.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(notebook, copy)
+    copy.write_bytes(raw)
     submission.path = copy
     return submission
 
 
-def _from_loose_files(student: str, files: list[Path], staging: Path, topics: dict[str, str]) -> Submission:
-    shown = ", ".join(sorted(f.name for f in files))
-    submission = Submission(student or "loose-files", shown)
-    claims: dict[str, list[Path]] = {}
+def _from_loose_files(identity: str, files: list[str], klass: FolderClass | ZipClass, staging: Path,
+                      topics: dict[str, str]) -> Submission:
+    submission = Submission(identity)
+    claims: dict[str, list[str]] = {}
     for file in files:
-        exercise = next((ex for ex, topic in topics.items() if file.stem.endswith(topic)), None)
+        exercise = next((ex for ex, topic in topics.items() if file[:-3].endswith(topic)), None)
         if exercise is None:
-            submission.problems.append(f"{file.name} names no exercise's module "
+            submission.problems.append(f"{shown(file)} names no exercise's module "
                                        f"({', '.join(f'{t}.py' for t in topics.values())})")
         else:
             claims.setdefault(exercise, []).append(file)
-    folder = staging / "_staged" / SAFE_NAME.sub("_", submission.name)
+    folder = staging / submission.folder / "graded"
     for exercise, claimed in sorted(claims.items()):
         if len(claimed) > 1:
             submission.problems.append(f"exercise {exercise}: {len(claimed)} files claim it "
-                                       f"({', '.join(f.name for f in claimed)}); neither was graded")
+                                       f"({', '.join(map(shown, claimed))}); neither was graded")
+            continue
+        try:
+            code = klass.read(claimed[0], MAX_MODULE_BYTES)
+        except Refused as refused:
+            submission.problems.append(_cut(f"exercise {exercise}: {refused}"))
             continue
         target = folder / exercise / f"{topics[exercise]}.py"
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(claimed[0], target)
+        target.write_bytes(code)
         submission.exercises.append(exercise)
     if submission.exercises:
         submission.path = folder
@@ -180,49 +422,30 @@ def _student_of(stem: str, topics: dict[str, str]) -> str:
 # ---- helpers ----
 
 
-def _unwrap(folder: Path, topics: dict[str, str]) -> Path:
+def _children(listing: Listing, root: tuple[str, ...]) -> list[str]:
+    n = len(root)
+    return sorted({p[n] for p in (*listing.files, *listing.folders) if len(p) > n and p[:n] == root})
+
+
+def _unwrap(listing: Listing, topics: dict[str, str]) -> tuple[str, ...]:
     """Step into single wrapping folders ('alice/' inside alice.zip) until something is there."""
-    modules = {f"{t}.py" for t in topics.values()}
+    root: tuple[str, ...] = ()
     for _ in range(3):
-        entries = [p for p in folder.iterdir() if p.name not in IGNORED and not p.name.startswith(".")]
-        if len(entries) == 1 and entries[0].is_dir() and not entries[0].name.isdigit() \
-                and entries[0].name != "exercises" and not any((folder / m).exists() for m in modules):
-            folder = entries[0]
+        children = _children(listing, root)
+        if len(children) == 1 and (*root, children[0]) in listing.folders and not children[0].isdigit() \
+                and children[0] != "exercises":
+            root = (*root, children[0])
         else:
             break
-    return folder
+    return root
 
 
-def _extract(archive: Path, target: Path) -> str | None:
-    """Unzip safely (no absolute paths, no '..', no links, bounded size); a problem, or None."""
-    try:
-        with zipfile.ZipFile(archive) as bundle:
-            members = bundle.infolist()
-            if len(members) > MAX_ZIP_ENTRIES or sum(m.file_size for m in members) > MAX_ZIP_BYTES:
-                return f"the zip is too large (over {MAX_ZIP_ENTRIES} entries or {MAX_ZIP_BYTES >> 20} MiB unpacked)"
-            target.mkdir(parents=True, exist_ok=True)
-            for member in members:
-                parts = PurePosixPath(member.filename.replace("\\", "/")).parts
-                if member.is_dir() or not parts or parts[0] == "/" or ".." in parts:
-                    continue
-                if (member.external_attr >> 16) & 0o170000 == 0o120000:  # a symbolic link
-                    continue
-                destination = target.joinpath(*parts)
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                with bundle.open(member) as source, open(destination, "wb") as sink:
-                    shutil.copyfileobj(source, sink)
-    except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError, EOFError) as exc:
-        return f"not a readable zip ({type(exc).__name__}: {exc})"
-    return None
+def _paths(paths: list[tuple[str, ...]], most: int = 3) -> str:
+    """'a/b.py, c.py and 12 more': a bounded list for the gradebook's line."""
+    named = ", ".join(shown("/".join(p)) for p in paths[:most])
+    return named + (f" and {len(paths) - most} more" if len(paths) > most else "")
 
 
-def _unique_names(submissions: list[Submission]) -> list[Submission]:
-    seen: set[str] = set()
-    for submission in submissions:
-        base = SAFE_NAME.sub("_", submission.name).strip("._") or "submission"
-        name, n = base, 2
-        while name.lower() in seen or name.lower() in {"class.html", "grades.csv"}:
-            name, n = f"{base}-{n}", n + 1
-        seen.add(name.lower())
-        submission.name = name
-    return submissions
+def _cut(text: str) -> str:
+    return text if len(text) <= PROBLEM_CHARS else text[: PROBLEM_CHARS - 1] + "…"
+

@@ -10,9 +10,12 @@ Each submission is one in-process pytest run with `--isolate`, exactly as `mechg
 --isolate --submission` grades it, except that the model and the template come from the first
 run (grader.sandbox.start.keep_template_across_runs). Workers are fresh forks of a template that
 never ran student code, each submission's files live in a scratch folder of its own, removed (and
-its processes killed) before the next submission starts: no student's code sees another's.
+its processes killed) before the next submission starts, and what the workers' user left in the
+shared temporary folders (/tmp, /var/tmp, /dev/shm) is removed before and after each submission
+(grader.sandbox.shared_temp): no student's code sees another's.
 
-Requests come on stdin, one JSON object a line: {"submission": PATH, "staging": DIR}; the reply
+Requests come on stdin, one JSON object a line: {"submission": PATH, "staging": DIR, "notes":
+[what staging left out, for the reports]}; the reply
 is one JSON line on the stdout this process started with. pytest's own output goes to
 DIR/grading.log. A template that died cannot be replaced here (this process now holds expected
 values): the reply says so and the process exits, and grade-all starts a fresh one.
@@ -26,14 +29,17 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from grader.grading.command import GRADING_ENV, REPO_ROOT, pytest_command
 from grader.sandbox import start
 from grader.sandbox.isolated import die_with_parent
+from grader.sandbox.shared_temp import private_uid, sweep
 
 RESTART = "restart"  # the reply's status when this process must be replaced
+MAX_NOTES = 50  # staging's notes shown in a report; the gradebook's results.json keeps them all
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,15 +55,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def pytest_args(options: argparse.Namespace, submission: str, staging: Path) -> list[str]:
-    """The arguments `mechgrade grade --isolate --submission` gives pytest, for this submission."""
+def pytest_args(options: argparse.Namespace, submission: str, staging: Path, notes: Sequence[str] = ()) -> list[str]:
+    """The arguments `mechgrade grade --isolate --submission` gives pytest, for this submission,
+    and what staging left out of it (`notes`: links, special files), for its reports."""
     grade = argparse.Namespace(
         exercise=options.exercise, check_timeout=options.check_timeout, model=options.model, device=options.device,
         report_html=str(staging / "report.html"), junitxml=None, fixtures_dir=options.fixtures_dir,
         max_output=options.max_output, submission=submission, solutions=False, isolate=True,
         worker_memory=options.worker_memory, gradescope_json=str(staging / "results.json"))
     command = pytest_command(grade)
-    return command[command.index("pytest") + 1:]
+    shown = list(notes[:MAX_NOTES]) + ([f"and {len(notes) - MAX_NOTES} more"] if len(notes) > MAX_NOTES else [])
+    return command[command.index("pytest") + 1:] + [f"--staging-note={note}" for note in shown]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +88,13 @@ def main(argv: list[str] | None = None) -> int:
         if kept is not None and not kept.template.alive():
             replies.write(json.dumps({"status": RESTART}) + "\n")
             return 3
-        reply = grade_one(options, request["submission"], Path(request["staging"]), quiet)
+        uid = private_uid()
+        if uid is not None:  # what a killed run or the last submission left in /tmp is nobody's to read
+            sweep(uid)
+        reply = grade_one(options, request["submission"], Path(request["staging"]), quiet, request.get("notes", []))
+        if uid is not None:  # nothing the workers made outlives the submission
+            for path in sweep(uid)[:10]:
+                print(f"mechgrade job: could not remove the workers' file {path}", file=sys.stderr)
         replies.write(json.dumps(reply) + "\n")
         settle_memory()
     return 0
@@ -94,7 +108,8 @@ def settle_memory() -> None:
     gc.freeze()
 
 
-def grade_one(options: argparse.Namespace, submission: str, staging: Path, quiet: int) -> dict[str, Any]:
+def grade_one(options: argparse.Namespace, submission: str, staging: Path, quiet: int,
+              notes: Sequence[str] = ()) -> dict[str, Any]:
     import pytest
 
     staging.mkdir(parents=True, exist_ok=True)
@@ -106,7 +121,7 @@ def grade_one(options: argparse.Namespace, submission: str, staging: Path, quiet
     os.dup2(log, 1)
     os.dup2(log, 2)
     try:
-        code = int(pytest.main(pytest_args(options, submission, staging)))
+        code = int(pytest.main(pytest_args(options, submission, staging, notes)))
         error = None
     except BaseException as exc:  # the grader's own failure: one submission's line, not the batch
         code, error = -1, f"{type(exc).__name__}: {exc}"

@@ -9,11 +9,13 @@ the first few differing indices with expected and got.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+K = TypeVar("K")  # a mistake's key: its hint, or a named Mistake
 MAX_LISTED = 5  # differing indices shown in a failure message
 DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-4
@@ -179,11 +181,12 @@ def matches(got: Any, candidate: Any, tol: Tolerance = Tolerance()) -> bool:
         return False
 
 
-def diagnose(got: Any, mistakes: dict[str, Any], tol: Tolerance = Tolerance()) -> str | None:
-    """The name of the first known mistake whose result `got` reproduces, if any.
+def diagnose(got: Any, mistakes: Mapping[K, Any], tol: Tolerance = Tolerance()) -> K | None:
+    """The key of the first known mistake whose result `got` reproduces, if any.
 
-    `mistakes` maps a hint ("the pattern is transposed: [key, query]") to the value that mistake
-    produces. Values may be callables, evaluated only when needed (and ignored if they raise).
+    `mistakes` maps a mistake (a hint, "the pattern is transposed: [key, query]", or a named
+    grader.judging.mistakes.Mistake) to the value that mistake produces. Values may be callables,
+    evaluated only when needed (and ignored if they raise).
     """
     for hint, value in mistakes.items():
         try:

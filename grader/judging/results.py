@@ -44,6 +44,9 @@ class CheckResult:
     # it counts as failed, with nothing for the student to fix in it (see Grade.guard).
     not_earned: bool = False
     picture: FigureArtifact | None = None  # a failed comparison of tensors: expected, got, difference
+    # The short name of the mistake this failure shows (grader.judging.mistakes), for the class page;
+    # on a note (weight 0), the root cause this check depends on.
+    mistake: str | None = None
 
 
 @dataclass

@@ -16,13 +16,14 @@ from pytest_check import check as soft
 
 from grader.judging.compare import Tolerance, compare, diagnose, short
 from grader.judging.fixtures import Expected
+from grader.judging.mistakes import Mistake, hint_and_name
 from grader.judging.results import CheckResult, FigureArtifact
 from grader.sandbox.client import StudentError, WorkerLost
 
 if TYPE_CHECKING:
     from grader.judging.pictures import Axis
 
-Mistakes = Mapping[str, Any]  # hint -> the value that mistake produces (or a callable making it)
+Mistakes = Mapping[str | Mistake, Any]  # hint or named mistake -> the value it produces (or a callable making it)
 NOT_EARNED = "holds, but an answer that does nothing would pass it too: it counts once the answer is right"
 
 
@@ -66,22 +67,25 @@ class Grade:
         name: str,
         passed: bool,
         message: str = "",
-        hint: str | None = None,
+        hint: str | Mistake | None = None,
         weight: float = 1.0,
         expected: Any = None,
         got: Any = None,
     ) -> bool:
-        """A condition; `message` says what was expected when it does not hold."""
+        """A condition; `message` says what was expected when it does not hold. A `hint` that is
+        a Mistake names the mistake a failure shows."""
         __tracebackhide__ = True
         passed = bool(passed)
+        text, mistake = hint_and_name(hint)
         result = CheckResult(
             name,
             passed,
             weight,
             "" if passed else message,
-            None if passed else hint,
+            None if passed else text,
             None if expected is None else short(expected, 80),
             None if got is None else short(got, 80),
+            mistake=None if passed else mistake,
         )
         self._record(result)
         return passed
@@ -91,7 +95,7 @@ class Grade:
         name: str,
         passed: bool,
         message: str = "",
-        hint: str | None = None,
+        hint: str | Mistake | None = None,
         weight: float = 1.0,
         expected: Any = None,
         got: Any = None,
@@ -111,7 +115,7 @@ class Grade:
             return True
         return self.check(name, passed, message, hint, weight, expected, got)
 
-    def wrong_kind(self, name: str, got: Any, wanted: str, hint: str) -> bool:
+    def wrong_kind(self, name: str, got: Any, wanted: str, hint: str | Mistake) -> bool:
         """An answer of the wrong kind (None, an error, a dict for a list): a failure that says
         what came back, in the student's terms. Returns False."""
         __tracebackhide__ = True
@@ -124,11 +128,13 @@ class Grade:
             message = f"expected {wanted}, got {type(got).__name__}: {short(got)}"
         return self.check(name, False, message, hint)
 
-    def note(self, name: str, message: str, hint: str) -> None:
+    def note(self, name: str, message: str, hint: str | Mistake) -> None:
         """Something the student should fix that this check does not grade (a broken function this
         one depends on, graded in its own check): listed with the failures, worth no points, and
-        it does not fail the test."""
-        self.checks.append(CheckResult(name, False, 0.0, message, hint))
+        it does not fail the test. A `hint` that is a Mistake names that root cause: the class page
+        counts this test's failures under it, not as mistakes of their own."""
+        text, mistake = hint_and_name(hint)
+        self.checks.append(CheckResult(name, False, 0.0, message, text, mistake=mistake))
 
     def compare(
         self,
@@ -137,14 +143,15 @@ class Grade:
         want: Expected | Any,
         tol: Tolerance | None = None,
         mistakes: Mistakes | Callable[[Any], Mistakes] | None = None,
-        hint: str | None = None,
+        hint: str | Mistake | None = None,
         weight: float = 1.0,
         axes: Sequence[Axis] = (),
     ) -> bool:
         """`got` against an expected value; on failure, name a known mistake `got` reproduces.
 
         `mistakes` maps hints to the values those mistakes give; it may be a function of the
-        expected value (``lambda want: {"transposed": want.T}``). `hint` is the fallback advice.
+        expected value (``lambda want: {Mistake("transposed", "..."): want.T}``). A key that is a
+        Mistake names the mistake for the class page. `hint` is the fallback advice.
         `axes` names the value's dimensions for the picture a failed tensor comparison gets,
         ``(("query", str_tokens), ("key", str_tokens))``: a name and tick labels (or None) each.
         """
@@ -157,16 +164,18 @@ class Grade:
             return True
         known = mistakes(value) if callable(mistakes) else mistakes
         likely = diagnose(got, dict(known), tolerance) if known else None
+        text, mistake = hint_and_name(likely or hint)
         self._record(
             CheckResult(
                 name,
                 False,
                 weight,
                 result.message,  # numeric headlines name the tolerance
-                likely or hint,
+                text,
                 short(value, 80),
                 short(got, 80),
                 picture=_difference_picture(value, got, name, axes),
+                mistake=mistake,
             )
         )
         return False

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.reports.terminal import STATUS_WORDS, format_points
-from grader.judging.results import ExerciseResult, RunResult, TestResult, cap
+from grader.judging.results import CheckResult, ExerciseResult, RunResult, TestResult, cap
 
 # Gradescope shows these verbatim; long captured output would bury the failing checks.
 CAPTURED_CAP = 2_000
@@ -73,10 +73,21 @@ def _test_entry(test: TestResult, ex: ExerciseResult, index: int) -> dict[str, A
         # A hidden check's name, inputs and values reach the student only once grades are published.
         "visibility": "after_published" if test.hidden else "visible",
         # Gradescope keeps extra_data as it is; `mechgrade merge-results` reads it to rank the
-        # class's mistakes by the hint each failed check showed.
-        "extra_data": {"exercise": ex.exercise, "status": test.status, "hints": [
-            {"check": c.name, "hint": c.hint} for c in test.checks if not c.passed and c.hint and not c.not_earned]},
+        # class's mistakes: the mistake each failed check named, or the hint it showed.
+        "extra_data": {"exercise": ex.exercise, "status": test.status,
+                       "hints": [_failure(c) for c in test.checks if not c.passed and c.hint and not c.not_earned]},
     }
+
+
+def _failure(check: CheckResult) -> dict[str, Any]:
+    """A failed check for the class page: its hint, the mistake it named (if any), and whether it
+    is a note (worth nothing: it names the root cause of this test's failures)."""
+    entry: dict[str, Any] = {"check": check.name, "hint": check.hint}
+    if check.mistake:
+        entry["mistake"] = check.mistake
+    if check.weight == 0:
+        entry["note"] = True
+    return entry
 
 
 def _run_output(run: RunResult) -> str:

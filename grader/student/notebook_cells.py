@@ -17,9 +17,13 @@ early. Running is the executor's business and happens only where student code ma
 from __future__ import annotations
 
 import ast
+import codecs
+import itertools
 import json
 import linecache
+import os
 import re
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +33,9 @@ from typing import Any
 from grader.student.frames import format_syntax_error, student_frames
 
 MAX_NOTEBOOK_BYTES = 20 * 2**20  # larger than any honest notebook (outputs included)
+MAX_NOTEBOOK_DEPTH = 100  # JSON nesting: a notebook is ~6 deep, widget state and JSON outputs a few more
+JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+JSON_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 # A line IPython would hand to a magic or the shell: `%...`, `!...`, `x = %...`, `x = !...`, `obj?`.
 IPYTHON_LINE = re.compile(r"^\s*(?:[%!]|[\w.]+\s*=\s*[%!]|[\w.]+\?\??\s*$|\?)")
 NOT_DEFINED = "is not defined in"  # the message of a contract function a notebook leaves out
@@ -81,25 +88,56 @@ def _quote(lines: tuple[str, ...]) -> str:
 
 
 def read_notebook(path: Path) -> Notebook:
-    """The code cells of the notebook at `path`, or a NotebookError that says what is wrong."""
+    """The code cells of the notebook at `path`, or a NotebookError that says what is wrong.
+    The size is checked before anything is read, and a FIFO or device is never read from."""
     name = path.name
     try:
-        size = path.stat().st_size
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise NotebookError(f"{name} cannot be read: {exc.strerror or exc}") from None
-    if size > MAX_NOTEBOOK_BYTES:
-        raise NotebookError(f"{name} is {size / 2**20:.0f} MiB, over the {MAX_NOTEBOOK_BYTES // 2**20} MiB limit "
-                            "(clear the outputs: Kernel > Restart & Clear Output, then save)")
-    try:
-        data = json.loads(path.read_bytes())
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotebookError(f"{name} is not a regular file")
+        if info.st_size > MAX_NOTEBOOK_BYTES:
+            raise NotebookError(_too_large(name, info.st_size))
+        os.set_blocking(fd, True)
+        raw = handle.read(MAX_NOTEBOOK_BYTES + 1)
+    return notebook_from_bytes(raw, name)
+
+
+def notebook_from_bytes(raw: bytes, name: str) -> Notebook:
+    """The one way a notebook is read, here and in grade-all (grader.classroom.inputs): at most
+    MAX_NOTEBOOK_BYTES, UTF-8 (a byte-order mark allowed, as Jupyter allows one), JSON
+    nested at most MAX_NOTEBOOK_DEPTH deep, nbformat 4 (parse_notebook)."""
+    if len(raw) > MAX_NOTEBOOK_BYTES:
+        raise NotebookError(_too_large(name, len(raw)))
+    try:  # by hand, not "utf-8-sig": a worker may not import a codec the template did not load
+        text = raw.removeprefix(codecs.BOM_UTF8).decode("utf-8")
     except UnicodeDecodeError:
         raise NotebookError(f"{name} is not a notebook: it is not text (UTF-8 JSON)") from None
+    if nests_deeper(text, MAX_NOTEBOOK_DEPTH):
+        raise NotebookError(f"{name} is not a notebook: its JSON is nested more than {MAX_NOTEBOOK_DEPTH} deep")
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise NotebookError(f"{name} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
                             "a notebook saved by Jupyter always is: download it again from Jupyter") from None
     except (RecursionError, MemoryError):
         raise NotebookError(f"{name} is not a notebook: its JSON is nested too deeply") from None
     return parse_notebook(data, name)
+
+
+def nests_deeper(text: str, limit: int) -> bool:
+    """Whether the JSON `text` nests arrays and objects more than `limit` deep, read without
+    parsing it (brackets inside strings do not count): linear, no recursion, stops at the limit."""
+    brackets = JSON_NOT_BRACKET.sub("", JSON_STRING.sub("", text))
+    return any(depth > limit for depth in itertools.accumulate(1 if b in "[{" else -1 for b in brackets))
+
+
+def _too_large(name: str, size: int) -> str:
+    return (f"{name} is {size / 2**20:.0f} MiB, over the {MAX_NOTEBOOK_BYTES // 2**20} MiB limit "
+            "(clear the outputs: Kernel > Restart & Clear Output, then save)")
 
 
 def parse_notebook(data: Any, name: str) -> Notebook:
