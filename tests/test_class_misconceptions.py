@@ -170,8 +170,12 @@ def _mistake_keys(path: Path) -> list[ast.expr]:
     for node in ast.walk(tree):
         if isinstance(node, ast.keyword) and node.arg == "mistakes":
             places = [node.value]
-            places += [functions[call.func.id] for call in ast.walk(node.value)
-                       if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in functions]
+            # mistakes=f(...) or mistakes=lambda w: f(...): what f returns; a function called for a
+            # mistake's value (a batch it builds) gives no mistakes
+            calls = [node.value, node.value.body] if isinstance(node.value, ast.Lambda) else [node.value]
+            places += [ret.value for call in calls
+                       if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in functions
+                       for ret in ast.walk(functions[call.func.id]) if isinstance(ret, ast.Return) and ret.value]
             keys += [key for place in places for d in ast.walk(place) if isinstance(d, ast.Dict) for key in d.keys if key]
     return keys
 

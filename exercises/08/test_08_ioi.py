@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from grader.judging.compare import Tolerance
+from grader.judging.mistakes import Mistake
 from grader.judging.pictures import MATCHES, figure_to_artifact, reference_heatmap, remembered
 
 TOPIC = "ioi"
@@ -213,7 +214,8 @@ def test_ioi_batch_replaces_the_second_subject(case, student, model, grade):
     str_tokens = model.to_str_tokens(want["clean"][0])
     tokens_axes = (("prompt", None), ("position", str_tokens))
     grade.compare("clean tokens", got["clean"], want["clean"], tol=Tolerance(0, 0),
-                                mistakes={"the BOS token is missing: model.to_tokens adds it": want["clean"][:, 1:]},
+                                mistakes={Mistake("BOS token missing",
+                                                  "the BOS token is missing: model.to_tokens adds it"): want["clean"][:, 1:]},
                                 hint="model.to_tokens([template.format(io=io, s=s) for io, s, _ in names])",
                                 axes=tokens_axes)
     grade.compare(
@@ -222,20 +224,24 @@ def test_ioi_batch_replaces_the_second_subject(case, student, model, grade):
         want["corrupted"],
         tol=Tolerance(0, 0),
         mistakes=lambda w: {
-            "the indirect object was replaced: the ABC prompt keeps IO and S1 and replaces S2, the subject's "
-            "second occurrence": lambda: grader_batch(model, template, names, "io")["corrupted"].cpu(),
-            "the first occurrence of the subject (S1) was replaced: replace the second one (S2), the last "
-            "position holding the subject": lambda: grader_batch(model, template, names, "s1")["corrupted"].cpu(),
-            "both occurrences of the subject were replaced: only S2 changes, S1 stays":
+            Mistake("IO replaced instead of S2",
+                    "the indirect object was replaced: the ABC prompt keeps IO and S1 and replaces S2, the subject's "
+                    "second occurrence"): lambda: grader_batch(model, template, names, "io")["corrupted"].cpu(),
+            Mistake("S1 replaced instead of S2",
+                    "the first occurrence of the subject (S1) was replaced: replace the second one (S2), the last "
+                    "position holding the subject"): lambda: grader_batch(model, template, names, "s1")["corrupted"].cpu(),
+            Mistake("both subject occurrences replaced",
+                    "both occurrences of the subject were replaced: only S2 changes, S1 stays"):
                 lambda: grader_batch(model, template, names, "both")["corrupted"].cpu(),
-            "nothing was corrupted: replace S2 by the third name": want["clean"],
+            Mistake("nothing corrupted", "nothing was corrupted: replace S2 by the third name"): want["clean"],
         },
         hint="clone the clean tokens and put the third name's id at the last position holding the subject's id",
         weight=3,
         axes=tokens_axes,
     )
     grade.compare("io and s ids", [got["io"].tolist(), got["s"].tolist()], [want["io"].tolist(), want["s"].tolist()],
-                  mistakes={"io and s are swapped": [want["s"].tolist(), want["io"].tolist()]},
+                  mistakes={Mistake("io and s swapped",
+                                    "io and s are swapped"): [want["s"].tolist(), want["io"].tolist()]},
                   hint='model.to_single_token(" " + name) for each prompt\'s io and s, with the leading space')
 
 
@@ -253,10 +259,12 @@ def test_logit_diff_reads_each_prompts_own_names(student, model, expected, refer
     last = logits[:, -1]
     grade.compare("logit difference", got, want,
                   mistakes=lambda w: {
-                      "logits[:, -1, io] is [batch, batch]: every prompt's IO read at every prompt; gather one id "
-                      "per prompt": lambda: float((last[:, batch["io"]] - last[:, batch["s"]]).mean()),
-                      "the sign is flipped: IO minus S": -w,
-                      "that is the first position: the next token is predicted at the last, logits[:, -1]":
+                      Mistake("every prompt's IO read at every prompt",
+                              "logits[:, -1, io] is [batch, batch]: every prompt's IO read at every prompt; gather one id "
+                              "per prompt"): lambda: float((last[:, batch["io"]] - last[:, batch["s"]]).mean()),
+                      Mistake("logit difference sign flipped", "the sign is flipped: IO minus S"): -w,
+                      Mistake("first position instead of the last",
+                              "that is the first position: the next token is predicted at the last, logits[:, -1]"):
                           lambda: float(_diff(logits[:, :1], batch)),
                   },
                   hint="logits[:, -1].gather(1, io[:, None]) - logits[:, -1].gather(1, s[:, None]), then .mean()")
@@ -281,9 +289,12 @@ def test_ioi_metric_is_one_when_clean_and_zero_when_corrupted(student, model, gr
     got = [_as_float(student.ioi_metric(logits, batch["io"], batch["s"], clean_diff.clone(), corrupted_diff.clone()))
            for logits in all_logits]
     grade.compare("the clean run, the corrupted run, a run between", got, want, tol=METRIC,
-                  mistakes={"not normalised: that is the logit difference itself": diffs,
-                            "normalised the wrong way round: clean must be 1 and corrupted 0": [1 - w for w in want],
-                            "divided by the clean logit difference only: subtract the corrupted one first":
+                  mistakes={Mistake("metric not normalised",
+                                    "not normalised: that is the logit difference itself"): diffs,
+                            Mistake("metric the wrong way round",
+                                    "normalised the wrong way round: clean must be 1 and corrupted 0"): [1 - w for w in want],
+                            Mistake("corrupted difference not subtracted",
+                                    "divided by the clean logit difference only: subtract the corrupted one first"):
                                 [d / float(clean_diff) for d in diffs]},
                   hint="(logit_diff(logits, io, s) - corrupted_diff) / (clean_diff - corrupted_diff)", weight=3)
 
@@ -305,12 +316,16 @@ def test_patch_heads_corrupts_one_head_of_the_clean_run(case, student, sandbox, 
         got,
         want,
         mistakes=lambda w: {
-            "the patching goes the wrong way: that pastes the clean head into the corrupted run (exercise 04's "
-            "direction); here the clean run gets one corrupted head": lambda: runs().heads(base="corrupted"),
-            "the metric is the wrong way round: clean must be 1 and corrupted 0": 1 - w,
-            "not normalised: those are logit differences; pass them through ioi_metric":
+            Mistake("patched clean into corrupted",
+                    "the patching goes the wrong way: that pastes the clean head into the corrupted run (exercise 04's "
+                    "direction); here the clean run gets one corrupted head"): lambda: runs().heads(base="corrupted"),
+            Mistake("metric the wrong way round",
+                    "the metric is the wrong way round: clean must be 1 and corrupted 0"): 1 - w,
+            Mistake("metric not normalised",
+                    "not normalised: those are logit differences; pass them through ioi_metric"):
                 lambda: w * float(runs().clean_diff - runs().corrupted_diff) + float(runs().corrupted_diff),
-            "every head of the layer was corrupted: z[:, :, head] is one head": lambda: runs().heads(whole_layer=True),
+            Mistake("whole layer corrupted",
+                    "every head of the layer was corrupted: z[:, :, head] is one head"): lambda: runs().heads(whole_layer=True),
         },
         hint="for each (layer, head): run_with_hooks on the clean tokens with a hook on blocks.{layer}.attn.hook_z "
              "that sets z[:, :, head] from the corrupted cache; then ioi_metric",
@@ -350,11 +365,14 @@ def test_path_patch_to_logits_freezes_every_other_head(which, student, sandbox, 
         got,
         want,
         mistakes=lambda w: {
-            "the other heads are not frozen: the sender's effect also flows through later heads (that is "
-            "patch_heads' total effect); set every other head's z to its clean value": float(total),
-            "the patching goes the wrong way: the clean run gets the corrupted sender, not the other way round":
+            Mistake("other heads not frozen",
+                    "the other heads are not frozen: the sender's effect also flows through later heads (that is "
+                    "patch_heads' total effect); set every other head's z to its clean value"): float(total),
+            Mistake("patched clean into corrupted",
+                    "the patching goes the wrong way: the clean run gets the corrupted sender, not the other way round"):
                 lambda: runs().to_logits(sender, base="corrupted"),
-            "the metric is the wrong way round: clean must be 1 and corrupted 0": 1 - w,
+            Mistake("metric the wrong way round",
+                    "the metric is the wrong way round: clean must be 1 and corrupted 0"): 1 - w,
         },
         hint="one hook on every hook_z of a clean run: z[:] = clean z, then the sender's head from the corrupted "
              "cache; ioi_metric of that run",
@@ -388,17 +406,23 @@ def test_path_patch_reaches_the_logits_only_through_the_receivers(which, student
         got,
         want,
         mistakes=lambda w: {
-            "that is the sender's total effect, through every path: keep the receivers' inputs from the patched "
-            "run and paste only those into a fresh clean run": float(total),
-            "that is the sender's direct effect (path_patch_to_logits): paste the receivers' inputs into a fresh "
-            "clean run and let everything after them recompute": lambda: runs().to_logits(sender),
-            **{f"that patches the receivers' {c}, not their {component}": (lambda c=c: runs().path(sender, receivers, c))
+            Mistake("total effect instead of the path",
+                    "that is the sender's total effect, through every path: keep the receivers' inputs from the patched "
+                    "run and paste only those into a fresh clean run"): float(total),
+            Mistake("direct effect instead of the path",
+                    "that is the sender's direct effect (path_patch_to_logits): paste the receivers' inputs into a fresh "
+                    "clean run and let everything after them recompute"): lambda: runs().to_logits(sender),
+            **{Mistake(f"{c} patched instead of {component}",
+                       f"that patches the receivers' {c}, not their {component}"): (lambda c=c: runs().path(sender, receivers, c))
                for c in others},
-            "every head of the receivers' layer was patched: only the receivers' heads":
+            Mistake("whole receiver layer patched",
+                    "every head of the receivers' layer was patched: only the receivers' heads"):
                 lambda: runs().path(sender, [(layer, h) for h in range(model.cfg.n_heads)], component),
-            "the patching goes the wrong way: the clean run gets the corrupted sender":
+            Mistake("patched clean into corrupted",
+                    "the patching goes the wrong way: the clean run gets the corrupted sender"):
                 lambda: runs().path(sender, receivers, component, base="corrupted"),
-            "the metric is the wrong way round: clean must be 1 and corrupted 0": 1 - w,
+            Mistake("metric the wrong way round",
+                    "the metric is the wrong way round: clean must be 1 and corrupted 0"): 1 - w,
         },
         hint="run 1: clean tokens, sender's z corrupted, every other z frozen at clean, keep "
              "blocks.{layer}.attn.hook_{component}; run 2: clean tokens with the receivers' heads of that input pasted",
@@ -426,12 +450,16 @@ def test_attribution_patch_estimates_every_head_from_one_backward_pass(case, stu
         got,
         want,
         mistakes=lambda w: {
-            "the gradient was taken at the corrupted run: take it at the clean run, the point the estimate moves "
-            "away from": lambda: 1 + runs().attribution(at="corrupted"),
-            "that estimates pasting the clean head into the corrupted run, with the gradient there; this exercise "
-            "corrupts one head of the clean run": lambda: -runs().attribution(at="corrupted"),
-            "the sign is flipped: the change is (z_corrupted - z_clean) . gradient": 2 - w,
-            "that is the estimated change alone: add the clean run's metric, 1, to put it on patch_heads' scale": w - 1,
+            Mistake("gradient at the corrupted run",
+                    "the gradient was taken at the corrupted run: take it at the clean run, the point the estimate moves "
+                    "away from"): lambda: 1 + runs().attribution(at="corrupted"),
+            Mistake("attribution for clean into corrupted",
+                    "that estimates pasting the clean head into the corrupted run, with the gradient there; this exercise "
+                    "corrupts one head of the clean run"): lambda: -runs().attribution(at="corrupted"),
+            Mistake("attribution sign flipped",
+                    "the sign is flipped: the change is (z_corrupted - z_clean) . gradient"): 2 - w,
+            Mistake("clean metric (1) not added",
+                    "that is the estimated change alone: add the clean run's metric, 1, to put it on patch_heads' scale"): w - 1,
         },
         hint="keep the clean run's z tensors in hooks, torch.autograd.grad(ioi_metric(...), zs); per head, sum "
              "(z_corrupted - z_clean) * grad over batch, position and d_head; add 1",
@@ -482,11 +510,13 @@ def test_plot_attribution_vs_patching_scatters_every_head(student, reference, mo
                     hint="ax.scatter(patching.flatten(), attribution.flatten())", weight=2)
         return
     right = grade.compare("the points (x, y)", torch.as_tensor(sets[0]).float(), want, tol=METRIC,
-                          mistakes={"x and y are swapped: activation patching goes on x": want.flip(1)},
+                          mistakes={Mistake("x and y swapped",
+                                            "x and y are swapped: activation patching goes on x"): want.flip(1)},
                           hint="x = patching.flatten(), y = attribution.flatten(), in [layer, head] order", weight=2)
     ax = next(ax for ax in fig.axes if any(p.shape == tuple(want.shape) for p in ax.points))
     grade.compare("axis labels", [ax.xlabel, ax.ylabel], ["Activation patching", "Attribution patching"],
-                  mistakes={"the axis labels are swapped": ["Attribution patching", "Activation patching"]},
+                  mistakes={Mistake("axis labels swapped",
+                                    "the axis labels are swapped"): ["Attribution patching", "Activation patching"]},
                   hint="ax.set_xlabel('Activation patching') and ax.set_ylabel('Attribution patching')")
     diagonal = any(len(p) >= 2 and np.allclose(p[:, 0], p[:, 1]) and np.ptp(p[:, 0]) > 0 for a in fig.axes for p in a.points)
     grade.guard("a y = x line", diagonal, "no line where y equals x", given=right,
