@@ -13,10 +13,10 @@ import sys
 
 import torch
 
-from grader.judging import prompts
+from grader.judging import held_out, prompts
 from grader.models import choose_device, describe_environment, get_spec, load_model
 
-PROMPTS = [prompts.CLEAN_PROMPT, prompts.CORRUPTED_PROMPT, prompts.HELD_OUT_PROMPT, prompts.HELD_OUT_CLEAN]
+PROMPTS = [prompts.CLEAN_PROMPT, prompts.CORRUPTED_PROMPT, held_out.HELD_OUT_PROMPT, held_out.HELD_OUT_CLEAN]
 
 
 def main() -> int:

@@ -162,19 +162,8 @@ def floor_script(model: str, device: str) -> None:
     import transformer_lens  # noqa: F401  (its import is part of the floor)
 
     from grader.models import get_spec
-    from grader.judging.prompts import (
-        APART_PROMPT,
-        HELD_OUT_ADJACENT,
-        HELD_OUT_APART,
-        HELD_OUT_WORD,
-        CLEAN_ANSWERS,
-        CLEAN_PROMPT,
-        CORRUPTED_PROMPT,
-        HELD_OUT_ANSWERS,
-        HELD_OUT_CLEAN,
-        HELD_OUT_CORRUPTED,
-        HELD_OUT_PROMPT,
-    )
+    from grader.judging.prompts import APART_PROMPT, CLEAN_ANSWERS, CLEAN_PROMPT, CORRUPTED_PROMPT
+    from grader.judging.held_out import HELD_OUT_ADJACENT, HELD_OUT_APART, HELD_OUT_WORD, HELD_OUT_ANSWERS, HELD_OUT_CLEAN, HELD_OUT_CORRUPTED, HELD_OUT_PROMPT
 
     def solution(exercise: str, topic: str):
         spec = importlib.util.spec_from_file_location(topic, REPO / "solutions" / exercise / f"{topic}.py")
@@ -211,7 +200,7 @@ def floor_script(model: str, device: str) -> None:
             patching.patch_residual_stream(model_, model_.to_tokens(clean), model_.to_tokens(corrupted), clean_cache,
                                            model_.to_single_token(answers[0]), model_.to_single_token(answers[1]))
         # Exercise 05: the residual stream (each check also runs the grader's own forward pass).
-        from grader.judging.prompts import HELD_OUT_IOI_ANSWERS, HELD_OUT_IOI_PROMPT
+        from grader.judging.held_out import HELD_OUT_IOI_ANSWERS, HELD_OUT_IOI_PROMPT
 
         residual = solution("05", "residual")
         for prompt, answers in ((CLEAN_PROMPT, CLEAN_ANSWERS), (HELD_OUT_CLEAN, HELD_OUT_ANSWERS),

@@ -6,6 +6,7 @@
   mechgrade toy build [...]                                              train the practice model
   mechgrade report open                                                  open the last HTML report
   mechgrade bundle [--model M] [--out autograder.zip]                    a Gradescope autograder zip
+  mechgrade release --out DIR [--exercise NN ...] [--model M ...]        the students' copy: no answers, no hidden checks
   mechgrade notebooks build|check                                        the students' notebooks/, from exercises/
   mechgrade grade-all SUBMISSIONS --out DIR [--jobs N] [...]             grade a class: grades.csv, class.html
   mechgrade grade-all SUBMISSIONS --out DIR --slurm [...]                the same, as a Slurm job array
@@ -49,7 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, rest = parser.parse_known_args(argv)
     if args.command == "toy":
-        from grader.toy.build import main as toy_main  # late: loaded per command
+        try:
+            from grader.toy.build import main as toy_main  # late: loaded per command
+        except ModuleNotFoundError:  # a student release leaves the practice model's training out
+            print("mechgrade toy: building the practice model is an instructor's tool, not part of this "
+                  "release; the model ships in fixtures/models/toy-gpt2", file=sys.stderr)
+            return 2
 
         return toy_main(rest)
     if args.command == "notebooks":
@@ -69,10 +75,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "merge-results":
         return merge_results(args)
     if args.command == "repair":
-        from grader.sandbox.hiding import repair  # late: loaded per command
-
         for line in repair():
             print(line)
+        return 0
+    if args.command == "release":
+        from grader.course.release import ReleaseError, build_release  # late: loaded per command
+
+        try:
+            print(build_release(Path(args.out), args.exercise, args.model))  # always checks the fixtures for drift
+        except ReleaseError as exc:
+            print(f"mechgrade release: {exc}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "bundle":
         from grader.course.bundle import (  # late: loaded per command
@@ -81,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         try:
-            print(build_bundle(Path(args.out), args.model))  # always checks the fixtures for drift
+            print(build_bundle(Path(args.out), args.model, exercises=args.exercise,  # always checks for drift
+                               hidden_seed=args.hidden_seed))
         except BundleError as exc:
             print(f"mechgrade bundle: {exc}", file=sys.stderr)
             return 2
@@ -115,6 +129,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--max-output", type=int, metavar="N",
                    help="characters of a check's printed output kept in the reports (default 2000)")
     g.add_argument("--fixtures-dir", metavar="DIR", help="where the expected values live (default: fixtures/)")
+    g.add_argument("--held-out", metavar="PATH",
+                   help="the hidden checks' inputs (a bundle's held_out.json; default: the fixed ones)")
     g.add_argument("--isolate", action="store_true",
                    help="run student code in worker processes, as an unprivileged user when run as root (Linux)")
     g.add_argument("--worker-memory", type=int, default=4096, metavar="MIB",
@@ -132,6 +148,17 @@ def _parser() -> argparse.ArgumentParser:
     b = commands.add_parser("bundle", help="write a Gradescope autograder zip from git HEAD (setup.sh, run_autograder, the project less solutions/)")
     b.add_argument("--model", choices=sorted(MODELS), default="gpt2-small", help="the model submissions are graded on")
     b.add_argument("--out", default="autograder.zip")
+    b.add_argument("--exercise", action="append", metavar="NN", help="only this exercise (repeatable): one assignment")
+    b.add_argument("--hidden-seed", metavar="S", help="draw the hidden checks' inputs with this seed and ship their "
+                   "expected values, computed now from the solutions (the bundle records the seed's digest only)")
+
+    rel = commands.add_parser("release", help="write the students' copy of the course from git HEAD: stubs, public "
+                              "checks and expected values, notebooks, the grader; no solutions, hidden checks or history")
+    rel.add_argument("--out", required=True, metavar="DIR", help="a new or empty folder, or an earlier release to replace")
+    rel.add_argument("--exercise", action="append", metavar="NN", help="only this exercise (repeatable; default: all)")
+    rel.add_argument("--model", action="append", choices=sorted(MODELS),
+                     help="also ship this model's public expected values (repeatable; toy-gpt2 always, "
+                          "gpt2-small where HEAD has its fixtures)")
 
     n = commands.add_parser("notebooks", help="write notebooks/NN_<topic>.ipynb from the exercise folders (build), "
                             "or say whether they are out of date (check)")

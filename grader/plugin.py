@@ -90,6 +90,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "what an autograder uses; Linux only")
     group.addoption("--worker-memory", dest="mechgrade_worker_memory", default=4096, type=int, metavar="MIB",
                     help="with --isolate: memory a worker may allocate beyond its size at start (default 4096)")
+    group.addoption("--held-out", dest="mechgrade_held_out", default=None, metavar="PATH",
+                    help="the hidden checks' inputs (a bundle's held_out.json; default: the fixed ones)")
     group.addoption("--staging-note", dest="mechgrade_staging_notes", action="append", default=[], metavar="TEXT",
                     help="a note for the reports on what was left out of the submission (grade-all's; repeatable)")
     group.addoption("--fixtures-mode", dest="mechgrade_fixtures_mode", default="use",
@@ -100,6 +102,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "points(n): points a graded check is worth")
+    config.addinivalue_line("markers", "hidden: a hidden check, on held-out inputs: releases leave it out, the "
+                                       "autograder runs it, students see it once grades are published")
     # Not the student's doing: matplotlib asks a torch tensor for a numpy copy in a way numpy 2
     # deprecates. A student who draws a tensor as the hint says should see nothing of it.
     config.addinivalue_line("filterwarnings", f"ignore:{TENSOR_ARRAY_WARNING}:DeprecationWarning")
@@ -149,7 +153,12 @@ class GradingHooks:
         assert exercise is not None
         module = getattr(item, "module", None)
         exercise_title = _first_line(getattr(module, "__doc__", None)) or f"Exercise {exercise}"
-        grading.exercise(exercise, exercise_title, getattr(module, "TOPIC", ""))
+        result_of_exercise = grading.exercise(exercise, exercise_title, getattr(module, "TOPIC", ""))
+        # A release's check file says what it left out (grader.course.release): shown, never graded here.
+        left_out = getattr(module, "HIDDEN_CHECKS", None)
+        if isinstance(left_out, dict):
+            result_of_exercise.hidden_checks = int(left_out.get("checks", 0))
+            result_of_exercise.hidden_points = float(left_out.get("points", 0))
         marker = item.get_closest_marker("points")
         function = getattr(item, "function", None)
         title = _first_line(getattr(function, "__doc__", None)) or item.name
@@ -163,6 +172,7 @@ class GradingHooks:
             title=title,
             max_points=float(marker.args[0]) if marker and marker.args else 1.0,
             output=NOT_RUN,
+            hidden=item.get_closest_marker("hidden") is not None,
         )
         grading.results[item.nodeid] = result
         grading.exercises[exercise].tests.append(result)

@@ -17,15 +17,8 @@ from typing import Any
 import pytest
 import torch
 
-from grader.judging.prompts import (
-    CLEAN_ANSWERS,
-    CLEAN_PROMPT,
-    CORRUPTED_PROMPT,
-    HELD_OUT_ANSWERS,
-    HELD_OUT_CLEAN,
-    HELD_OUT_CORRUPTED,
-    HELD_OUT_PROMPT,
-)
+from grader.judging.prompts import CLEAN_ANSWERS, CLEAN_PROMPT, CORRUPTED_PROMPT
+from grader.judging.held_out import HELD_OUT_ANSWERS, HELD_OUT_CLEAN, HELD_OUT_CORRUPTED, HELD_OUT_PROMPT
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_ID = "toy-gpt2"

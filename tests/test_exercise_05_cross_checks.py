@@ -10,7 +10,8 @@ import pytest
 import test_cross_checks as shared
 import torch
 
-from grader.judging.prompts import CLEAN_ANSWERS, CLEAN_PROMPT, HELD_OUT_IOI_ANSWERS, HELD_OUT_IOI_PROMPT
+from grader.judging.prompts import CLEAN_ANSWERS, CLEAN_PROMPT
+from grader.judging.held_out import HELD_OUT_IOI_ANSWERS, HELD_OUT_IOI_PROMPT
 
 # The shared fixtures: the practice model through TransformerLens and through Hugging Face alone.
 folder, model, hf_model, one_torch_thread = shared.folder, shared.model, shared.hf_model, shared.one_torch_thread

@@ -7,10 +7,11 @@ import torch
 
 from grader.judging.compare import Tolerance
 from grader.judging.mistakes import Mistake
+from grader.judging.prompts import CLEAN_PROMPT
 from grader.judging.scoring import attempt
 
 TOPIC = "load_model"
-PROMPT = "The capital of Spain is"  # held out: the exercise text never shows it
+PROMPT = CLEAN_PROMPT
 # Two models booted the same way on the same device: only summation order can differ.
 SAME_CODE_PATH = Tolerance(atol=1e-4, rtol=1e-4)
 

@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from grader.judging.mistakes import Mistake
-from grader.judging.prompts import CLEAN_PROMPT, HELD_OUT_PROMPT
+from grader.judging.prompts import CLEAN_PROMPT
 from grader.judging.scoring import attempt
 
 TOPIC = "cache"
-PROMPTS = [CLEAN_PROMPT, HELD_OUT_PROMPT]
+PROMPTS = [CLEAN_PROMPT]  # the public checks' prompts; the hidden checks take theirs from `held_out`
+HELD_OUT = "held-out"  # the name a hidden check's expected values are stored under
 N_LOGITS = 20  # the reference's top logits stored per prompt: enough to pin the distribution
 
 
@@ -18,6 +19,17 @@ N_LOGITS = 20  # the reference's top logits stored per prompt: enough to pin the
 @pytest.mark.parametrize("prompt", PROMPTS)
 def test_run_with_cache_returns_logits_and_cache(prompt, student, reference, model, expected, grade):
     """run_with_cache returns [1, seq, d_vocab] logits (BOS included) and the activation cache"""
+    _run_with_cache(prompt, prompt, student, reference, model, expected, grade)
+
+
+@pytest.mark.hidden
+@pytest.mark.points(3)
+def test_run_with_cache_on_a_held_out_prompt(held_out, student, reference, model, expected, grade):
+    """run_with_cache on a prompt the exercise never shows"""
+    _run_with_cache(held_out.prompt, HELD_OUT, student, reference, model, expected, grade)
+
+
+def _run_with_cache(prompt, label, student, reference, model, expected, grade):
     from transformer_lens import ActivationCache
 
     n_tokens = model.to_tokens(prompt).shape[1]
@@ -43,7 +55,7 @@ def test_run_with_cache_returns_logits_and_cache(prompt, student, reference, mod
         )
     else:
         top = expected(
-            f"top_logits[{prompt}]",
+            f"top_logits[{label}]",
             lambda: _top_logits(reference.run_with_cache(model, prompt)[0]),
             atol=1e-3,
             rtol=1e-3,
@@ -89,8 +101,19 @@ def test_count_cached_counts_every_activation(student, run_cached, grade):
 @pytest.mark.parametrize("prompt", PROMPTS)
 def test_top_prediction_is_the_next_token(prompt, student, reference, model, run_cached, expected, grade):
     """top_prediction gives the most likely next token as a string, leading space included"""
+    _top_prediction(prompt, prompt, student, reference, model, run_cached, expected, grade)
+
+
+@pytest.mark.hidden
+@pytest.mark.points(2)
+def test_top_prediction_on_a_held_out_prompt(held_out, student, reference, model, run_cached, expected, grade):
+    """top_prediction on a prompt the exercise never shows"""
+    _top_prediction(held_out.prompt, HELD_OUT, student, reference, model, run_cached, expected, grade)
+
+
+def _top_prediction(prompt, label, student, reference, model, run_cached, expected, grade):
     logits, _ = run_cached(prompt)
-    want = expected(f"top_prediction[{prompt}]", lambda: reference.top_prediction(model, logits))
+    want = expected(f"top_prediction[{label}]", lambda: reference.top_prediction(model, logits))
     got = student.top_prediction(model, logits)
     grade.compare(
         "top prediction",
@@ -111,8 +134,19 @@ def test_top_prediction_is_the_next_token(prompt, student, reference, model, run
 @pytest.mark.parametrize("k", [5, 3])
 def test_top_k_gives_probabilities_most_probable_first(k, student, reference, model, run_cached, expected, grade):
     """top_k gives k (token, probability) pairs, most probable first"""
-    logits, _ = run_cached(HELD_OUT_PROMPT)
-    want = expected(f"top_k[{k}]", lambda: reference.top_k(model, logits, k=k), atol=1e-4, rtol=1e-3)
+    _top_k(CLEAN_PROMPT, str(k), k, student, reference, model, run_cached, expected, grade)
+
+
+@pytest.mark.hidden
+@pytest.mark.points(3)
+def test_top_k_on_a_held_out_prompt(held_out, student, reference, model, run_cached, expected, grade):
+    """top_k on a prompt the exercise never shows"""
+    _top_k(held_out.prompt, HELD_OUT, 4, student, reference, model, run_cached, expected, grade)
+
+
+def _top_k(prompt, label, k, student, reference, model, run_cached, expected, grade):
+    logits, _ = run_cached(prompt)
+    want = expected(f"top_k[{label}]", lambda: reference.top_k(model, logits, k=k), atol=1e-4, rtol=1e-3)
     got = attempt(student.top_k, model, logits, k=k)
     if not (isinstance(got, list) and len(got) == k and all(isinstance(p, (tuple, list)) and len(p) == 2 for p in got)):
         grade.wrong_kind("returns a list of k (token, probability) pairs", got, f"a list of {k} pairs",
@@ -140,8 +174,19 @@ def test_top_k_gives_probabilities_most_probable_first(k, student, reference, mo
 @pytest.mark.parametrize("position", [-1, 2])
 def test_residual_norms_follow_the_stream(position, student, reference, model, run_cached, expected, grade):
     """residual_norms gives the norm of resid_pre at every layer, then the final resid_post"""
-    _, cache = run_cached(HELD_OUT_PROMPT)
-    want = expected(f"residual_norms[{position}]", lambda: reference.residual_norms(cache, position), atol=1e-3, rtol=1e-4)
+    _residual_norms(CLEAN_PROMPT, str(position), position, student, reference, model, run_cached, expected, grade)
+
+
+@pytest.mark.hidden
+@pytest.mark.points(3)
+def test_residual_norms_on_a_held_out_prompt(held_out, student, reference, model, run_cached, expected, grade):
+    """residual_norms on a prompt the exercise never shows"""
+    _residual_norms(held_out.prompt, HELD_OUT, 2, student, reference, model, run_cached, expected, grade)
+
+
+def _residual_norms(prompt, label, position, student, reference, model, run_cached, expected, grade):
+    _, cache = run_cached(prompt)
+    want = expected(f"residual_norms[{label}]", lambda: reference.residual_norms(cache, position), atol=1e-3, rtol=1e-4)
     got = student.residual_norms(cache, position)
     n_layers = model.cfg.n_layers
 

@@ -10,19 +10,13 @@ import torch
 
 from grader.judging.compare import compare
 from grader.judging.mistakes import Mistake
-from grader.judging.prompts import (
-    APART_PROMPT,
-    CLEAN_PROMPT,
-    HELD_OUT_ADJACENT,
-    HELD_OUT_APART,
-    HELD_OUT_PROMPT,
-    HELD_OUT_WORD,
-)
+from grader.judging.prompts import APART_PROMPT, CLEAN_PROMPT
 from grader.judging.pictures import reference_heatmap
 from grader.judging.scoring import Raised, attempt
 
 TOPIC = "attention"
 ATTENTION_TOL = dict(atol=1e-4, rtol=1e-3)  # attention weights are in [0, 1]
+HELD_OUT = "held-out"  # the name a hidden check's expected values are stored under
 
 
 def _heads(model) -> list[tuple[int, int]]:
@@ -35,9 +29,20 @@ def _heads(model) -> list[tuple[int, int]]:
 @pytest.mark.parametrize("which", [0, 1])
 def test_attention_pattern_is_one_heads_query_by_key_map(which, student, reference, model, run_cached, expected, grade):
     """attention_pattern gives the [query, key] pattern of one head"""
+    _attention_pattern(CLEAN_PROMPT, "", which, student, reference, model, run_cached, expected, grade)
+
+
+@pytest.mark.hidden
+@pytest.mark.points(3)
+def test_attention_pattern_on_a_held_out_prompt(held_out, student, reference, model, run_cached, expected, grade):
+    """attention_pattern on a prompt the exercise never shows"""
+    _attention_pattern(held_out.prompt, f"@{HELD_OUT}", 0, student, reference, model, run_cached, expected, grade)
+
+
+def _attention_pattern(prompt, label, which, student, reference, model, run_cached, expected, grade):
     layer, head = _heads(model)[which]
-    _, cache = run_cached(HELD_OUT_PROMPT)
-    want = expected(f"pattern[L{layer}H{head}]", lambda: reference.attention_pattern(cache, layer, head), **ATTENTION_TOL)
+    _, cache = run_cached(prompt)
+    want = expected(f"pattern[L{layer}H{head}]{label}", lambda: reference.attention_pattern(cache, layer, head), **ATTENTION_TOL)
     got = student.attention_pattern(cache, layer, head)
     grade.compare(
         f"pattern of layer {layer}, head {head}",
@@ -55,7 +60,7 @@ def test_attention_pattern_is_one_heads_query_by_key_map(which, student, referen
                 lambda: cache["attn_scores", layer][0, head],
         },
         hint="cache['pattern', layer] is [batch, head, query, key]",
-        axes=_query_by_key(model.to_str_tokens(HELD_OUT_PROMPT)),
+        axes=_query_by_key(model.to_str_tokens(prompt)),
     )
 
 
@@ -200,10 +205,10 @@ def _raised_hint(got, word: str, token_index_broken: Mistake | None) -> str | Mi
     return None
 
 
-# The held-out case asks about another country from another query position (the country token
+# The hidden case asks about another country from another query position (the country token
 # itself), so a list of heads hard-coded for France fails. The low threshold lets many heads
 # through, in an order that is not their loop order, so an unsorted answer fails too.
-CASES = [("France", CLEAN_PROMPT, 0.3, -1), (HELD_OUT_WORD, HELD_OUT_PROMPT, 0.2, -2), ("France", CLEAN_PROMPT, 0.01, -1)]
+CASES = [("France", CLEAN_PROMPT, 0.3, -1), ("France", CLEAN_PROMPT, 0.01, -1)]
 
 
 @pytest.mark.points(4)
@@ -212,9 +217,21 @@ def test_heads_attending_to_finds_every_head_above_the_threshold(
     word, prompt, threshold, query, student, reference, model, run_cached, expected, grade
 ):
     """heads_attending_to lists every head above the threshold, highest weight first"""
+    _heads_attending_to(word, prompt, threshold, query, word, student, reference, model, run_cached, expected, grade)
+
+
+@pytest.mark.hidden
+@pytest.mark.points(4)
+def test_heads_attending_to_on_a_held_out_prompt(held_out, student, reference, model, run_cached, expected, grade):
+    """heads_attending_to on a country and a query position the exercise never shows"""
+    _heads_attending_to(held_out.word, held_out.prompt, 0.2, -2, HELD_OUT, student, reference, model, run_cached,
+                        expected, grade)
+
+
+def _heads_attending_to(word, prompt, threshold, query, label, student, reference, model, run_cached, expected, grade):
     _, cache = run_cached(prompt)
     str_tokens = model.to_str_tokens(prompt)
-    every = expected(f"weights_to[{word},{query}]", lambda: reference.heads_attending_to(cache, str_tokens, word, -1.0, query), **ATTENTION_TOL)
+    every = expected(f"weights_to[{label},{query}]", lambda: reference.heads_attending_to(cache, str_tokens, word, -1.0, query), **ATTENTION_TOL)
     weights = {(int(l), int(h)): float(w) for l, h, w in every.value}
     margin = every.tol.atol
     # A head within the tolerance of the threshold is neither required nor forbidden:
@@ -273,12 +290,11 @@ def test_heads_attending_to_keeps_only_weights_strictly_above(student, model, ru
 
 # content_heads: the same word where it is the token before the last one ("adjacent") and where it
 # is not ("apart"). A head above the threshold only on the adjacent prompt looks one token back
-# (position); one above it on both finds the word (content). The held-out case changes the country,
+# (position); one above it on both finds the word (content). The hidden case changes the country,
 # both templates and the threshold. The low threshold lets in heads with small weights on both
 # sides, so an answer hard-coded from the first case fails.
 CONTENT_CASES = [
     ("France", CLEAN_PROMPT, APART_PROMPT, 0.3),
-    (HELD_OUT_WORD, HELD_OUT_ADJACENT, HELD_OUT_APART, 0.5),
     ("France", CLEAN_PROMPT, APART_PROMPT, 0.03),
 ]
 
@@ -309,12 +325,26 @@ def test_content_heads_tells_content_from_position(
     word, adjacent, apart, threshold, student, reference, model, run_cached, expected, grade
 ):
     """content_heads tells the heads that find the word from those that only look one token back"""
+    _content_heads(word, adjacent, apart, threshold, {adjacent: adjacent, apart: apart},
+                   student, reference, model, run_cached, expected, grade)
+
+
+@pytest.mark.hidden
+@pytest.mark.points(2)
+def test_content_heads_on_held_out_prompts(held_out, student, reference, model, run_cached, expected, grade):
+    """content_heads on a country and templates the exercise never shows"""
+    _content_heads(held_out.word, held_out.adjacent, held_out.apart, 0.5,
+                   {held_out.adjacent: f"{HELD_OUT} adjacent", held_out.apart: f"{HELD_OUT} apart"},
+                   student, reference, model, run_cached, expected, grade)
+
+
+def _content_heads(word, adjacent, apart, threshold, labels, student, reference, model, run_cached, expected, grade):
     _, cache_adjacent = run_cached(adjacent)
     _, cache_apart = run_cached(apart)
     tokens_adjacent, tokens_apart = model.to_str_tokens(adjacent), model.to_str_tokens(apart)
     weights = {}
     for prompt, cache, tokens in ((adjacent, cache_adjacent, tokens_adjacent), (apart, cache_apart, tokens_apart)):
-        every = expected(f"weights_to[{word}]@{prompt}",
+        every = expected(f"weights_to[{word}]@{labels[prompt]}" if labels[prompt] == prompt else f"weights_to@{labels[prompt]}",
                          lambda cache=cache, tokens=tokens: reference.heads_attending_to(cache, tokens, word, -1.0, -1),
                          **ATTENTION_TOL)
         weights[prompt] = {(int(l), int(h)): float(w) for l, h, w in every.value}

@@ -7,14 +7,7 @@ import torch
 
 from grader.judging.compare import matches
 from grader.judging.mistakes import Mistake
-from grader.judging.prompts import (
-    CLEAN_ANSWERS,
-    CLEAN_PROMPT,
-    CORRUPTED_PROMPT,
-    HELD_OUT_ANSWERS,
-    HELD_OUT_CLEAN,
-    HELD_OUT_CORRUPTED,
-)
+from grader.judging.prompts import CLEAN_ANSWERS, CLEAN_PROMPT, CORRUPTED_PROMPT
 from grader.judging.pictures import MATCHES, reference_heatmap
 from grader.student.executor import HookPointName
 from grader.judging.scoring import attempt
@@ -22,8 +15,8 @@ from grader.judging.scoring import attempt
 TOPIC = "patching"
 PAIRS = {
     "France-Italy": (CLEAN_PROMPT, CORRUPTED_PROMPT, CLEAN_ANSWERS),
-    "Germany-Spain": (HELD_OUT_CLEAN, HELD_OUT_CORRUPTED, HELD_OUT_ANSWERS),  # held out
-}
+}  # the hidden checks take a pair the exercise never shows from `held_out`
+HELD_OUT = "held-out"  # the name a hidden check's expected values are stored under
 LOGIT_TOL = dict(atol=1e-3, rtol=1e-3)
 
 
@@ -34,10 +27,23 @@ def _ids(model, answers: tuple[str, str]) -> tuple[int, int]:
 @pytest.mark.points(2)
 def test_logit_diff_compares_two_tokens_at_the_last_position(student, reference, model, run_cached, expected, grade):
     """logit_diff is logit(correct) - logit(incorrect) at the last position, averaged over the batch"""
-    clean_logits, _ = run_cached(HELD_OUT_CLEAN)
-    other_logits, _ = run_cached(HELD_OUT_CORRUPTED)
-    correct, incorrect = _ids(model, HELD_OUT_ANSWERS)
-    want = expected("logit_diff[one]", lambda: reference.logit_diff(clean_logits, correct, incorrect), **LOGIT_TOL)
+    _logit_diff(PAIRS["France-Italy"], "", student, reference, model, run_cached, expected, grade)
+
+
+@pytest.mark.hidden
+@pytest.mark.points(2)
+def test_logit_diff_on_a_held_out_pair(held_out, student, reference, model, run_cached, expected, grade):
+    """logit_diff on a pair of prompts the exercise never shows"""
+    _logit_diff((held_out.clean, held_out.corrupted, held_out.answers), f"@{HELD_OUT}",
+                student, reference, model, run_cached, expected, grade)
+
+
+def _logit_diff(pair, label, student, reference, model, run_cached, expected, grade):
+    clean_prompt, corrupted_prompt, answers = pair
+    clean_logits, _ = run_cached(clean_prompt)
+    other_logits, _ = run_cached(corrupted_prompt)
+    correct, incorrect = _ids(model, answers)
+    want = expected(f"logit_diff[one]{label}", lambda: reference.logit_diff(clean_logits, correct, incorrect), **LOGIT_TOL)
     got = student.logit_diff(clean_logits, correct, incorrect)
     right = grade.compare(
         "one prompt",
@@ -55,7 +61,7 @@ def test_logit_diff_compares_two_tokens_at_the_last_position(student, reference,
                 f"expected a 0-dimensional tensor, got {type(got).__name__} {tuple(getattr(got, 'shape', ()))}",
                 hint="average over the batch with .mean()", given=right)
     batch = torch.cat([clean_logits, other_logits])  # [2, seq, d_vocab]: both prompts have as many tokens
-    want_batch = expected("logit_diff[batch]", lambda: reference.logit_diff(batch, correct, incorrect), **LOGIT_TOL)
+    want_batch = expected(f"logit_diff[batch]{label}", lambda: reference.logit_diff(batch, correct, incorrect), **LOGIT_TOL)
     grade.compare("two prompts: the mean over the batch", student.logit_diff(batch, correct, incorrect), want_batch,
                   mistakes={Mistake("first prompt only, no mean over the batch",
                                     "that is the first prompt only: take the mean over the batch"): want.value},
@@ -101,7 +107,19 @@ def test_patch_hook_pastes_one_position_and_leaves_the_clean_cache_alone(student
 @pytest.mark.parametrize("pair", list(PAIRS))
 def test_patch_residual_stream_measures_every_layer_and_position(pair, student, sandbox, reference, model, run_cached, expected, grade):
     """patch_residual_stream gives the normalised logit difference for every (layer, resid_pre position)"""
-    clean_prompt, corrupted_prompt, answers = PAIRS[pair]
+    _patch_residual_stream(pair, PAIRS[pair], student, sandbox, reference, model, run_cached, expected, grade)
+
+
+@pytest.mark.hidden
+@pytest.mark.points(6)
+def test_patch_residual_stream_on_a_held_out_pair(held_out, student, sandbox, reference, model, run_cached, expected, grade):
+    """patch_residual_stream on a pair of prompts the exercise never shows"""
+    _patch_residual_stream(HELD_OUT, (held_out.clean, held_out.corrupted, held_out.answers),
+                           student, sandbox, reference, model, run_cached, expected, grade)
+
+
+def _patch_residual_stream(pair, prompts, student, sandbox, reference, model, run_cached, expected, grade):
+    clean_prompt, corrupted_prompt, answers = prompts
     correct, incorrect = _ids(model, answers)
     clean_tokens, corrupted_tokens = model.to_tokens(clean_prompt), model.to_tokens(corrupted_prompt)
     _, clean_cache = run_cached(clean_prompt)

@@ -9,23 +9,21 @@ from matplotlib.figure import Figure
 
 from grader.judging.compare import Tolerance
 from grader.judging.mistakes import Mistake
-from grader.judging.prompts import (
-    CLEAN_ANSWERS,
-    CLEAN_PROMPT,
-    HELD_OUT_ANSWERS,
-    HELD_OUT_CLEAN,
-    HELD_OUT_IOI_ANSWERS,
-    HELD_OUT_IOI_PROMPT,
-)
+from grader.judging.prompts import CLEAN_ANSWERS, CLEAN_PROMPT, CORRUPTED_PROMPT
 from grader.judging.pictures import MATCHES, figure_to_artifact, reference_heatmap, remembered
 
 TOPIC = "residual"
-# prompt, (answer, wrong). France is the exercise text's example; the other two are held out.
+# prompt, (answer, wrong). France is the exercise text's example; the hidden checks add two cases
+# the text never shows: another country, and an indirect-object sentence.
 CASES = {
     "France": (CLEAN_PROMPT, CLEAN_ANSWERS),
-    "Germany": (HELD_OUT_CLEAN, HELD_OUT_ANSWERS),
-    "IOI": (HELD_OUT_IOI_PROMPT, HELD_OUT_IOI_ANSWERS),
 }
+HIDDEN_CASES = ["held-out country", "held-out IOI"]
+
+
+def _held_out_case(held_out, case: str) -> tuple[str, tuple[str, str]]:
+    return {"held-out country": (held_out.clean, held_out.answers),
+            "held-out IOI": (held_out.ioi_prompt, held_out.ioi_answers)}[case]
 DIRECTION_TOL = dict(atol=1e-4, rtol=1e-3)
 LOGIT_TOL = dict(atol=1e-3, rtol=1e-3)  # logit differences are of order 1-20
 AXIS_LABELS = ["Layer", "Logit difference"]
@@ -153,7 +151,19 @@ def _head_mistakes(model, cache, answers: tuple[str, str]):
 @pytest.mark.parametrize("case", list(CASES))
 def test_logit_diff_direction_is_the_unembedding_difference(case, student, reference, model, expected, grade):
     """logit_diff_direction is W_U[:, answer] - W_U[:, wrong]"""
-    answers = CASES[case][1]
+    _logit_diff_direction_is_the_unembedding_difference(case, CASES[case], student, reference, model, expected, grade)
+
+
+@pytest.mark.hidden
+@pytest.mark.points(1)
+@pytest.mark.parametrize("case", HIDDEN_CASES)
+def test_logit_diff_direction_is_the_unembedding_difference_on_held_out_prompts(case, held_out, student, reference, model, expected, grade):
+    """logit_diff_direction on prompts the exercise never shows"""
+    _logit_diff_direction_is_the_unembedding_difference(case, _held_out_case(held_out, case), student, reference, model, expected, grade)
+
+
+def _logit_diff_direction_is_the_unembedding_difference(case, inputs, student, reference, model, expected, grade):
+    answers = inputs[1]
     want = expected(f"direction[{case}]", lambda: reference.logit_diff_direction(model, *answers), **DIRECTION_TOL)
     grade.compare(
         f"direction of {answers[0]!r} minus {answers[1]!r}",
@@ -176,7 +186,19 @@ def test_logit_diff_direction_is_the_unembedding_difference(case, student, refer
 @pytest.mark.parametrize("case", list(CASES))
 def test_logit_lens_reads_the_stream_after_every_layer(case, student, reference, model, run_cached, expected, grade):
     """logit_lens reads the logit difference off the stream after every layer; the last entry is the model's own"""
-    prompt, answers = CASES[case]
+    _logit_lens_reads_the_stream_after_every_layer(case, CASES[case], student, reference, model, run_cached, expected, grade)
+
+
+@pytest.mark.hidden
+@pytest.mark.points(2)
+@pytest.mark.parametrize("case", HIDDEN_CASES)
+def test_logit_lens_reads_the_stream_after_every_layer_on_held_out_prompts(case, held_out, student, reference, model, run_cached, expected, grade):
+    """logit_lens on prompts the exercise never shows"""
+    _logit_lens_reads_the_stream_after_every_layer(case, _held_out_case(held_out, case), student, reference, model, run_cached, expected, grade)
+
+
+def _logit_lens_reads_the_stream_after_every_layer(case, inputs, student, reference, model, run_cached, expected, grade):
+    prompt, answers = inputs
     logits, cache = run_cached(prompt)
     want = expected(f"lens[{case}]", lambda: reference.logit_lens(model, cache, *answers), **LOGIT_TOL)
     got = student.logit_lens(model, cache, *answers)
@@ -200,7 +222,19 @@ def test_logit_lens_reads_the_stream_after_every_layer(case, student, reference,
 @pytest.mark.parametrize("case", list(CASES))
 def test_head_attributions_give_each_heads_direct_effect(case, student, reference, model, run_cached, expected, grade):
     """head_attributions gives each head's direct contribution to the logit difference"""
-    prompt, answers = CASES[case]
+    _head_attributions_give_each_heads_direct_effect(case, CASES[case], student, reference, model, run_cached, expected, grade)
+
+
+@pytest.mark.hidden
+@pytest.mark.points(2)
+@pytest.mark.parametrize("case", HIDDEN_CASES)
+def test_head_attributions_give_each_heads_direct_effect_on_held_out_prompts(case, held_out, student, reference, model, run_cached, expected, grade):
+    """head_attributions on prompts the exercise never shows"""
+    _head_attributions_give_each_heads_direct_effect(case, _held_out_case(held_out, case), student, reference, model, run_cached, expected, grade)
+
+
+def _head_attributions_give_each_heads_direct_effect(case, inputs, student, reference, model, run_cached, expected, grade):
+    prompt, answers = inputs
     _, cache = run_cached(prompt)
     want = expected(f"heads[{case}]", lambda: reference.head_attributions(model, cache, *answers), **LOGIT_TOL)
     got = student.head_attributions(model, cache, *answers)
@@ -216,10 +250,22 @@ def test_head_attributions_give_each_heads_direct_effect(case, student, referenc
 
 
 @pytest.mark.points(1)
-@pytest.mark.parametrize("case", ["Germany", "IOI"])
+@pytest.mark.parametrize("case", list(CASES))
 def test_head_attributions_complete_the_decomposition(case, student, model, run_cached, grade):
     """the heads, with the embeddings, the MLPs and the biases, add up to the model's logit difference"""
-    prompt, answers = CASES[case]
+    _head_attributions_complete_the_decomposition(case, CASES[case], student, model, run_cached, grade)
+
+
+@pytest.mark.hidden
+@pytest.mark.points(1)
+@pytest.mark.parametrize("case", HIDDEN_CASES)
+def test_head_attributions_complete_the_decomposition_on_held_out_prompts(case, held_out, student, model, run_cached, grade):
+    """the decomposition of head_attributions on prompts the exercise never shows"""
+    _head_attributions_complete_the_decomposition(case, _held_out_case(held_out, case), student, model, run_cached, grade)
+
+
+def _head_attributions_complete_the_decomposition(case, inputs, student, model, run_cached, grade):
+    prompt, answers = inputs
     logits, cache = run_cached(prompt)
     direction, scale = _direction(model, answers), _final_scale(cache)
     # Everything in the last position's stream except the heads, read by TransformerLens itself:
@@ -282,7 +328,7 @@ def _drawn(fig) -> list[tuple[object, np.ndarray]]:
 @pytest.mark.points(4)
 def test_plot_logit_lens_draws_a_labelled_line(student, model, run_cached, grade):
     """plot_logit_lens returns a Figure: the values in order, the labels on the x axis, axis labels and title"""
-    prompt, answers = CASES["Germany"]
+    prompt, answers = CORRUPTED_PROMPT, CLEAN_ANSWERS[::-1]  # not France: a plot hard-coded from the text fails
     _, cache = run_cached(prompt)
     # The values to draw, from TransformerLens's own logit lens; any values would do.
     streams = cache.accumulated_resid(layer=-1, pos_slice=-1, apply_ln=True)[:, 0].detach().cpu()

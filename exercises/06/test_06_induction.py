@@ -18,13 +18,19 @@ LOSS_TOL = dict(atol=1e-3, rtol=1e-3)
 MEAN_TOL = Tolerance(atol=1e-4, rtol=1e-4)  # means of given numbers: only the order of summation differs
 
 # The grader's own token batches, (seq_len, batch, seed): never the student's repeated_tokens, so a
-# slip there costs only its own check. The exercise text shows seq_len 20; 13 is held out.
-TOKEN_CASES = {"n20": (20, 4, 1234), "n13": (13, 3, 4321)}
+# slip there costs only its own check. The exercise text shows seq_len 20; the hidden checks take
+# another length, batch and seed from `held_out` (a case is then that tuple).
+TOKEN_CASES = {"n20": (20, 4, 1234)}
+HELD_OUT = "held-out"  # the name a hidden check's expected values are stored under
 
 
-def grader_tokens(model, case: str) -> torch.Tensor:
+def case_name(case) -> str:
+    return case if isinstance(case, str) else HELD_OUT
+
+
+def grader_tokens(model, case) -> torch.Tensor:
     """[batch, 1 + 2n]: BOS, n random ids (never BOS or EOS), the same n again; fixed seed."""
-    seq_len, batch, seed = TOKEN_CASES[case]
+    seq_len, batch, seed = TOKEN_CASES[case] if isinstance(case, str) else case
     special = {model.tokenizer.bos_token_id, model.tokenizer.eos_token_id}
     allowed = torch.tensor([t for t in range(model.cfg.d_vocab) if t not in special])
     first = allowed[torch.randint(len(allowed), (batch, seq_len), generator=torch.Generator().manual_seed(seed))]
@@ -40,11 +46,11 @@ def expected_scores(expected, reference, model, kind: str, case: str):
     """The reference's induction or previous-token scores on the grader's tokens of `case`."""
     compute = {"induction": lambda: reference.induction_scores(model, grader_tokens(model, case)),
                "previous_token": lambda: reference.previous_token_scores(model, grader_tokens(model, case))}[kind]
-    return expected(f"{kind}_scores[{case}]", compute, **SCORE_TOL)
+    return expected(f"{kind}_scores[{case_name(case)}]", compute, **SCORE_TOL)
 
 
 def expected_loss(expected, reference, model, case: str):
-    return expected(f"per_token_loss[{case}]", lambda: reference.per_token_loss(model, grader_tokens(model, case)), **LOSS_TOL)
+    return expected(f"per_token_loss[{case_name(case)}]", lambda: reference.per_token_loss(model, grader_tokens(model, case)), **LOSS_TOL)
 
 
 @torch.no_grad()
@@ -66,7 +72,18 @@ def _diagonal(patterns: list[torch.Tensor], queries: torch.Tensor, offset: int) 
 @pytest.mark.points(3)
 def test_repeated_tokens_repeats_a_random_run_after_bos(student, model, grade):
     """repeated_tokens: BOS, random tokens, the same tokens again; reproducible for a seed"""
-    seq_len, batch, seed = 13, 3, 7  # held out: the text shows 20, 4, 0
+    _repeated_tokens((16, 2, 5), student, model, grade)  # the text shows 20, 4, 0
+
+
+@pytest.mark.hidden
+@pytest.mark.points(3)
+def test_repeated_tokens_on_a_held_out_size(held_out, student, model, grade):
+    """repeated_tokens with a length, batch and seed the exercise never shows"""
+    _repeated_tokens(held_out.repeated, student, model, grade)
+
+
+def _repeated_tokens(spec, student, model, grade):
+    seq_len, batch, seed = spec
     bos, eos, vocab = model.tokenizer.bos_token_id, model.tokenizer.eos_token_id, model.cfg.d_vocab
     got = student.repeated_tokens(model, seq_len, batch, seed)
     if not (isinstance(got, torch.Tensor) and got.dim() == 2 and not got.is_floating_point() and got.numel() > 0):
@@ -102,7 +119,7 @@ def test_repeated_tokens_repeats_a_random_run_after_bos(student, model, grade):
                 hint="seed a generator of your own: torch.Generator().manual_seed(seed)", given=random_run)
     other = student.repeated_tokens(model, seq_len, batch, seed + 1)
     grade.check("another seed gives other tokens", isinstance(other, torch.Tensor) and other.shape == got.shape
-                and not torch.equal(other.cpu(), got), "seeds 7 and 8 gave the same tokens",
+                and not torch.equal(other.cpu(), got), f"seeds {seed} and {seed + 1} gave the same tokens",
                 hint="use the seed argument: torch.Generator().manual_seed(seed), and pass generator= to torch.randint")
     grade.check("every row has its own tokens", got.shape[0] == batch and len({tuple(r) for r in first.tolist()}) == batch,
                 "the rows of the batch are the same tokens",
@@ -143,6 +160,17 @@ def _layer_by_head(model) -> tuple[tuple[str, list[str]], tuple[str, list[str]]]
 @pytest.mark.parametrize("case", list(TOKEN_CASES))
 def test_induction_scores_read_the_induction_diagonal(case, student, sandbox, reference, model, expected, grade):
     """induction_scores: mean attention from the second copy to the token after the first occurrence"""
+    _induction_scores_read_the_induction_diagonal(case, student, sandbox, reference, model, expected, grade)
+
+
+@pytest.mark.hidden
+@pytest.mark.points(2)
+def test_induction_scores_read_the_induction_diagonal_on_held_out_tokens(held_out, student, sandbox, reference, model, expected, grade):
+    """induction_scores on a token batch the exercise never shows"""
+    _induction_scores_read_the_induction_diagonal(held_out.tokens, student, sandbox, reference, model, expected, grade)
+
+
+def _induction_scores_read_the_induction_diagonal(case, student, sandbox, reference, model, expected, grade):
     tokens = grader_tokens(model, case)
     want = expected_scores(expected, reference, model, "induction", case)
     with sandbox.watching() as activity:
@@ -185,6 +213,17 @@ def test_induction_scores_read_the_induction_diagonal(case, student, sandbox, re
 @pytest.mark.parametrize("case", list(TOKEN_CASES))
 def test_previous_token_scores_read_the_first_diagonal(case, student, sandbox, reference, model, expected, grade):
     """previous_token_scores: mean attention from each position (2 on) to the one before it"""
+    _previous_token_scores_read_the_first_diagonal(case, student, sandbox, reference, model, expected, grade)
+
+
+@pytest.mark.hidden
+@pytest.mark.points(1)
+def test_previous_token_scores_read_the_first_diagonal_on_held_out_tokens(held_out, student, sandbox, reference, model, expected, grade):
+    """previous_token_scores on a token batch the exercise never shows"""
+    _previous_token_scores_read_the_first_diagonal(held_out.tokens, student, sandbox, reference, model, expected, grade)
+
+
+def _previous_token_scores_read_the_first_diagonal(case, student, sandbox, reference, model, expected, grade):
     tokens = grader_tokens(model, case)
     want = expected_scores(expected, reference, model, "previous_token", case)
     with sandbox.watching() as activity:
@@ -265,6 +304,17 @@ def _loss_of(model, tokens: torch.Tensor, hooks=()) -> torch.Tensor:
 @pytest.mark.parametrize("case", list(TOKEN_CASES))
 def test_per_token_loss_scores_each_next_token(case, student, reference, model, expected, grade):
     """per_token_loss: -log p of each next token, [batch, seq - 1]"""
+    _per_token_loss_scores_each_next_token(case, student, reference, model, expected, grade)
+
+
+@pytest.mark.hidden
+@pytest.mark.points(1)
+def test_per_token_loss_scores_each_next_token_on_held_out_tokens(held_out, student, reference, model, expected, grade):
+    """per_token_loss on a token batch the exercise never shows"""
+    _per_token_loss_scores_each_next_token(held_out.tokens, student, reference, model, expected, grade)
+
+
+def _per_token_loss_scores_each_next_token(case, student, reference, model, expected, grade):
     tokens = grader_tokens(model, case)
     want = expected_loss(expected, reference, model, case)
     got = student.per_token_loss(model, tokens)
@@ -326,7 +376,7 @@ def _head_with_top(scores: torch.Tensor) -> tuple[int, int]:
 
 ABLATIONS = {  # which head: the top one of the grader's scores of a kind, on which tokens
     "top induction head": ("induction", "n20"),
-    "top previous-token head": ("previous_token", "n13"),  # held out
+    "top previous-token head": ("previous_token", "n20"),
 }
 
 
@@ -338,11 +388,23 @@ def _copy_means(loss: torch.Tensor, n: int) -> tuple[float, float]:
 @pytest.mark.parametrize("which", list(ABLATIONS))
 def test_ablate_head_zeroes_one_heads_output(which, student, sandbox, reference, model, expected, grade):
     """ablate_head: the second-copy loss with one head's z zeroed; the model needs its induction circuit"""
-    kind, case = ABLATIONS[which]
+    _ablate_head(which, ABLATIONS[which], student, sandbox, reference, model, expected, grade)
+
+
+@pytest.mark.hidden
+@pytest.mark.points(2)
+def test_ablate_head_on_held_out_tokens(held_out, student, sandbox, reference, model, expected, grade):
+    """ablate_head on a token batch the exercise never shows"""
+    _ablate_head("top previous-token head", ("previous_token", held_out.tokens), student, sandbox, reference, model,
+                 expected, grade)
+
+
+def _ablate_head(which, ablation, student, sandbox, reference, model, expected, grade):
+    kind, case = ablation
     layer, head = _head_with_top(expected_scores(expected, reference, model, kind, case).value)
     tokens = grader_tokens(model, case)
-    want = expected(f"ablate[{which}]", lambda: reference.ablate_head(model, tokens, layer, head), **LOSS_TOL)
-    baseline = expected(f"second_copy_loss[{case}]",
+    want = expected(f"ablate[{which}]" + ("" if isinstance(case, str) else f"@{HELD_OUT}"), lambda: reference.ablate_head(model, tokens, layer, head), **LOSS_TOL)
+    baseline = expected(f"second_copy_loss[{case_name(case)}]",
                         lambda: reference.copy_losses(reference.per_token_loss(model, tokens))[1], **LOSS_TOL).value
     got = student.ablate_head(model, tokens, layer, head)
     n = _copy_length(tokens)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -352,14 +353,34 @@ def _reference_quality(reference, activations: dict[str, torch.Tensor], d_sae: i
     return {"variance_explained": quality.variance_explained, "mean_l0": quality.mean_l0, "dead_share": quality.dead_share}
 
 
+def _unseen(activations: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
+    """The grader's activations moved by a random rotation and shift (and shuffled), drawn per
+    grading run: an SAE that was not trained on them (the shipped one, or any precomputed one)
+    explains nothing of them, while training is blind to the change (it keeps norms, and b_dec
+    starts at the mean): the reference reaches its usual quality on them."""
+    generator = torch.Generator().manual_seed(seed)
+    train = activations["train"].cpu()
+    d_in = train.shape[1]
+    rotation, _ = torch.linalg.qr(torch.randn(d_in, d_in, generator=generator))
+    shift = torch.randn(d_in, generator=generator) * train.std() * 2
+    order = torch.randperm(len(train), generator=generator)
+    device = activations["train"].device
+    return {"train": (train[order] @ rotation + shift).to(device),
+            "held_out": (activations["held_out"].cpu() @ rotation + shift).to(device)}
+
+
 @pytest.mark.points(6)
 def test_train_sae_learns_a_sparse_faithful_dictionary(student, reference, model, device, activations, expected, grade):
     """train_sae gives an SAE that reconstructs held-out activations with few latents, few of them dead"""
+    l1_coeff = ref.l1_coeff_for(activations["train"])
+    # The reference's figures are stored (or computed) on the grader's own activations; the student
+    # trains on a copy moved by a transform drawn now, unknowable to any file a student can read.
+    reference_activations = activations
+    activations = _unseen(activations, int.from_bytes(os.urandom(8), "little"))
     train = activations["train"]
     d_in, d_sae = train.shape[1], ref.sae_width(train.shape[1])
-    l1_coeff = ref.l1_coeff_for(train)
     # Training is not bitwise the same on every machine: the stored figures are a bar, not an answer.
-    reached = expected("train_sae quality", lambda: _reference_quality(reference, activations, d_sae, l1_coeff),
+    reached = expected("train_sae quality", lambda: _reference_quality(reference, reference_activations, d_sae, l1_coeff),
                        atol=0.02, rtol=0.05)
     bar = ref.bar(ref.Quality(**reached.value, d_sae=d_sae))
     start = time.monotonic()
@@ -407,12 +428,14 @@ def _latent_on(params: dict[str, torch.Tensor], model, prompt: str, word: str) -
     return int(latents[words.index(word)].argmax())
 
 
-# case -> (prompts, (prompt, word) that picks the latent, k). The second is held out, and its
-# latent is the one most active on the BOS token: it fires on text too, far more weakly, so an
-# answer that keeps position 0 puts BOS at the top of its list.
+# case -> (prompts, (prompt, word) that picks the latent, k). In the second the latent is the one
+# most active on the BOS token: it fires on text too, far more weakly, so an answer that keeps
+# position 0 puts BOS at the top of its list. The hidden check does the same on text drawn with a
+# seed from `held_out`.
+BOS_CASE = ((IOI_PROMPT, "<|endoftext|>"), 5)
 TOP_CASES = {
     "country": (TOP_PROMPTS, (CLEAN_PROMPT, "France"), 8),
-    "held-out": (generate(30, seed=103), (IOI_PROMPT, "<|endoftext|>"), 5),
+    "text": (generate(30, seed=11), *BOS_CASE),
 }
 
 
@@ -452,7 +475,19 @@ def _same_ranking(got: Any, want: list, tol: Tolerance) -> bool:
 def test_top_activating_tokens_ranks_the_tokens_a_latent_reads(case, student, reference, model, device, shipped,
                                                                  expected, grade):
     """top_activating_tokens lists the tokens a latent fires on most, highest first, BOS left out"""
-    prompts, (prompt, word), k = TOP_CASES[case]
+    _top_activating_tokens(case, TOP_CASES[case], student, reference, model, device, shipped, expected, grade)
+
+
+@pytest.mark.hidden
+@pytest.mark.points(2)
+def test_top_activating_tokens_on_held_out_text(held_out, student, reference, model, device, shipped, expected, grade):
+    """top_activating_tokens on text the exercise never shows"""
+    _top_activating_tokens("held-out", (generate(30, seed=held_out.sae_text_seed), *BOS_CASE),
+                           student, reference, model, device, shipped, expected, grade)
+
+
+def _top_activating_tokens(case, inputs, student, reference, model, device, shipped, expected, grade):
+    prompts, (prompt, word), k = inputs
     latent = _latent_on(shipped, model, prompt, word)
     want = expected(f"top_tokens[{case}]",
                     lambda: [[t, float(v)] for t, v in reference.top_activating_tokens(

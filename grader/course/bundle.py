@@ -13,12 +13,21 @@ Grades must not be forgeable, so the bundle:
 - never ships solutions/: expected values come only from the committed fixtures/<model>/NN.json,
   and the build refuses when one is missing or differs from what the solutions compute now;
 - installs the torch and transformer-lens versions those fixtures were made with.
+
+It keeps the hidden checks (``@pytest.mark.hidden``) a student release leaves out. ``exercises``
+makes the autograder of one assignment (those exercises only: the same names, points and public
+checks as `mechgrade release` with the same list). ``hidden_seed`` draws the hidden checks' inputs
+from their pools (grader.course.hidden_inputs), computes their expected values from the reference
+solutions now, and ships both (``held_out.json``, ``fixtures/<model>/NN.hidden.json``) in the
+bundle only; ``course.json`` records the seed's digest, never the seed.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
+import shutil
 import re
 import stat
 import subprocess
@@ -30,13 +39,14 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from grader.course.hidden_checks import CheckFileError, cut_hidden_checks
 from grader.judging.fixtures import (
     FixtureError,
     FixtureFile,
     fixture_path,
     refresh_command,
 )
-from grader.models import MODELS
+from grader.models import MODELS, get_spec, load_model
 from grader.project import PROJECT_ROOT
 
 REPO_ROOT = PROJECT_ROOT
@@ -46,6 +56,8 @@ SOLUTIONS = "solutions"  # exported for the drift check only; never zipped
 # Provenance key -> the pip package setup.sh pins to the version recorded there.
 PINNED = {"torch": "torch", "transformer_lens": "transformer-lens"}
 WORKER_USER = "mechgrade-worker"
+HELD_OUT_FILE = "held_out.json"  # a seeded bundle's hidden inputs, beside grader/ (root-only once set up)
+COURSE_FILE = "course.json"  # what the bundle grades: exercises, checks and points, the seed's digest
 DRIFT_OUTPUT_LINES = 40
 
 SETUP_SH = """#!/usr/bin/env bash
@@ -84,7 +96,7 @@ python="${{PYTHON:-$root/venv/bin/python}}"
 mkdir -p "$root/results" && chmod 700 "$root/results"   # out of the student worker's reach
 export HF_HOME="${{HF_HOME:-$root/hf-home}}" HF_HUB_OFFLINE=1   # GPT-2 small was fetched by setup.sh
 cd "$root/source"
-"$python" -m grader grade --isolate --model {model} --submission "$root/submission" \\
+"$python" -m grader grade --isolate --model {model} --submission "$root/submission"{held_out} \\
     --gradescope-json "$root/results/results.json" --report-html "$root/results/report.html"
 # Nothing the submission started may outlive grading (the grader kills what it can see; this is
 # the last word, safe here since one submission is graded per container).
@@ -106,27 +118,115 @@ class HeadFile:
     mtime: float  # the commit's time, as git archive gives it
 
 
-def build_bundle(out: Path, model: str = "gpt2-small", root: Path = REPO_ROOT, check_drift: bool = True) -> Path:
+def build_bundle(out: Path, model: str = "gpt2-small", root: Path = REPO_ROOT, check_drift: bool = True,
+                 exercises: list[str] | None = None, hidden_seed: str | None = None) -> Path:
     """Write the autograder zip for grading on `model` from `root`'s git HEAD; return its path.
 
     Raises BundleError when HEAD lacks fixtures for an exercise, when its fixtures disagree on the
-    versions they were made with or (with `check_drift`) differ from the reference solutions.
+    versions they were made with or (with `check_drift`) differ from the reference solutions, or
+    when an exercise asked for is not at HEAD (before anything is written).
     """
     commit = _head_commit(root)
     with tempfile.TemporaryDirectory(prefix="mechgrade-bundle-") as temporary:
         tree = Path(temporary)
-        files = _export_head(root, tree, with_solutions=check_drift)
-        exercises = _exercises(tree)
-        _require_fixtures(tree, model, exercises)
-        versions = _pinned_versions(tree, model, exercises)
+        files = _export_head(root, tree, with_solutions=check_drift or hidden_seed is not None)
+        chosen = _chosen(exercises, _exercises(tree))
+        files = [f for f in files if _in_assignment(f.name, chosen)]
+        _require_fixtures(tree, model, chosen)
+        versions = _pinned_versions(tree, model, chosen)
         if check_drift:
-            _check_drift(tree, model)
+            _check_drift(tree, model, chosen)
+        course = {"commit": commit, "model": model, "exercises": chosen, "checks": _checks(tree, chosen)}
+        extra: dict[str, str] = {}
+        if hidden_seed is not None:
+            extra = _seeded_hidden_values(tree, model, chosen, hidden_seed)
+            course["hidden_seed_sha256"] = _seed_digest(hidden_seed)
+        extra[COURSE_FILE] = json.dumps(course, indent=1, sort_keys=True) + "\n"
+        held_out = f" --held-out {HELD_OUT_FILE}" if hidden_seed is not None else ""
         scripts = {
             "setup.sh": _setup_sh(model, commit, versions),
-            "run_autograder": RUN_AUTOGRADER.format(model=model, worker=WORKER_USER),
+            "run_autograder": RUN_AUTOGRADER.format(model=model, worker=WORKER_USER, held_out=held_out),
         }
-        _write_zip(out, tree, [f for f in files if not _is_solution(f.name)], scripts)
+        kept = [f for f in files if not _is_solution(f.name) and f.name not in extra]
+        _write_zip(out, tree, kept, scripts, extra)
     return out
+
+
+# ---- one assignment ----
+
+
+def _chosen(asked: list[str] | None, known: list[str]) -> list[str]:
+    if not asked:
+        return known
+    chosen = sorted({e.zfill(2) for e in asked})
+    if unknown := [e for e in chosen if e not in known]:
+        raise BundleError(f"no exercise {', '.join(unknown)} at HEAD (known: {', '.join(known)}); nothing was written")
+    return chosen
+
+
+def _in_assignment(name: str, exercises: list[str]) -> bool:
+    """Whether HEAD's file `name` belongs in the autograder of `exercises` (solutions/ stays for
+    the drift check and is dropped later)."""
+    parts = name.split("/")
+    if parts[0] in ("exercises", SOLUTIONS) and len(parts) > 2 and parts[1].isdigit():
+        return parts[1] in exercises
+    if parts[0] == "fixtures" and len(parts) == 3 and parts[2][:2].isdigit():
+        return parts[2][:2] in exercises
+    return True
+
+
+def _checks(tree: Path, exercises: list[str]) -> dict[str, dict[str, object]]:
+    """Per exercise, the public checks (function -> points per case) and the hidden ones' count and
+    points, counted as a release counts them."""
+    found: dict[str, dict[str, object]] = {}
+    for exercise in exercises:
+        for path in sorted((tree / "exercises" / exercise).glob(f"test_{exercise}_*.py")):
+            try:
+                cut = cut_hidden_checks(path.read_text())
+            except CheckFileError as exc:
+                raise BundleError(f"exercises/{exercise}/{path.name}: {exc}") from None
+            found[exercise] = {"public": cut.public, "hidden_checks": cut.hidden_checks,
+                               "hidden_points": cut.hidden_points}
+    return found
+
+
+# ---- hidden inputs drawn with a seed ----
+
+
+def _seed_digest(seed: str) -> str:
+    from grader.judging.held_out import seed_digest  # late: held_out.py is instructor-only (absent from a release)
+
+    return seed_digest(seed)
+
+
+def _seeded_hidden_values(tree: Path, model: str, exercises: list[str], seed: str) -> dict[str, str]:
+    """{bundle path: text}: the inputs drawn with `seed` (checked on the model), and the hidden
+    checks' expected values on them, computed by the reference solutions through the checks."""
+    from grader.course.hidden_inputs import draw  # late: instructor-only, like the held-out inputs
+
+    try:
+        inputs = draw(seed, load_model(get_spec(model), "cpu"))
+    except ValueError as exc:
+        raise BundleError(f"cannot draw held-out inputs for {model} with this seed: {exc}") from None
+    (tree / HELD_OUT_FILE).write_text(inputs.to_json())
+    made = tree / "seeded-fixtures"
+    python_path = os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": python_path, "HF_HUB_OFFLINE": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    refreshed = subprocess.run(
+        [sys.executable, "-m", "pytest", *[f"exercises/{e}" for e in exercises], "-p", "grader.plugin", "-p", "check",
+         "-p", "no:cacheprovider", "--rootdir", str(tree), "--solutions", "--fixtures-mode=refresh", "--model", model,
+         "--held-out", HELD_OUT_FILE, "--fixtures-dir", str(made), "--report-html", "", "-q"],
+        check=False, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    written = {f"fixtures/{model}/{p.name}": p.read_text() for p in sorted((made / model).glob("*.hidden.json"))} \
+        if (made / model).is_dir() else {}
+    wanted = [e for e, c in _checks(tree, exercises).items() if c["hidden_checks"]]
+    if refreshed.returncode != 0 or len(written) != len(wanted):
+        tail = "\n".join(refreshed.stdout.rstrip().splitlines()[-DRIFT_OUTPUT_LINES:])
+        raise BundleError(f"the reference solutions did not pass every check on the inputs drawn with this seed, "
+                          f"so no expected values were made; try another seed:\n{tail}")
+    shutil.rmtree(made)
+    return {HELD_OUT_FILE: inputs.to_json(), **written}
 
 
 # ---- git HEAD ----
@@ -241,12 +341,13 @@ def _public_version(recorded: object, name: str, key: str, model: str) -> str:
     return version
 
 
-def _check_drift(tree: Path, model: str) -> None:
+def _check_drift(tree: Path, model: str, exercises: list[str] | None = None) -> None:
     """`mechgrade fixtures check` on HEAD's copy: its own grader, solutions and fixtures."""
     python_path = os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": python_path, "HF_HUB_OFFLINE": "1"}
     checked = subprocess.run(
-        [sys.executable, "-m", "grader", "fixtures", "check", "--model", model],
+        [sys.executable, "-m", "grader", "fixtures", "check", "--model", model,
+         *[arg for e in exercises or [] for arg in ("--exercise", e)]],
         check=False, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     if checked.returncode != 0:
@@ -267,7 +368,8 @@ def _setup_sh(model: str, commit: str, versions: dict[str, str]) -> str:
     return SETUP_SH.format(model=model, commit=commit, prefetch=prefetch, worker=WORKER_USER, **versions)
 
 
-def _write_zip(out: Path, tree: Path, files: list[HeadFile], scripts: dict[str, str]) -> None:
+def _write_zip(out: Path, tree: Path, files: list[HeadFile], scripts: dict[str, str],
+               extra: dict[str, str] | None = None) -> None:
     """Write the zip beside `out`, then move it into place: a failed build leaves no half zip."""
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
@@ -275,6 +377,8 @@ def _write_zip(out: Path, tree: Path, files: list[HeadFile], scripts: dict[str, 
         commit_time = max(f.mtime for f in files)  # not now: the same commit gives the same zip
         for name, text in scripts.items():
             _add(bundle, name, text.encode(), executable=True, mtime=commit_time)
+        for name, text in sorted((extra or {}).items()):  # made now: the manifest, a seed's inputs and values
+            _add(bundle, name, text.encode(), executable=False, mtime=commit_time)
         for file in files:
             _add(bundle, file.name, (tree / file.name).read_bytes(), file.executable, file.mtime)
     os.replace(partial, out)

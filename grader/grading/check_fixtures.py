@@ -68,12 +68,24 @@ def expected(request: pytest.FixtureRequest) -> Callable[..., Expected]:
     exercise, topic = _exercise_and_topic(request)
     store = grading.store
 
+    hidden = request.node.get_closest_marker("hidden") is not None
+
     def get(key: str, compute: Callable[[], Any] | None = None, atol: float = 1e-5, rtol: float = 1e-4) -> Expected:
         if compute is not None and grading.reference_module(exercise, topic) is None:
             compute = None  # no solutions/: the lambda would call None.<function>
-        return store.get(exercise, key, compute, atol, rtol)
+        return store.get(exercise, key, compute, atol, rtol, hidden=hidden)
 
     return get
+
+
+@pytest.fixture
+def held_out(request: pytest.FixtureRequest) -> Any:
+    """The held-out inputs of a hidden check (grader.judging.held_out.HeldOut): the fixed ones, or
+    the file --held-out names (a bundle's, drawn with its seed). Only for @pytest.mark.hidden checks:
+    a public check that read them would put them in every release."""
+    if request.node.get_closest_marker("hidden") is None:
+        raise RuntimeError(f"{request.node.name} asks for held-out inputs but is not @pytest.mark.hidden")
+    return _require_session(request).held_out
 
 
 @pytest.fixture

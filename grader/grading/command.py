@@ -32,7 +32,8 @@ def pytest_command(args: argparse.Namespace) -> list[str]:
     ]
     if args.report_html is not None:  # else the plugin's default: reports/ in the project
         pytest_args += ["--report-html", str(Path(args.report_html).resolve()) if args.report_html else ""]
-    for option, value in (("--junitxml", args.junitxml), ("--fixtures-dir", args.fixtures_dir)):
+    for option, value in (("--junitxml", args.junitxml), ("--fixtures-dir", args.fixtures_dir),
+                          ("--held-out", getattr(args, "held_out", None))):
         if value:
             pytest_args += [option, str(Path(value).resolve())]
     if args.max_output is not None:

@@ -69,6 +69,7 @@ class Options:
     fixtures_dir: Path  # expected values: <fixtures_dir>/<model-id>/NN.json
     isolate: bool = False  # student code runs in worker processes (grader.sandbox.isolated)
     worker_memory_mib: int = 4096
+    held_out: Path | None = None  # the hidden checks' inputs (a bundle's held_out.json); None: the defaults
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Options:
@@ -91,6 +92,7 @@ class Options:
             fixtures_dir=Path(config.getoption("mechgrade_fixtures_dir") or root / "fixtures"),
             isolate=bool(config.getoption("mechgrade_isolate")),
             worker_memory_mib=int(config.getoption("mechgrade_worker_memory")),
+            held_out=Path(config.getoption("mechgrade_held_out")) if config.getoption("mechgrade_held_out") else None,
         )
 
 
@@ -120,6 +122,7 @@ class GradingSession:
         self._choice: ModelChoice | None = None
         self._device: str | None = None
         self._guard: ModelGuard | None = guard
+        self._held_out: Any = None
         self._grader_model: Any = None  # isolated grading: the grader's model, with no guard
         self._store: FixtureStore | None = None
         self._memo: dict[Any, Any] = {}  # see `remembered`
@@ -231,9 +234,22 @@ class GradingSession:
                 else " ".join(shlex.quote(a) for a in ["pytest", *sys.argv[1:]]),
             }
             self._store = FixtureStore(
-                self.choice.spec.id, self.options.fixtures_mode, provenance, self.options.fixtures_dir
+                self.choice.spec.id, self.options.fixtures_mode, provenance, self.options.fixtures_dir,
+                held_out_digest=lambda: self.held_out.digest(),
             )
         return self._store
+
+    @property
+    def held_out(self) -> Any:
+        """The hidden checks' inputs (a grader.judging.held_out.HeldOut): --held-out's file, else the
+        fixed defaults. Imported here, when a hidden check first asks: a release ships no hidden
+        checks and leaves that module, which holds the defaults, out."""
+        if self._held_out is None:
+            from grader.judging import held_out  # late: absent from a release, needed only by hidden checks
+
+            path = self.options.held_out
+            self._held_out = held_out.DEFAULT if path is None else held_out.HeldOut.read(path)
+        return self._held_out
 
     # ---- graded modules ----
 

@@ -31,6 +31,8 @@ from grader.project import PROJECT_ROOT
 
 FORMAT_VERSION = 1
 FIXTURES_DIR = PROJECT_ROOT / "fixtures"
+HIDDEN_SUFFIX = ".hidden.json"
+HELD_OUT_KEY = "held_out_sha256"  # in a hidden file's provenance: the inputs its values belong to
 # refresh-incomplete: also write exercises whose reference fails a check (benchmarks on random weights)
 Mode = Literal["use", "refresh", "check", "refresh-incomplete"]
 
@@ -51,8 +53,10 @@ def refresh_command(model_id: str, exercise: str | None = None) -> str:
     return f"{command} --exercise {exercise}" if exercise else command
 
 
-def fixture_path(model_id: str, exercise: str, root: Path = FIXTURES_DIR) -> Path:
-    return root / model_id / f"{exercise}.json"
+def fixture_path(model_id: str, exercise: str, root: Path = FIXTURES_DIR, hidden: bool = False) -> Path:
+    """NN.json holds the public checks' values; NN.hidden.json the hidden checks' (a release leaves
+    it out, a bundle keeps it)."""
+    return root / model_id / f"{exercise}{HIDDEN_SUFFIX if hidden else '.json'}"
 
 
 # ---- encoding: tensors become {"tensor": nested list, "dtype": ...}; JSON handles the rest ----
@@ -149,20 +153,23 @@ class Drift:
 class FixtureStore:
     """Serves expected values to checks and keeps what refresh/check need for the end of the run."""
 
-    def __init__(self, model_id: str, mode: Mode, provenance: dict[str, Any], root: Path = FIXTURES_DIR) -> None:
+    def __init__(self, model_id: str, mode: Mode, provenance: dict[str, Any], root: Path = FIXTURES_DIR,
+                 held_out_digest: Callable[[], str] = lambda: "") -> None:
         self.model_id = model_id
+        # The held-out inputs the hidden checks run on: a hidden file made for others is refused.
+        self.held_out_digest = held_out_digest
         self.mode = mode
         self.provenance = provenance  # of this run: written into refreshed files
         self.root = root
-        self._files: dict[str, FixtureFile | None] = {}
-        self._computed: dict[str, dict[str, dict[str, Any]]] = {}  # exercise -> key -> entry
+        self._files: dict[tuple[str, bool], FixtureFile | None] = {}  # (exercise, hidden) -> its file
+        self._computed: dict[tuple[str, bool], dict[str, dict[str, Any]]] = {}  # (exercise, hidden) -> key -> entry
         self._drift: dict[str, Drift] = {}
 
-    def file(self, exercise: str) -> FixtureFile | None:
-        if exercise not in self._files:
-            path = fixture_path(self.model_id, exercise, self.root)
-            self._files[exercise] = FixtureFile.read(path) if path.exists() else None
-        return self._files[exercise]
+    def file(self, exercise: str, hidden: bool = False) -> FixtureFile | None:
+        if (exercise, hidden) not in self._files:
+            path = fixture_path(self.model_id, exercise, self.root, hidden)
+            self._files[exercise, hidden] = FixtureFile.read(path) if path.exists() else None
+        return self._files[exercise, hidden]
 
     def source(self, exercise: str) -> str:
         """'fixtures' or 'local reference', as reports show it (after a refresh: the new files)."""
@@ -182,8 +189,18 @@ class FixtureStore:
         compute: Callable[[], Any] | None,
         atol: float,
         rtol: float,
+        hidden: bool = False,
     ) -> Expected:
-        stored = self.file(exercise)
+        """`hidden`: the value of a hidden check, kept in the exercise's NN.hidden.json."""
+        stored = self.file(exercise, hidden)
+        made_for_others = hidden and stored is not None and stored.provenance.get(HELD_OUT_KEY) != self.held_out_digest()
+        if made_for_others and self.mode in ("refresh", "refresh-incomplete"):
+            stored = None  # remade for this run's inputs: the old values are no measure of drift
+        elif made_for_others:
+            raise FixtureError(
+                f"{stored.path} was made for other held-out inputs than this run's (--held-out): "
+                f"grade with the inputs it was made for, or remake it with `{refresh_command(self.model_id, exercise)}`"
+            )
         if self.mode == "use" and stored is not None:
             if key not in stored.checks:
                 raise FixtureError(
@@ -196,7 +213,7 @@ class FixtureStore:
             raise FixtureError(self.missing_message(exercise) + ", or grade where solutions/ is present")
         value = compute()
         encoded = encode(value)  # fails here, not at the end of the run, for unstorable values
-        self._computed.setdefault(exercise, {})[key] = {"value": encoded, "atol": atol, "rtol": rtol}
+        self._computed.setdefault((exercise, hidden), {})[key] = {"value": encoded, "atol": atol, "rtol": rtol}
         if self.mode != "use":
             self._record_drift(exercise, key, value, stored)
         return Expected(key, value, Tolerance(atol, rtol))
@@ -224,16 +241,18 @@ class FixtureStore:
         if self.mode == "use":
             return {}
         for exercise, complete in sorted(exercises_complete.items()):
-            computed = self._computed.get(exercise, {})
-            stored = self.file(exercise)
             drift = self._drift.setdefault(exercise, Drift())
-            if complete and stored is not None:
-                drift.unused = sorted(set(stored.checks) - set(computed))
-            if computed and (self.mode == "refresh-incomplete" or (self.mode == "refresh" and complete)):
-                provenance = {**self.provenance, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-                written = FixtureFile(fixture_path(self.model_id, exercise, self.root), provenance, computed)
-                written.write(exercise, self.model_id)
-                self._files[exercise] = written
+            for hidden in (False, True):
+                computed = self._computed.get((exercise, hidden), {})
+                stored = self.file(exercise, hidden)
+                if complete and stored is not None:
+                    drift.unused += sorted(set(stored.checks) - set(computed))
+                if computed and (self.mode == "refresh-incomplete" or (self.mode == "refresh" and complete)):
+                    provenance = {**self.provenance, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                                  **({HELD_OUT_KEY: self.held_out_digest()} if hidden else {})}
+                    written = FixtureFile(fixture_path(self.model_id, exercise, self.root, hidden), provenance, computed)
+                    written.write(exercise, self.model_id)
+                    self._files[exercise, hidden] = written
         return self._drift
 
 

@@ -11,14 +11,4 @@ CLEAN_ANSWERS = (" Paris", " Rome")  # (correct, incorrect) for the clean/corrup
 # Exercise 03's content_heads: in CLEAN_PROMPT " France" is the token right before the last one, so a
 # head that always looks one token back attends to it; here it is four tokens back.
 APART_PROMPT = "In France, the capital is"
-
-# Held out: never shown in the exercise text or the stubs.
-HELD_OUT_PROMPT = "The capital of Spain is"
-HELD_OUT_WORD = "Spain"
-HELD_OUT_CLEAN, HELD_OUT_CORRUPTED = "The capital of Germany is", "The capital of Spain is"
-HELD_OUT_ANSWERS = (" Berlin", " Madrid")
-HELD_OUT_ADJACENT, HELD_OUT_APART = "The capital city of Spain is", "Spain's capital is"  # content_heads
-# Exercise 05 (the residual stream): an indirect-object sentence of the kind the toy model was trained
-# on (its names are single tokens in both tokenizers). The answer is the indirect object, Anna.
-HELD_OUT_IOI_PROMPT = "When Anna and Tom went to the park, Tom gave a ball to"
-HELD_OUT_IOI_ANSWERS = (" Anna", " Tom")
+# The held-out inputs of the hidden checks live in grader/judging/held_out.py (instructor-only).

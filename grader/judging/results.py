@@ -64,6 +64,7 @@ class TestResult:
     captured: str = ""  # the student's printed output, capped
     figures: list[FigureArtifact] = field(default_factory=list)
     duration: float = 0.0
+    hidden: bool = False  # a hidden check (@pytest.mark.hidden): students see it only once grades are published
 
 
 @dataclass
@@ -75,6 +76,10 @@ class ExerciseResult:
     import_error: str | None = None  # the module did not import: every test scores 0
     expected_source: ExpectedSource = "fixtures"
     provenance: dict[str, Any] = field(default_factory=dict)  # from the fixture file
+    # Hidden checks this copy of the course does not hold (a student's release): graded only on the
+    # autograder, so no report may call the exercise complete.
+    hidden_checks: int = 0
+    hidden_points: float = 0.0
 
     @property
     def points(self) -> float:
@@ -92,7 +97,8 @@ class ExerciseResult:
         if not statuses:
             return "skipped"
         if statuses == {"passed"}:
-            return "passed"
+            # Every check here passed, but hidden ones are graded elsewhere: never "passed".
+            return "public_passed" if self.hidden_checks else "passed"
         if statuses == {"not_attempted"}:
             return "not_attempted"
         return "partial" if self.points > 0 else "failed"
@@ -127,6 +133,24 @@ class RunResult:
     @property
     def max_points(self) -> float:
         return sum(e.max_points for e in self.exercises)
+
+    @property
+    def hidden_checks(self) -> int:
+        return sum(e.hidden_checks for e in self.exercises)
+
+    @property
+    def hidden_points(self) -> float:
+        return sum(e.hidden_points for e in self.exercises)
+
+    def hidden_summary(self) -> str | None:
+        """What this run could not grade, for every report: None when nothing is hidden from it."""
+        if not self.hidden_checks:
+            return None
+        checks = "1 hidden check" if self.hidden_checks == 1 else f"{self.hidden_checks} hidden checks"
+        points = f"{self.hidden_points:.2f}".rstrip("0").rstrip(".")
+        return (f"public checks {f'{self.points:.2f}'.rstrip('0').rstrip('.')}/"
+                f"{f'{self.max_points:.2f}'.rstrip('0').rstrip('.')}; {checks} ({points} points) "
+                "are graded only on the autograder")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -70,7 +70,8 @@ def _test_entry(test: TestResult, ex: ExerciseResult, index: int) -> dict[str, A
         "status": "passed" if test.status == "passed" else "failed",
         "output": _test_output(test, ex),
         "output_format": "text",
-        "visibility": "visible",
+        # A hidden check's name, inputs and values reach the student only once grades are published.
+        "visibility": "after_published" if test.hidden else "visible",
         # Gradescope keeps extra_data as it is; `mechgrade merge-results` reads it to rank the
         # class's mistakes: the mistake each failed check named, or the hint it showed.
         "extra_data": {"exercise": ex.exercise, "status": test.status,

@@ -36,6 +36,7 @@ class StatusStyle:
 # Okabe-Ito colours; text colour chosen for WCAG AA contrast (tests check it).
 STATUS_STYLES: dict[str, StatusStyle] = {
     "passed": StatusStyle("✓", STATUS_WORDS["passed"], "#0072B2", "#FFFFFF"),
+    "public_passed": StatusStyle("◐", STATUS_WORDS["public_passed"], "#56B4E9", "#000000"),
     "partial": StatusStyle("◐", STATUS_WORDS["partial"], "#56B4E9", "#000000"),
     "failed": StatusStyle("✗", STATUS_WORDS["failed"], "#E69F00", "#000000"),
     "error": StatusStyle("⚠", STATUS_WORDS["error"], "#D55E00", "#000000"),

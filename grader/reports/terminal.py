@@ -15,6 +15,7 @@ WIDTH = 100
 # Words, not colours, carry the status (colour-blind readers, logs without ANSI support).
 STATUS_WORDS: dict[str, str] = {
     "passed": "passed",
+    "public_passed": "public passed",  # hidden checks remain, graded only on the autograder
     "partial": "partial",
     "failed": "failed",
     "not_attempted": "not attempted",
@@ -102,7 +103,10 @@ def render_terminal(run: RunResult, report_path: str | None, width: int = WIDTH)
     lines.append("-" * width)
     total = f"{format_points(run.points)} / {format_points(run.max_points)}"
     share = f"{100 * run.points / run.max_points:.0f}%" if run.max_points > 0 else "-"
-    lines.append(_row("", "total", total, share, width))
+    hidden = run.hidden_summary()
+    lines.append(_row("", "public checks" if hidden else "total", total, share, width))
+    if hidden:
+        lines.extend(textwrap.wrap(hidden, width, break_on_hyphens=False))
     if run.interrupted:
         lines.append(_clip(f"interrupted: {run.interrupted}", width))
     for fault in run.needs_regrade:  # the environment failed these checks: the score may be too low

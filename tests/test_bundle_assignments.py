@@ -1,0 +1,182 @@
+"""`mechgrade bundle --exercise NN` (one assignment's autograder) and `--hidden-seed S` (hidden inputs
+drawn per term, their expected values made from the solutions when the bundle is built).
+
+Built on exercise 03 only, the cheapest to grade: two seeded bundles (a refresh of exercise 03's
+checks each) and two isolated grading runs through the bundle's own run_autograder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from grader.course.bundle import COURSE_FILE, HELD_OUT_FILE, BundleError, build_bundle
+from grader.course.release import MANIFEST, build_release
+from grader.judging.held_out import seed_digest
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL = "toy-gpt2"
+SEEDS = ("spring term", "autumn term")
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A git repository whose HEAD is this project's working tree (tracked files only)."""
+    repo = tmp_path_factory.mktemp("project")
+    for name in git(REPO, "ls-files", "-z").split("\0"):
+        if name and (REPO / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, repo / name)
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "the project")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def seeded(project: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("seeded")
+    return {seed: build_bundle(out / f"{n}.zip", MODEL, project, check_drift=False, exercises=["03"], hidden_seed=seed)
+            for n, seed in enumerate(SEEDS)}
+
+
+def _read(bundle: Path, name: str) -> str:
+    return zipfile.ZipFile(bundle).read(name).decode()
+
+
+def test_an_assignment_bundle_holds_its_exercises_only(project: Path, tmp_path: Path) -> None:
+    bundle = build_bundle(tmp_path / "a.zip", MODEL, project, check_drift=False, exercises=["3"])
+    names = set(zipfile.ZipFile(bundle).namelist())
+    assert {n.split("/")[1] for n in names if n.startswith("exercises/") and n.count("/") > 1} == {"03"}
+    assert {n for n in names if n.startswith(f"fixtures/{MODEL}/")} == {f"fixtures/{MODEL}/03.json",
+                                                                         f"fixtures/{MODEL}/03.hidden.json"}
+    assert "@pytest.mark.hidden" in _read(bundle, "exercises/03/test_03_attention.py")  # the bundle keeps them
+
+
+def test_release_and_bundle_of_one_assignment_agree_on_names_points_and_public_checks(project: Path, tmp_path: Path) -> None:
+    bundle = build_bundle(tmp_path / "a.zip", MODEL, project, check_drift=False, exercises=["03"])
+    release = build_release(tmp_path / "course", exercises=["03"], root=project, check_drift=False)
+    course = json.loads(_read(bundle, COURSE_FILE))
+    manifest = json.loads((release / MANIFEST).read_text())
+    assert course["exercises"] == manifest["exercises"] == ["03"]
+    assert course["checks"] == manifest["checks"]
+    assert course["checks"]["03"]["hidden_checks"] > 0 and course["checks"]["03"]["public"]
+
+
+def test_an_unknown_exercise_is_refused_before_anything_is_written(project: Path, tmp_path: Path) -> None:
+    with pytest.raises(BundleError) as raised:
+        build_bundle(tmp_path / "a.zip", MODEL, project, check_drift=False, exercises=["03", "99"])
+    assert "99" in str(raised.value) and "\n" not in str(raised.value)
+    assert not list(tmp_path.iterdir())
+
+
+def test_two_seeds_draw_different_hidden_inputs_and_the_bundle_keeps_only_the_digest(seeded: dict[str, Path]) -> None:
+    drawn = [json.loads(_read(seeded[s], HELD_OUT_FILE)) for s in SEEDS]
+    assert drawn[0] != drawn[1]
+    assert drawn[0]["prompt"] != drawn[1]["prompt"] or drawn[0]["tokens"] != drawn[1]["tokens"]
+    for seed in SEEDS:
+        course = json.loads(_read(seeded[seed], COURSE_FILE))
+        assert course["hidden_seed_sha256"] == seed_digest(seed)
+        everything = b"".join(zipfile.ZipFile(seeded[seed]).read(n) for n in zipfile.ZipFile(seeded[seed]).namelist())
+        assert seed.encode() not in everything
+        assert f"--held-out {HELD_OUT_FILE}" in _read(seeded[seed], "run_autograder")
+        values = json.loads(_read(seeded[seed], f"fixtures/{MODEL}/03.hidden.json"))
+        assert values["checks"] and values["provenance"]["held_out_sha256"]
+
+
+def _run_autograder(bundle: Path, submission: Path, tmp_path: Path) -> dict:
+    root = tmp_path / "autograder"
+    zipfile.ZipFile(bundle).extractall(root / "source")
+    shutil.copytree(submission, root / "submission")
+    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "PYTHON": sys.executable, "HF_HUB_OFFLINE": "1",
+           "OMP_NUM_THREADS": "1", "PYTEST_ADDOPTS": f"--basetemp={tmp_path / 'basetemp'}"}
+    done = subprocess.run(["bash", str(root / "source" / "run_autograder")], env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert (root / "results" / "results.json").exists(), done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads((root / "results" / "results.json").read_text())
+
+
+def test_a_seeded_bundle_grades_the_solutions_at_the_full_total_hidden_checks_included(
+        seeded: dict[str, Path], tmp_path: Path) -> None:
+    results = _run_autograder(seeded[SEEDS[0]], REPO / "solutions", tmp_path)
+    hidden = [t for t in results["tests"] if t["visibility"] == "after_published"]
+    assert len(hidden) == json.loads(_read(seeded[SEEDS[0]], COURSE_FILE))["checks"]["03"]["hidden_checks"]
+    assert results["score"] == sum(t["max_score"] for t in results["tests"]) > sum(t["max_score"] for t in hidden) > 0
+
+
+def _hard_coded_submission(release_fixtures: Path, folder: Path) -> Path:
+    """Exercise 03 answered from the values a release ships: every public check's stored answer,
+    whatever the input."""
+    stored = {k: v["value"] for k, v in json.loads(release_fixtures.read_text())["checks"].items()}
+    patterns = {k: v["tensor"] for k, v in stored.items() if k.startswith("pattern[")}
+    country = stored["weights_to[France,-1]"]
+    adjacent, apart = stored["weights_to[France]@The capital of France is"], stored["weights_to[France]@In France, the capital is"]
+    (folder / "03").mkdir(parents=True)
+    (folder / "03" / "attention.py").write_text(f'''import torch
+PATTERNS = {patterns!r}
+COUNTRY, ADJACENT, APART = {country!r}, {adjacent!r}, {apart!r}
+
+
+def attention_pattern(cache, layer, head):
+    return torch.tensor(PATTERNS[f"pattern[L{{layer}}H{{head}}]"])
+
+
+def plot_attention(pattern, str_tokens, title=None):
+    raise NotImplementedError
+
+
+def token_index(str_tokens, word):
+    return [t.strip() for t in str_tokens].index(word.strip())
+
+
+def heads_attending_to(cache, str_tokens, word, threshold=0.3, query=-1):
+    return sorted([(l, h, w) for l, h, w in COUNTRY if w > threshold], key=lambda t: -t[2])
+
+
+def content_heads(cache_adjacent, tokens_adjacent, cache_apart, tokens_apart, word, threshold=0.3):
+    near = {{(l, h) for l, h, w in ADJACENT if w > threshold}}
+    far = {{(l, h) for l, h, w in APART if w > threshold}}
+    return {{"content": sorted(near & far), "position": sorted(near - far)}}
+''')
+    return folder
+
+
+# Hidden checks whose answer is a set of heads: on the practice model the same heads find every
+# country, so a set copied from France's stored weights is largely right for another country too, and
+# the partial credit of the check (sorted, no head below the threshold) still pays for it.
+SET_VALUED = ("heads_attending_to", "content_heads")
+
+
+@pytest.fixture(scope="module")
+def copied(seeded: dict[str, Path], project: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The seeded bundle's grade of exercise 03 answered with the values a release ships."""
+    tmp_path = tmp_path_factory.mktemp("copied")
+    release = build_release(tmp_path / "course", exercises=["03"], root=project, check_drift=False)
+    submission = _hard_coded_submission(release / "fixtures" / MODEL / "03.json", tmp_path / "submission")
+    return _run_autograder(seeded[SEEDS[1]], submission, tmp_path)
+
+
+def test_answers_copied_from_the_release_score_0_on_the_hidden_checks_of_values(copied: dict) -> None:
+    hidden = [t for t in copied["tests"] if t["visibility"] == "after_published"]
+    of_values = [t for t in hidden if not any(name in t["name"] for name in SET_VALUED)]
+    assert of_values and [t["score"] for t in of_values] == [0] * len(of_values)
+    public = [t for t in copied["tests"] if t["visibility"] == "visible"]
+    assert sum(t["score"] for t in public) > 0  # the copied answers do pass the public checks they came from
+
+
+@pytest.mark.xfail(strict=True, reason="set-valued hidden checks still pay partial or full credit for heads copied "
+                                       "from France (see SET_VALUED): not solved yet")
+def test_answers_copied_from_the_release_score_0_on_every_hidden_check(copied: dict) -> None:
+    hidden = [t for t in copied["tests"] if t["visibility"] == "after_published"]
+    assert [t["score"] for t in hidden] == [0] * len(hidden)
