@@ -33,3 +33,9 @@ def find_project_root(cwd: Path | None = None) -> Path:
 
 
 PROJECT_ROOT = find_project_root()
+EXERCISES_DIR = PROJECT_ROOT / "exercises"
+
+
+def known_exercises() -> str:
+    """The exercise folders there are ("01, 02, ..."), for a message that refuses an unknown one."""
+    return ", ".join(sorted(p.name for p in EXERCISES_DIR.iterdir() if p.is_dir() and p.name.isdigit()))

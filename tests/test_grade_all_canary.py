@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from graded_project import new_project
 
+from grader.classroom.identity import folder_name
+
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="isolated grading needs Linux")
 
 CHECKS = '''
@@ -62,15 +64,17 @@ def test_reference_solutions_that_lose_a_check_stop_the_class_before_anyone_is_g
     assert said == ["mechgrade grade-all: the reference solutions scored 1/3 in this grading environment, so it would "
                     "cost students points too; nobody was graded. Failed: 1.1 01 · add() adds. See why with "
                     "`mechgrade grade --isolate --solutions`"], done.stderr
-    assert not (course / "out" / "alice").exists(), "a student was graded"
+    assert not (course / "out" / folder_name("alice")).exists(), "a student was graded"
     assert not (course / "out" / ".canary").exists()
+    assert not list((course / "out").glob("canary*")), "the reference solutions were filed as a student"
 
 
 def test_reference_solutions_with_full_marks_let_the_class_be_graded(course: Path) -> None:
     done = grade_all(course)
     assert done.returncode == 0, done.stderr
     assert "the reference solutions scored full marks" in done.stderr
-    assert (course / "out" / "alice" / "results.json").is_file()
+    assert (course / "out" / folder_name("alice") / "results.json").is_file()
     assert not (course / "out" / ".canary").exists()
+    assert not list((course / "out").glob("canary*")), "the reference solutions were filed as a student"
     rows = (course / "out" / "grades.csv").read_text().splitlines()
     assert len(rows) == 2 and rows[1].startswith("alice,"), rows  # the canary is no student

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-NAME = ".canary"  # its folder under the class's output, removed once read
+NAME = ".canary"  # its identity, and its own folder under the class's output (removed once read)
 MAX_NAMED = 8  # failed checks named in the message; the rest are counted
 
 

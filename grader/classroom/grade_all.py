@@ -168,19 +168,23 @@ class _Quiet(Progress):
 
 def _canary(options: ClassOptions, out: Path) -> str | None:
     """Grade the reference solutions first, on a worker, as any submission (grader.classroom.canary);
-    None when they score full marks, else why nobody should be graded."""
+    None when they score full marks, else why nobody should be graded. They are graded into a
+    folder of their own, so no student's folder, nor the gradebook, ever holds them."""
     print("mechgrade grade-all: grading the reference solutions first", file=sys.stderr)
-    reference = Submission(canary.NAME, "solutions/ (the canary)", REPO_ROOT / "solutions")
+    reference = Submission(canary.NAME, REPO_ROOT / "solutions")
+    canary_out = out / canary.NAME  # no student's folder: those never begin with a dot
+    shutil.rmtree(canary_out, ignore_errors=True)
+    canary_out.mkdir()
     started = time.monotonic()
     try:
-        _run_jobs(options, out, [reference], _Quiet(1))
-        refused = canary.verdict(out / canary.NAME / "results.json")
+        _run_jobs(options, canary_out, [reference], _Quiet(1))
+        refused = canary.verdict(results_file(canary_out, reference))
         if refused is None:
             print(f"mechgrade grade-all: the reference solutions scored full marks ({time.monotonic() - started:.1f} s)",
                   file=sys.stderr)
         return refused
     finally:
-        shutil.rmtree(out / canary.NAME, ignore_errors=True)
+        shutil.rmtree(canary_out, ignore_errors=True)
 
 
 def _lock_away(folders: list[Path], options: ClassOptions) -> hiding.ModeLock:

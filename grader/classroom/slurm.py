@@ -97,18 +97,18 @@ def grade_on_slurm(options: ClassOptions, slurm: SlurmOptions) -> int:
     write_json_atomic(plan_of(options, out, submissions, shares), run / "plan.json")
     script = run / "grade.sbatch"
     script.write_text(render_script(options, slurm, out, run, len(shares)), encoding="utf-8")
-    locked = _lock_away([options.submissions.resolve(), out])
+    lock = _lock_away([options.submissions.resolve(), out], options)  # the tasks inherit how to hide
     try:
         job = slurm_client.submit(script)
     except SlurmError as exc:
-        for folder, mode in locked:
-            os.chmod(folder, mode)
+        lock.restore()
         shutil.rmtree(run, ignore_errors=True)
         if created:
             shutil.rmtree(out, ignore_errors=True)
         return _refuse(str(exc))
+    locked = lock.hand_over()  # the run's record puts them back once the array has ended
     record = {"job": job, "run": str(run), "time": slurm.time, "submitted": time.time(),
-              "locked": [[str(folder), mode] for folder, mode in locked]}
+              "locked": [[folder, mode] for folder, mode in locked]}
     write_json_atomic(record, run / RECORD)  # kept: which job graded this run, and when it was submitted
     write_json_atomic(record, out / SLURM_DIR / RECORD)
     say(f"submitted Slurm job {job} ({job_name(options)}): {len(shares)} tasks grading {len(gradable)} "

@@ -8,10 +8,9 @@ import sys
 from pathlib import Path
 
 from grader.models import MODELS
-from grader.project import PROJECT_ROOT
+from grader.project import EXERCISES_DIR, PROJECT_ROOT, known_exercises
 
 REPO_ROOT = PROJECT_ROOT
-EXERCISES_DIR = REPO_ROOT / "exercises"
 # Where a grading run writes its HTML report unless told otherwise, relative to the project.
 DEFAULT_REPORT = Path("reports") / "report.html"
 
@@ -57,7 +56,7 @@ def targets(exercises: list[str] | None) -> list[str]:
     for exercise in exercises:
         folder = EXERCISES_DIR / exercise.zfill(2)
         if not folder.is_dir():
-            known = ", ".join(sorted(p.name for p in EXERCISES_DIR.iterdir() if p.is_dir() and p.name.isdigit()))
+            known = known_exercises()
             raise SystemExit(f"mechgrade: no exercise {exercise!r}; known: {known}")
         targets.append(str(folder))
     return targets

@@ -21,10 +21,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from grader.project import PROJECT_ROOT
+from grader.project import EXERCISES_DIR, PROJECT_ROOT
 
 REPO_ROOT = PROJECT_ROOT
-EXERCISES_DIR = REPO_ROOT / "exercises"
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 
 HOW_TO = """\

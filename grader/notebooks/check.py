@@ -20,14 +20,13 @@ import pytest
 
 from grader.grading.command import DEFAULT_REPORT
 from grader.grading.session import PRESET_KEY, Preset
-from grader.project import PROJECT_ROOT
+from grader.project import EXERCISES_DIR, PROJECT_ROOT, known_exercises
 from grader.reports.terminal import render_terminal
 from grader.student import runtime
 from grader.student.model_guard import ModelGuard
 from grader.student.submission import GradedSource
 
 REPO_ROOT = PROJECT_ROOT
-EXERCISES_DIR = REPO_ROOT / "exercises"
 REPORT_HEIGHT_PX = 640
 
 _guards: dict[int, ModelGuard] = {}  # id(model) -> its ModelGuard, kept from one check to the next
@@ -43,7 +42,7 @@ def check(exercise: str | int, show_report: bool = True) -> None:
         return None  # a submitted notebook being graded: its last cell must not start a grading of its own
     folder = EXERCISES_DIR / str(exercise).zfill(2)
     if not folder.is_dir():
-        known = ", ".join(sorted(p.name for p in EXERCISES_DIR.iterdir() if p.is_dir() and p.name.isdigit()))
+        known = known_exercises()
         raise ValueError(f"no exercise {exercise!r}; known: {known}")
     model = runtime.kernel_model()
     guard = _guards.get(id(model))

@@ -128,6 +128,16 @@ class ModeLock:
         for path, mode in saved:
             os.chmod(path, 0o700)
 
+    def hand_over(self) -> list[tuple[str, int]]:
+        """The modes to put back, for a record that outlives this process (a Slurm job array
+        grades after its submitter has exited): this process no longer restores them."""
+        with self._lock:
+            saved, journal, self.saved, self.journal = self.saved, self.journal, [], None
+        if journal is not None:
+            journal.unlink(missing_ok=True)
+            atexit.unregister(self.restore)
+        return saved
+
     def restore(self) -> None:
         with self._lock:
             saved, journal, self.saved, self.journal = self.saved, self.journal, [], None
