@@ -12,6 +12,7 @@ import torch
 from grader.judging.compare import Tolerance
 from grader.judging.mistakes import Mistake
 from grader.judging.pictures import MATCHES, figure_to_artifact, reference_heatmap, remembered
+from grader.judging.prompts import IOI_NAMES, IOI_TEMPLATE
 
 TOPIC = "ioi"
 DIFF_TOL = dict(atol=1e-3, rtol=1e-3)  # logit differences of about 13
@@ -19,21 +20,18 @@ METRIC = Tolerance(atol=2e-4, rtol=2e-4)  # normalised metrics near 0 and 1; pat
 METRIC_TOL = dict(atol=METRIC.atol, rtol=METRIC.rtol)
 BATCH = 16
 
-# Names and templates the exercise text never shows (it shows Mary, John, Alice and the "store"
-# template): an answer written for the text's prompts cannot pass. Every one is in the practice
-# model's training distribution (grader/toy/corpus.py), which it gets right.
-NAMES = ["James", "Sarah", "Tom", "Anna", "David", "Emma", "Michael", "Laura", "Peter", "Kate", "Paul", "Lisa",
-         "Mark", "Julia", "Daniel", "Rachel", "George", "Helen", "Jack", "Emily", "Henry", "Grace", "Sam", "Lucy"]
-CASES = {  # name -> (template, seed of the names)
-    "IO first": ("After {io} and {s} went to the park, {s} gave a book to", 8),
-    "S first": ("When {s} and {io} went to the school, {s} handed a ring to", 9),
-}
-OTHER_TEMPLATE = "Then {io} and {s} went to the market, and {s} gave a key to"  # ioi_batch only: S2 elsewhere
+# The public checks run on the template the exercise text shows, with names drawn from the ones it
+# lists (grader.judging.prompts). The hidden checks take a template and names it never shows from
+# `held_out`, so an answer written for the text's prompts cannot pass them.
+PUBLIC = "the text's template"  # the name a public check's expected values are stored under
+HELD_OUT = "held-out"  # the name a hidden check's expected values are stored under
+PUBLIC_SEED = 8  # of the public batch's names
 
 
 def grader_names(seed: int, count: int = BATCH) -> list[tuple[str, str, str]]:
+    """The public batch's (io, s, third) triples, from the names the text lists."""
     rng = random.Random(seed)
-    return [tuple(rng.sample(NAMES, 3)) for _ in range(count)]  # type: ignore[misc]
+    return [tuple(rng.sample(IOI_NAMES, 3)) for _ in range(count)]  # type: ignore[misc]
 
 
 def _id(model, name: str) -> int:
@@ -53,9 +51,12 @@ def grader_batch(model, template: str, names: list[tuple[str, str, str]], corrup
     return {"clean": clean, "corrupted": corrupted, "io": io.to(clean.device), "s": s.to(clean.device)}
 
 
-def case_batch(model, case: str) -> dict[str, torch.Tensor]:
-    template, seed = CASES[case]
-    return grader_batch(model, template, grader_names(seed))
+def public_batch(model) -> dict[str, torch.Tensor]:
+    return grader_batch(model, IOI_TEMPLATE, grader_names(PUBLIC_SEED))
+
+
+def held_out_batch(model, held_out) -> dict[str, torch.Tensor]:
+    return grader_batch(model, held_out.ioi_template, held_out.ioi_triples())
 
 
 # ---- the grader's own computations (the expected values come from the reference; these only name mistakes) ----
@@ -183,26 +184,32 @@ def _no_hooks_left(grade, sandbox, right: bool) -> None:
                 hint="use model.run_with_hooks (it removes its hooks), not model.add_hook", given=right)
 
 
-def expected_patching(expected, reference, model, case: str):
-    return expected(f"patch_heads[{case}]", lambda: reference.patch_heads(model, case_batch(model, case)), **METRIC_TOL)
+def expected_patching(expected, reference, model, case: str, batch):
+    """`case`: PUBLIC or HELD_OUT, the batch's name in the stored values."""
+    return expected(f"patch_heads[{case}]", lambda: reference.patch_heads(model, batch), **METRIC_TOL)
 
 
-def expected_attribution(expected, reference, model, case: str):
-    return expected(f"attribution_patch[{case}]", lambda: reference.attribution_patch(model, case_batch(model, case)),
-                    **METRIC_TOL)
+def expected_attribution(expected, reference, model, case: str, batch):
+    return expected(f"attribution_patch[{case}]", lambda: reference.attribution_patch(model, batch), **METRIC_TOL)
 
 
 # ---- the batch ----
 
-BATCH_CASES = {"IO first": CASES["IO first"], "another template": (OTHER_TEMPLATE, 10)}
-
 
 @pytest.mark.points(2)
-@pytest.mark.parametrize("case", list(BATCH_CASES))
-def test_ioi_batch_replaces_the_second_subject(case, student, model, grade):
+def test_ioi_batch_replaces_the_second_subject(student, model, grade):
     """ioi_batch: the clean prompts, the same with S2 replaced by a third name, and the answer ids"""
-    template, seed = BATCH_CASES[case]
-    names = grader_names(seed, 6)
+    _ioi_batch(IOI_TEMPLATE, grader_names(PUBLIC_SEED, 6), student, model, grade)
+
+
+@pytest.mark.hidden
+@pytest.mark.points(2)
+def test_ioi_batch_on_a_held_out_template(held_out, student, model, grade):
+    """ioi_batch on a template and names the exercise never shows"""
+    _ioi_batch(held_out.ioi_template, held_out.ioi_triples()[:6], student, model, grade)
+
+
+def _ioi_batch(template, names, student, model, grade):
     want = grader_batch(model, template, names)
     got = student.ioi_batch(model, template, names)
     keys = {"clean", "corrupted", "io", "s"}
@@ -252,10 +259,10 @@ def test_ioi_batch_replaces_the_second_subject(case, student, model, grade):
 @pytest.mark.points(2)
 def test_logit_diff_reads_each_prompts_own_names(student, model, expected, reference, grade):
     """logit_diff: logit(IO) - logit(S) at the last position, each prompt with its own names, averaged"""
-    batch = case_batch(model, "S first")
+    batch = public_batch(model)
     with torch.no_grad():
         logits = model(batch["clean"])
-    want = expected("logit_diff[S first]", lambda: reference.logit_diff(logits, batch["io"], batch["s"]), **DIFF_TOL)
+    want = expected(f"logit_diff[{PUBLIC}]", lambda: reference.logit_diff(logits, batch["io"], batch["s"]), **DIFF_TOL)
     got = _as_float(student.logit_diff(logits, batch["io"], batch["s"]))
     last = logits[:, -1]
     grade.compare("logit difference", got, want,
@@ -274,7 +281,7 @@ def test_logit_diff_reads_each_prompts_own_names(student, model, expected, refer
 @pytest.mark.points(2)
 def test_ioi_metric_is_one_when_clean_and_zero_when_corrupted(student, model, grade):
     """ioi_metric: the logit difference normalised so that the clean run is 1 and the corrupted run 0"""
-    batch = case_batch(model, "S first")
+    batch = public_batch(model)
     runs = Runs(model, batch)
 
     def halfway(z, hook):  # a run between the two: one head corrupted (values the text never shows)
@@ -304,11 +311,20 @@ def test_ioi_metric_is_one_when_clean_and_zero_when_corrupted(student, model, gr
 
 
 @pytest.mark.points(3)
-@pytest.mark.parametrize("case", list(CASES))
-def test_patch_heads_corrupts_one_head_of_the_clean_run(case, student, sandbox, reference, model, expected, grade):
+def test_patch_heads_corrupts_one_head_of_the_clean_run(student, sandbox, reference, model, expected, grade):
     """patch_heads: the clean run with one head's z from the corrupted run, for every head"""
-    batch = case_batch(model, case)
-    want = expected_patching(expected, reference, model, case)
+    _patch_heads(PUBLIC, public_batch(model), student, sandbox, reference, model, expected, grade)
+
+
+@pytest.mark.hidden
+@pytest.mark.points(3)
+def test_patch_heads_on_a_held_out_batch(held_out, student, sandbox, reference, model, expected, grade):
+    """patch_heads on a template and names the exercise never shows"""
+    _patch_heads(HELD_OUT, held_out_batch(model, held_out), student, sandbox, reference, model, expected, grade)
+
+
+def _patch_heads(case, batch, student, sandbox, reference, model, expected, grade):
+    want = expected_patching(expected, reference, model, case, batch)
     with sandbox.watching() as activity:
         got = student.patch_heads(model, batch)
     runs = functools.cache(lambda: Runs(model, batch))
@@ -344,20 +360,25 @@ def test_patch_heads_corrupts_one_head_of_the_clean_run(case, student, sandbox, 
 
 # ---- path patching ----
 
-TO_LOGITS = {  # case -> (batch case, sender)
-    "L0H1, IO first": ("IO first", (0, 1)),
-    "L0H2, S first": ("S first", (0, 2)),
-}
-
 
 @pytest.mark.points(2)
-@pytest.mark.parametrize("which", list(TO_LOGITS))
-def test_path_patch_to_logits_freezes_every_other_head(which, student, sandbox, reference, model, expected, grade):
+def test_path_patch_to_logits_freezes_every_other_head(student, sandbox, reference, model, expected, grade):
     """path_patch_to_logits: the sender corrupted, every other head frozen at clean"""
-    case, sender = TO_LOGITS[which]
-    batch = case_batch(model, case)
+    _path_patch_to_logits(PUBLIC, public_batch(model), (0, 1), student, sandbox, reference, model, expected, grade)
+
+
+@pytest.mark.hidden
+@pytest.mark.points(2)
+def test_path_patch_to_logits_on_a_held_out_batch(held_out, student, sandbox, reference, model, expected, grade):
+    """path_patch_to_logits on a template and names the exercise never shows, from another sender"""
+    _path_patch_to_logits(HELD_OUT, held_out_batch(model, held_out), (0, 2), student, sandbox, reference, model,
+                          expected, grade)
+
+
+def _path_patch_to_logits(case, batch, sender, student, sandbox, reference, model, expected, grade):
+    which = f"L{sender[0]}H{sender[1]}, {case}"
     want = expected(f"path_to_logits[{which}]", lambda: reference.path_patch_to_logits(model, batch, sender), **METRIC_TOL)
-    total = expected_patching(expected, reference, model, case).value[sender]
+    total = expected_patching(expected, reference, model, case, batch).value[sender]
     with sandbox.watching() as activity:
         got = _as_float(student.path_patch_to_logits(model, batch, sender))
     runs = functools.cache(lambda: Runs(model, batch))
@@ -383,27 +404,33 @@ def test_path_patch_to_logits_freezes_every_other_head(which, student, sandbox, 
     _no_hooks_left(grade, sandbox, right)
 
 
-PATHS = {  # case -> (batch case, sender, receivers, component)
-    "L0H1 to every L1 query, IO first": ("IO first", (0, 1), [(1, 0), (1, 1), (1, 2), (1, 3)], "q"),
-    "L0H1 to L1H1 and L1H3 values, S first": ("S first", (0, 1), [(1, 1), (1, 3)], "v"),
-}
-
-
 @pytest.mark.points(2)
-@pytest.mark.parametrize("which", list(PATHS))
-def test_path_patch_reaches_the_logits_only_through_the_receivers(which, student, sandbox, reference, model, expected, grade):
+def test_path_patch_reaches_the_logits_only_through_the_receivers(student, sandbox, reference, model, expected, grade):
     """path_patch: the sender's effect through the receivers' q, k or v only"""
-    case, sender, receivers, component = PATHS[which]
-    batch = case_batch(model, case)
+    _path_patch(PUBLIC, public_batch(model), (0, 1), [(1, 0), (1, 1), (1, 2), (1, 3)], "q",
+                student, sandbox, reference, model, expected, grade)
+
+
+@pytest.mark.hidden
+@pytest.mark.points(2)
+def test_path_patch_on_a_held_out_batch(held_out, student, sandbox, reference, model, expected, grade):
+    """path_patch on a template and names the exercise never shows, to other receivers' values"""
+    _path_patch(HELD_OUT, held_out_batch(model, held_out), (0, 1), [(1, 1), (1, 3)], "v",
+                student, sandbox, reference, model, expected, grade)
+
+
+def _path_patch(case, batch, sender, receivers, component, student, sandbox, reference, model, expected, grade):
+    layer = receivers[0][0]
+    heads = ", ".join(f"L{l}H{h}" for l, h in receivers)
+    which = f"L{sender[0]}H{sender[1]} to {heads} {component}, {case}"
     want = expected(f"path[{which}]", lambda: reference.path_patch(model, batch, sender, receivers, component), **METRIC_TOL)
-    total = expected_patching(expected, reference, model, case).value[sender]
+    total = expected_patching(expected, reference, model, case, batch).value[sender]
     with sandbox.watching() as activity:
         got = _as_float(student.path_patch(model, batch, sender, list(receivers), component))
     runs = functools.cache(lambda: Runs(model, batch))
-    layer = receivers[0][0]
     others = [c for c in ("q", "k", "v") if c != component]
     right = grade.compare(
-        f"metric through {component} of {', '.join(f'L{l}H{h}' for l, h in receivers)}",
+        f"metric through {component} of {heads}",
         got,
         want,
         mistakes=lambda w: {
@@ -437,12 +464,21 @@ def test_path_patch_reaches_the_logits_only_through_the_receivers(which, student
 
 
 @pytest.mark.points(3)
-@pytest.mark.parametrize("case", list(CASES))
-def test_attribution_patch_estimates_every_head_from_one_backward_pass(case, student, sandbox, reference, model,
-                                                                        expected, grade):
+def test_attribution_patch_estimates_every_head_from_one_backward_pass(student, sandbox, reference, model, expected,
+                                                                        grade):
     """attribution_patch: 1 + (z_corrupted - z_clean) . the metric's gradient at the clean run, per head"""
-    batch = case_batch(model, case)
-    want = expected_attribution(expected, reference, model, case)
+    _attribution_patch(PUBLIC, public_batch(model), student, sandbox, reference, model, expected, grade)
+
+
+@pytest.mark.hidden
+@pytest.mark.points(3)
+def test_attribution_patch_on_a_held_out_batch(held_out, student, sandbox, reference, model, expected, grade):
+    """attribution_patch on a template and names the exercise never shows"""
+    _attribution_patch(HELD_OUT, held_out_batch(model, held_out), student, sandbox, reference, model, expected, grade)
+
+
+def _attribution_patch(case, batch, student, sandbox, reference, model, expected, grade):
+    want = expected_attribution(expected, reference, model, case, batch)
     with sandbox.watching() as activity:
         got = student.attribution_patch(model, batch)
     runs = functools.cache(lambda: Runs(model, batch))
@@ -497,8 +533,9 @@ def _reference_scatter(patching: torch.Tensor, attribution: torch.Tensor, captio
 @pytest.mark.points(3)
 def test_plot_attribution_vs_patching_scatters_every_head(student, reference, model, expected, grade):
     """plot_attribution_vs_patching: one point per head, activation patching on x, attribution on y"""
-    patching = expected_patching(expected, reference, model, "IO first").value.float()
-    attribution = expected_attribution(expected, reference, model, "IO first").value.float()
+    batch = public_batch(model)
+    patching = expected_patching(expected, reference, model, PUBLIC, batch).value.float()
+    attribution = expected_attribution(expected, reference, model, PUBLIC, batch).value.float()
     want = torch.stack([patching.flatten(), attribution.flatten()], dim=1)
     answer = student.plot_attribution_vs_patching(patching.clone(), attribution.clone())
     fig = grade.student_figure(answer, _reference_scatter(patching, attribution, ""))

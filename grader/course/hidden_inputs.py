@@ -2,17 +2,21 @@
 
 Each pool suits the checks that use it: countries and capitals the graded model knows (its top
 prediction is the capital, the words stay one token in every template), indirect-object sentences
-it completes, token-batch lengths and seeds, SAE text seeds. Inputs the model does not handle are
+it completes (exercise 05's prompt; exercise 08's template and names, every prompt of its batch),
+token-batch lengths and seeds, SAE text seeds. Inputs the model does not handle are
 skipped, so the reference solutions pass every hidden check on what is drawn.
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any
 
 from grader.judging.held_out import HeldOut
-from grader.toy.corpus import CAPITALS, NAMES, OBJECTS, PLACES
+from grader.judging.prompts import IOI_NAMES as SHOWN_IOI_NAMES
+from grader.judging.prompts import IOI_TEMPLATE as SHOWN_IOI_TEMPLATE
+from grader.toy.corpus import CAPITALS, IOI_TEMPLATES, NAMES, OBJECTS, PLACES
 
 # Templates a drawn input is written in: the ones the fixed inputs use.
 PROMPT_TEMPLATE = "The capital of {country} is"  # the patching pair's: clean and corrupted must be as long
@@ -28,6 +32,7 @@ SHOWN_NAMES = {"Mary", "John"}
 # Exercise 06's token batches and repeated_tokens case: (seq_len, batch) pools; the public ones
 # are 20 long (the text's example), so a held-out length differs from it.
 SEQ_LENS, BATCHES = (11, 12, 13, 14, 15, 16, 17), (3, 4, 5)
+IOI_NAMES_DRAWN = 12  # exercise 08: how many names its held-out batch draws its triples from
 SAE_DOCS = 30  # documents of exercise 07's held-out top-token text
 SAE_SEED_RANGE = (1000, 99_999)  # away from the SAE's training (0-ish) and judging (102) seeds
 TRIES = 200
@@ -69,6 +74,33 @@ def _ioi_works(model: Any, a: str, b: str, prompt: str) -> bool:
     return bool(logits[model.to_single_token(" " + a)] > logits[model.to_single_token(" " + b)])
 
 
+def _ioi_template(rng: random.Random) -> str:
+    """Exercise 08's kind of template ({io} once, {s} twice, ending before the answer), made from a
+    sentence the practice model was trained on, either name first, never the text's own."""
+    while True:
+        sentence = rng.choice(IOI_TEMPLATES).removesuffix(" {io}.")
+        first, second = ("{io}", "{s}") if rng.random() < 0.5 else ("{s}", "{io}")
+        template = sentence.format(a=first, b=second, s="{s}", place=rng.choice(PLACES), obj=rng.choice(OBJECTS))
+        if template != SHOWN_IOI_TEMPLATE:
+            return template
+
+
+def _ioi_batch_works(model: Any, inputs: HeldOut) -> bool:
+    """Every prompt of exercise 08's held-out batch has one-token names and the indirect object
+    beats the subject, so its metric has a clean run to be 1 at."""
+    import torch
+
+    triples = inputs.ioi_triples()
+    if not all(_single(model, " " + name) for name in inputs.ioi_names):
+        return False
+    tokens = model.to_tokens([inputs.ioi_template.format(io=io, s=s) for io, s, _ in triples])
+    with torch.no_grad():
+        last = model(tokens)[:, -1]
+    io = torch.tensor([model.to_single_token(" " + io) for io, _, _ in triples], device=last.device)
+    s = torch.tensor([model.to_single_token(" " + s) for _, s, _ in triples], device=last.device)
+    return bool((last.gather(1, io[:, None]) > last.gather(1, s[:, None])).all())
+
+
 def draw(seed: str, model: Any) -> HeldOut:
     """Held-out inputs drawn from the pools with `seed`, kept only where `model` handles them (the
     capital is its top prediction, the indirect object beats the subject, the words stay one token),
@@ -93,7 +125,7 @@ def draw(seed: str, model: Any) -> HeldOut:
             break
     else:
         raise ValueError(f"the model completed none of {TRIES} drawn indirect-object sentences")
-    return HeldOut(
+    drawn = HeldOut(
         prompt=rng.choice(SINGLE_PROMPT_TEMPLATES).format(country=word), word=word,
         adjacent=ADJACENT_TEMPLATE.format(country=word), apart=APART_TEMPLATE.format(country=word),
         clean=PROMPT_TEMPLATE.format(country=other), corrupted=PROMPT_TEMPLATE.format(country=word),
@@ -102,4 +134,13 @@ def draw(seed: str, model: Any) -> HeldOut:
         tokens=(rng.choice(SEQ_LENS), rng.choice(BATCHES), rng.randint(1000, 99_999)),
         repeated=(rng.choice(SEQ_LENS), rng.choice(BATCHES), rng.randint(1000, 99_999)),
         sae_text_seed=rng.randint(*SAE_SEED_RANGE),
+        ioi_template="", ioi_names=(), ioi_seed=0,
     )
+    # Exercise 08's, drawn last so that a seed still draws the other exercises' inputs it drew before.
+    unshown = [n for n in NAMES if n not in SHOWN_IOI_NAMES]
+    for _ in range(TRIES):
+        candidate = replace(drawn, ioi_template=_ioi_template(rng), ioi_names=tuple(rng.sample(unshown, IOI_NAMES_DRAWN)),
+                            ioi_seed=rng.randint(1000, 99_999))
+        if _ioi_batch_works(model, candidate):
+            return candidate
+    raise ValueError(f"the model completed none of {TRIES} drawn batches of exercise 08's held-out prompts")

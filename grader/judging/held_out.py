@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -36,6 +37,14 @@ HELD_OUT_ADJACENT, HELD_OUT_APART = "The capital city of Spain is", "Spain's cap
 # single tokens in both tokenizers). The answer is the indirect object, Anna.
 HELD_OUT_IOI_PROMPT = "When Anna and Tom went to the park, Tom gave a ball to"
 HELD_OUT_IOI_ANSWERS = (" Anna", " Tom")
+# Exercise 08: another template than the text's (the subject first, another place, verb and
+# object) and names the text and the public checks never use; every one is a name of the practice
+# model's training sentences (grader/toy/corpus.py), one token in both tokenizers.
+HELD_OUT_IOI_TEMPLATE = "When {s} and {io} went to the school, {s} handed a ring to"
+HELD_OUT_IOI_NAMES = ("James", "Sarah", "Tom", "Anna", "David", "Emma", "Michael", "Laura", "Peter", "Kate", "Paul",
+                      "Lisa", "Mark", "Julia", "Daniel", "Rachel", "George", "Helen", "Jack", "Emily", "Henry", "Grace",
+                      "Sam", "Lucy")
+IOI_BATCH = 16  # prompts in exercise 08's held-out batch, as many as in its public one
 
 @dataclass(frozen=True)
 class HeldOut:
@@ -51,6 +60,14 @@ class HeldOut:
     tokens: tuple[int, int, int]  # exercise 06: the grader's token batch (seq_len, batch, seed)
     repeated: tuple[int, int, int]  # exercise 06: repeated_tokens' case (seq_len, batch, seed)
     sae_text_seed: int  # exercise 07: the seed of the held-out top-token text
+    ioi_template: str  # exercise 08: a template with {io} once and {s} twice
+    ioi_names: tuple[str, ...]  # exercise 08: the names its batch draws (io, s, third) from
+    ioi_seed: int  # exercise 08: the seed of that draw
+
+    def ioi_triples(self, count: int = IOI_BATCH) -> list[tuple[str, str, str]]:
+        """Exercise 08's held-out batch: `count` (io, s, third) triples of distinct names."""
+        rng = random.Random(self.ioi_seed)
+        return [tuple(rng.sample(self.ioi_names, 3)) for _ in range(count)]  # type: ignore[misc]
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True) + "\n"
@@ -81,6 +98,7 @@ DEFAULT = HeldOut(
     clean=HELD_OUT_CLEAN, corrupted=HELD_OUT_CORRUPTED, answers=HELD_OUT_ANSWERS,
     ioi_prompt=HELD_OUT_IOI_PROMPT, ioi_answers=HELD_OUT_IOI_ANSWERS,
     tokens=(13, 3, 4321), repeated=(13, 3, 7), sae_text_seed=103,
+    ioi_template=HELD_OUT_IOI_TEMPLATE, ioi_names=HELD_OUT_IOI_NAMES, ioi_seed=9,
 )
 
 
