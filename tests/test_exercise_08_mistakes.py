@@ -30,18 +30,26 @@ TO_LOGITS = "test_path_patch_to_logits_freezes_every_other_head"
 PATH = "test_path_patch_reaches_the_logits_only_through_the_receivers"
 ATTRIBUTION = "test_attribution_patch_estimates_every_head_from_one_backward_pass"
 PLOT = "test_plot_attribution_vs_patching_scatters_every_head"
+# The hidden checks: the same functions on a template and names the exercise text never shows
+# (the held-out inputs' defaults, grader.judging.held_out.DEFAULT).
+BATCH_HIDDEN = "test_ioi_batch_on_a_held_out_template"
+HEADS_HIDDEN = "test_patch_heads_on_a_held_out_batch"
+TO_LOGITS_HIDDEN = "test_path_patch_to_logits_on_a_held_out_batch"
+PATH_HIDDEN = "test_path_patch_on_a_held_out_batch"
+ATTRIBUTION_HIDDEN = "test_attribution_patch_on_a_held_out_batch"
 
 FUNCTION_TESTS = {
-    "ioi_batch": (BATCH,),
+    "ioi_batch": (BATCH, BATCH_HIDDEN),
     "logit_diff": (DIFF,),
     "ioi_metric": (METRIC,),
-    "patch_heads": (HEADS,),
-    "path_patch_to_logits": (TO_LOGITS,),
-    "path_patch": (PATH,),
-    "attribution_patch": (ATTRIBUTION,),
+    "patch_heads": (HEADS, HEADS_HIDDEN),
+    "path_patch_to_logits": (TO_LOGITS, TO_LOGITS_HIDDEN),
+    "path_patch": (PATH, PATH_HIDDEN),
+    "attribution_patch": (ATTRIBUTION, ATTRIBUTION_HIDDEN),
     "plot_attribution_vs_patching": (PLOT,),
 }
-PATCHING = (HEADS, TO_LOGITS, PATH)  # the checks of the functions that call ioi_metric
+# The checks of the functions that call ioi_metric.
+PATCHING = (HEADS, HEADS_HIDDEN, TO_LOGITS, TO_LOGITS_HIDDEN, PATH, PATH_HIDDEN)
 
 
 def _corrupting(which: str) -> str:
@@ -114,10 +122,10 @@ def _attribution(at: str = "clean", sign: str = "+", extra_passes: int = 0) -> s
 MISTAKES = [
     # ---------------------------------------------------------------- batch A
     Mistake("08-corrupts-s1", "A", "08", "ioi_batch", _corrupting("(clean[row] == s[row]).nonzero()[0]"),
-            f"{BATCH}[IO first]", "the first occurrence of the subject (S1) was replaced",
-            also={f"{BATCH}[another template]": "the first occurrence of the subject (S1) was replaced"}),
+            BATCH, "the first occurrence of the subject (S1) was replaced",
+            also={BATCH_HIDDEN: "the first occurrence of the subject (S1) was replaced"}),
     Mistake("08-patching-the-wrong-way", "A", "08", "patch_heads", _patch_heads("corrupted"),
-            f"{HEADS}[IO first]", "the patching goes the wrong way", also={f"{HEADS}[S first]": "the patching goes the wrong way"}),
+            HEADS, "the patching goes the wrong way", also={HEADS_HIDDEN: "the patching goes the wrong way"}),
     Mistake("08-path-not-frozen", "A", "08", "path_patch_to_logits", _fn('''
         @torch.no_grad()
         def path_patch_to_logits(model, batch, sender):
@@ -128,7 +136,8 @@ MISTAKES = [
                 return z
             logits = model.run_with_hooks(batch["clean"], fwd_hooks=[(f"blocks.{layer}.attn.hook_z", corrupt)])
             return float(ioi_metric(logits, batch["io"], batch["s"], clean_diff, corrupted_diff))
-        '''), f"{TO_LOGITS}[L0H1, IO first]", "the other heads are not frozen"),
+        '''), TO_LOGITS, "the other heads are not frozen",
+        also={TO_LOGITS_HIDDEN: "the other heads are not frozen"}),
     Mistake("08-path-through-every-path", "A", "08", "path_patch", _fn('''
         @torch.no_grad()
         def path_patch(model, batch, sender, receivers, component):
@@ -139,11 +148,11 @@ MISTAKES = [
                 return z
             logits = model.run_with_hooks(batch["clean"], fwd_hooks=[(f"blocks.{layer}.attn.hook_z", corrupt)])
             return float(ioi_metric(logits, batch["io"], batch["s"], clean_diff, corrupted_diff))
-        '''), f"{PATH}[L0H1 to every L1 query, IO first]", "that is the sender's total effect, through every path",
-        also={f"{PATH}[L0H1 to L1H1 and L1H3 values, S first]": "that is the sender's total effect"}),
+        '''), PATH, "that is the sender's total effect, through every path",
+        also={PATH_HIDDEN: "that is the sender's total effect"}),
     Mistake("08-attribution-gradient-at-corrupted", "A", "08", "attribution_patch", _attribution(at="corrupted"),
-            f"{ATTRIBUTION}[IO first]", "the gradient was taken at the corrupted run",
-            also={f"{ATTRIBUTION}[S first]": "the gradient was taken at the corrupted run"}),
+            ATTRIBUTION, "the gradient was taken at the corrupted run",
+            also={ATTRIBUTION_HIDDEN: "the gradient was taken at the corrupted run"}),
     Mistake("08-plot-axes-swapped", "A", "08", "plot_attribution_vs_patching", _fn('''
         def plot_attribution_vs_patching(patching, attribution):
             fig, ax = plt.subplots()
@@ -156,13 +165,13 @@ MISTAKES = [
         '''), PLOT, "x and y are swapped"),
     # ---------------------------------------------------------------- batch B
     Mistake("08-corrupts-the-indirect-object", "B", "08", "ioi_batch", _corrupting("(clean[row] == io[row]).nonzero()[0]"),
-            f"{BATCH}[IO first]", "the indirect object was replaced"),
+            BATCH, "the indirect object was replaced", also={BATCH_HIDDEN: "the indirect object was replaced"}),
     # Right values, and a hook left behind: only the guard fails.
     Mistake("08-patch-heads-leaves-a-hook", "B", "08", "patch_heads",
             _patch_heads("clean", extra='model.add_hook("blocks.0.attn.hook_z", lambda z, hook: z)'),
-            f"{HEADS}[IO first]", "use model.run_with_hooks", also={f"{HEADS}[S first]": "use model.run_with_hooks"}),
+            HEADS, "use model.run_with_hooks", also={HEADS_HIDDEN: "use model.run_with_hooks"}),
     Mistake("08-attribution-sign-flipped", "B", "08", "attribution_patch", _attribution(sign="-"),
-            f"{ATTRIBUTION}[S first]", "the sign is flipped"),
+            ATTRIBUTION, "the sign is flipped", also={ATTRIBUTION_HIDDEN: "the sign is flipped"}),
     Mistake("08-path-to-logits-the-wrong-way", "B", "08", "path_patch_to_logits", _fn('''
         @torch.no_grad()
         def path_patch_to_logits(model, batch, sender):
@@ -175,7 +184,7 @@ MISTAKES = [
                 return z
             logits = model.run_with_hooks(batch["corrupted"], fwd_hooks=[(_is_z, freeze)])
             return float(ioi_metric(logits, batch["io"], batch["s"], clean_diff, corrupted_diff))
-        '''), f"{TO_LOGITS}[L0H1, IO first]", "the patching goes the wrong way"),
+        '''), TO_LOGITS, "the patching goes the wrong way", also={TO_LOGITS_HIDDEN: "the patching goes the wrong way"}),
     Mistake("08-path-patches-keys", "B", "08", "path_patch", _fn('''
         def path_patch(model, batch, sender, receivers, component):
             layers = sorted({layer for layer, _ in receivers})
@@ -194,23 +203,25 @@ MISTAKES = [
                     return activation
                 logits = model.run_with_hooks(batch["clean"], fwd_hooks=[(lambda n: n in names, paste)])
             return float(ioi_metric(logits, batch["io"], batch["s"], clean_diff, corrupted_diff))
-        '''), f"{PATH}[L0H1 to every L1 query, IO first]", "that patches the receivers' k, not their q",
-        also={f"{PATH}[L0H1 to L1H1 and L1H3 values, S first]": "that patches the receivers' k, not their v"}),
+        '''), PATH, "that patches the receivers' k, not their q",
+        also={PATH_HIDDEN: "that patches the receivers' k, not their v"}),
     # ---------------------------------------------------------------- batch C
     # Right values at too high a cost: only the cost checks fail.
     Mistake("08-attribution-extra-forward-passes", "C", "08", "attribution_patch", _attribution(extra_passes=2),
-            f"{ATTRIBUTION}[IO first]", "attribution_patch ran the model 4 times; the exercise allows 2",
-            also={f"{ATTRIBUTION}[S first]": "the exercise allows 2"}),
+            ATTRIBUTION, "attribution_patch ran the model 4 times; the exercise allows 2",
+            also={ATTRIBUTION_HIDDEN: "the exercise allows 2"}),
     Mistake("08-patch-heads-caches-per-head", "C", "08", "patch_heads", _patch_heads("clean", cache_per_head=True),
-            f"{HEADS}[IO first]", "patch_heads ran the model 26 times; the exercise allows 10"),
+            HEADS, "patch_heads ran the model 26 times; the exercise allows 10",
+            also={HEADS_HIDDEN: "the exercise allows 10"}),
     Mistake("08-corrupts-both-subjects", "C", "08", "ioi_batch", _corrupting("(clean[row] == s[row]).nonzero()[:, 0]"),
-            f"{BATCH}[another template]", "both occurrences of the subject were replaced"),
+            BATCH, "both occurrences of the subject were replaced",
+            also={BATCH_HIDDEN: "both occurrences of the subject were replaced"}),
     # ---------------------------------------------------------------- batch D: the metric, which every patching function uses
     Mistake("08-metric-not-normalised", "D", "08", "ioi_metric", _fn('''
         def ioi_metric(logits, io, s, clean_diff, corrupted_diff):
             return logit_diff(logits, io, s)
         '''), METRIC, "not normalised: that is the logit difference itself",
-        also={f"{HEADS}[IO first]": "not normalised", **{check: None for check in PATCHING}}),
+        also={**{check: None for check in PATCHING}, HEADS: "not normalised", HEADS_HIDDEN: "not normalised"}),
     # ---------------------------------------------------------------- batch E
     Mistake("08-metric-the-wrong-way-round", "E", "08", "ioi_metric", _fn('''
         def ioi_metric(logits, io, s, clean_diff, corrupted_diff):
@@ -223,7 +234,7 @@ MISTAKES = [
             last = logits[:, -1]
             return (last[:, io] - last[:, s]).mean()
         '''), DIFF, "every prompt's IO read at every prompt",
-        also={METRIC: None, ATTRIBUTION: None, **{check: None for check in PATCHING}}),
+        also={METRIC: None, ATTRIBUTION: None, ATTRIBUTION_HIDDEN: None, **{check: None for check in PATCHING}}),
 ]
 
 BATCHES = sorted({m.batch for m in MISTAKES})
