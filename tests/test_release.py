@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from grader.course.hidden_checks import cut_hidden_checks
 from grader.course.release import MANIFEST, ReleaseError, build_release
 from grader.judging import held_out
 from grader.judging.fixtures import HIDDEN_SUFFIX
+from grader.judging.prompts import IOI_NAMES, IOI_TEMPLATE
 
 REPO = Path(__file__).resolve().parent.parent
 HIDDEN_MARKER = "@pytest.mark.hidden"
@@ -96,7 +98,7 @@ def test_a_release_holds_no_hidden_check_name_input_or_value(release: Path) -> N
                     if isinstance(node, ast.FunctionDef) and "pytest.mark.hidden" in {ast.unparse(d) for d in node.decorator_list}]
     assert len(hidden_names) >= 10
     inputs = [held_out.DEFAULT.prompt, held_out.DEFAULT.clean, held_out.DEFAULT.adjacent, held_out.DEFAULT.apart,
-              held_out.DEFAULT.ioi_prompt]
+              held_out.DEFAULT.ioi_prompt, held_out.DEFAULT.ioi_template]
     # The stored values only hidden checks have, as the JSON files spell numbers (a pattern row of
     # "The capital of", shared by a public and a hidden prompt, is the same in both).
     fixtures = REPO / "fixtures" / "toy-gpt2"
@@ -111,6 +113,20 @@ def test_a_release_holds_no_hidden_check_name_input_or_value(release: Path) -> N
     assert [n for n in hidden_names if n in text] == []
     assert [i for i in inputs if i in text] == []
     assert [v for v in hidden_values if v in text] == []
+
+
+def test_exercise_08_ships_the_inputs_its_text_states_and_none_of_its_held_out_names(release: Path) -> None:
+    """Its public checks run on the template and names the exercise text states; the held-out
+    template and names are in none of its files (check file, stub, text, notebook)."""
+    text = (release / "exercises" / "08" / "README.md").read_text()
+    assert IOI_TEMPLATE in text and [n for n in IOI_NAMES if n not in text] == []
+    shipped = "\n".join(p.read_text() for p in [*sorted((release / "exercises" / "08").iterdir()),
+                                                 release / "notebooks" / "08_ioi.ipynb"])
+    words = set(re.findall(r"[A-Za-z]+", shipped))
+    assert not set(held_out.DEFAULT.ioi_names) & set(IOI_NAMES)
+    assert [n for n in held_out.DEFAULT.ioi_names if n in words] == []
+    assert held_out.DEFAULT.ioi_template not in shipped and HIDDEN_MARKER not in shipped
+    assert json.loads((release / MANIFEST).read_text())["checks"]["08"]["hidden_checks"] > 0
 
 
 def _numbers(value: object) -> list[object]:
