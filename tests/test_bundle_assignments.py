@@ -19,7 +19,8 @@ import pytest
 
 from grader.course.bundle import COURSE_FILE, HELD_OUT_FILE, BundleError, build_bundle
 from grader.course.release import MANIFEST, build_release
-from grader.judging.held_out import seed_digest
+from grader.judging.held_out import HeldOut, seed_digest
+from grader.judging.prompts import IOI_NAMES, IOI_TEMPLATE
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "toy-gpt2"
@@ -93,6 +94,34 @@ def test_two_seeds_draw_different_hidden_inputs_and_the_bundle_keeps_only_the_di
         assert f"--held-out {HELD_OUT_FILE}" in _read(seeded[seed], "run_autograder")
         values = json.loads(_read(seeded[seed], f"fixtures/{MODEL}/03.hidden.json"))
         assert values["checks"] and values["provenance"]["held_out_sha256"]
+
+
+def test_a_seeded_bundle_of_exercise_08_draws_a_template_and_names_the_text_never_shows_and_makes_their_values(
+        project: Path, tmp_path: Path) -> None:
+    """Exercise 08's hidden checks take a template and names from the seed's draw: sentences of the
+    practice model's training kind, not the text's template or names, every prompt of the batch
+    answered right by the model; the bundle ships their expected values, made from the solutions."""
+    import torch
+
+    from grader.models import get_spec, load_model
+
+    bundle = build_bundle(tmp_path / "08.zip", MODEL, project, check_drift=False, exercises=["08"], hidden_seed=SEEDS[0])
+    drawn = HeldOut.from_json(_read(bundle, HELD_OUT_FILE))
+    template = drawn.ioi_template
+    assert template != IOI_TEMPLATE and template.count("{io}") == 1 and template.count("{s}") == 2
+    assert drawn.ioi_names and not set(drawn.ioi_names) & set(IOI_NAMES)
+    model = load_model(get_spec(MODEL), "cpu")
+    triples = drawn.ioi_triples()
+    with torch.no_grad():
+        last = model(model.to_tokens([template.format(io=io, s=s) for io, s, _ in triples]))[:, -1]
+    ranked_first = [last[row, model.to_single_token(" " + io)] > last[row, model.to_single_token(" " + s)]
+                    for row, (io, s, _) in enumerate(triples)]
+    assert all(ranked_first)
+    values = json.loads(_read(bundle, f"fixtures/{MODEL}/08.hidden.json"))
+    assert values["provenance"]["held_out_sha256"] == drawn.digest()
+    fixed = json.loads((REPO / "fixtures" / MODEL / "08.hidden.json").read_text())  # the default inputs' values
+    assert set(values["checks"]) == set(fixed["checks"])
+    assert values["checks"]["patch_heads[held-out]"] != fixed["checks"]["patch_heads[held-out]"]
 
 
 def _run_autograder(bundle: Path, submission: Path, tmp_path: Path) -> dict:
