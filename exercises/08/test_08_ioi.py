@@ -185,7 +185,7 @@ def _no_hooks_left(grade, sandbox, right: bool) -> None:
 
 
 def expected_patching(expected, reference, model, case: str, batch):
-    """`case`: PUBLIC or HELD_OUT, the batch's name in the stored values."""
+    """`case`: the batch's name in the stored values (PUBLIC, or the hidden checks' own)."""
     return expected(f"patch_heads[{case}]", lambda: reference.patch_heads(model, batch), **METRIC_TOL)
 
 
