@@ -70,41 +70,45 @@ CHECKS: dict[str, Check] = {
     "1.2": Check("load_model(name) with no device", 1),
     "1.3": Check("model_summary", 2),
     "2.1": Check("run_with_cache returns", 3),  # [The capital of France is]
-    "2.2": Check("run_with_cache returns", 3),  # [The capital of Spain is]
+    "2.2": Check("run_with_cache on a prompt the exercise never shows", 3),  # hidden
     "2.3": Check("count_cached", 1),
     "2.4": Check("top_prediction", 2),  # France
-    "2.5": Check("top_prediction", 2),  # Spain
+    "2.5": Check("top_prediction on a prompt the exercise never shows", 2),  # hidden
     "2.6": Check("top_k", 3),  # k=5
     "2.7": Check("top_k", 3),  # k=3
-    "2.8": Check("residual_norms", 3),  # position -1
-    "2.9": Check("residual_norms", 3),  # position 2
+    "2.8": Check("top_k on a prompt the exercise never shows", 3),  # hidden
+    "2.9": Check("residual_norms", 3),  # position -1
+    "2.10": Check("residual_norms", 3),  # position 2
+    "2.11": Check("residual_norms on a prompt the exercise never shows", 3),  # hidden
     "3.1": Check("attention_pattern", 3),  # [0]
     "3.2": Check("attention_pattern", 3),  # [1]
-    "3.3": Check("plot_attention", 4),
-    "3.4": Check("token_index", 3),
-    "3.5": Check("heads_attending_to", 4),  # France>0.3
-    "3.6": Check("heads_attending_to", 4),  # Spain>0.2
+    "3.3": Check("attention_pattern on a prompt the exercise never shows", 3),  # hidden
+    "3.4": Check("plot_attention", 4),
+    "3.5": Check("token_index", 3),
+    "3.6": Check("heads_attending_to", 4),  # France>0.3
     "3.7": Check("heads_attending_to", 4),  # France>0.01
-    "3.8": Check("equals the threshold", 1),  # heads_attending_to, weight == threshold
-    "3.9": Check("content_heads", 2),  # France>0.3
-    "3.10": Check("content_heads", 2),  # Spain>0.5
+    "3.8": Check("heads_attending_to on a country and a query position the exercise never shows", 4),  # hidden
+    "3.9": Check("equals the threshold", 1),  # heads_attending_to, weight == threshold
+    "3.10": Check("content_heads", 2),  # France>0.3
     "3.11": Check("content_heads", 2),  # France>0.03
+    "3.12": Check("content_heads on a country and templates the exercise never shows", 2),  # hidden
     "4.1": Check("logit_diff", 2),
-    "4.2": Check("patch_hook", 4),
-    "4.3": Check("patch_residual_stream", 6),  # France-Italy
-    "4.4": Check("patch_residual_stream", 6),  # Germany-Spain
+    "4.2": Check("logit_diff on a pair of prompts the exercise never shows", 2),  # hidden
+    "4.3": Check("patch_hook", 4),
+    "4.4": Check("patch_residual_stream", 6),  # France-Italy
+    "4.5": Check("patch_residual_stream on a pair of prompts the exercise never shows", 6),  # hidden
 }
-FULL_MARKS = {"01": 7, "02": 23, "03": 32, "04": 18}
-EX = FULL_MARKS  # short, for the table's totals: EX["03"] - 3 - 3
+FULL_MARKS = {"01": 7, "02": 29, "03": 35, "04": 20}
+EX = FULL_MARKS  # short, for the table's totals: EX["03"] - 3 - 3 - 3
 
-# The checks that call each function (the ones a hostile function can cost).
+# The checks that call each function (the ones a hostile function can cost), hidden ones included.
 RUN_WITH_CACHE = ("2.1", "2.2")
 COUNT_CACHED = ("2.3",)
 TOP_PREDICTION = ("2.4", "2.5")
-TOP_K = ("2.6", "2.7")
-RESIDUAL_NORMS = ("2.8", "2.9")
-ATTENTION_PATTERN = ("3.1", "3.2")
-PLOT_ATTENTION = ("3.3",)
+TOP_K = ("2.6", "2.7", "2.8")
+RESIDUAL_NORMS = ("2.9", "2.10", "2.11")
+ATTENTION_PATTERN = ("3.1", "3.2", "3.3")
+PLOT_ATTENTION = ("3.4",)
 EXERCISE_02 = tuple(n for n in CHECKS if n.startswith("2."))
 
 
@@ -298,7 +302,7 @@ CASES: list[Case] = [
             os.waitpid(child, 0)
             _say_when_running(1)
             return _original_plot_attention(pattern, str_tokens, title)
-        ''')}, expected=EX["03"], says={"3.3": ("1 escaped process running",)}, settle=True),
+        ''')}, expected=EX["03"], says={"3.4": ("1 escaped process running",)}, settle=True),
     # ------------------------------------------------ patching the grader from the worker
     Case("patches-grader-scoring-and-reports", ("03",), {IMPORT_TIME: fn('''
         import grader.judging.compare, grader.judging.fixtures, grader.judging.scoring
@@ -317,7 +321,7 @@ CASES: list[Case] = [
         def attention_pattern(cache, layer, head):
             import torch
             return torch.zeros_like({REFERENCE_PATTERN})
-        ''')}, expected=EX["03"] - 3 - 3, scores=zero(*ATTENTION_PATTERN), says={"3.1": ("values differ",)}),
+        ''')}, expected=EX["03"] - 3 - 3 - 3, scores=zero(*ATTENTION_PATTERN), says={"3.1": ("values differ",)}),
     Case("patches-pytest-check", ("02",), {IMPORT_TIME: fn('''
         import _pytest.outcomes, pytest, pytest_check
         from pytest_check import check_log
@@ -341,7 +345,7 @@ CASES: list[Case] = [
         def residual_norms(cache, position=-1):
             import torch
             return torch.zeros_like(_original_residual_norms(cache, position))
-        ''')}, expected=EX["02"] - 3 - 3, scores=zero(*RESIDUAL_NORMS), says={"2.8": ("values differ",)}),
+        ''')}, expected=EX["02"] - 3 - 3 - 3, scores=zero(*RESIDUAL_NORMS), says={"2.9": ("values differ",)}),
     # ------------------------------------------------ objects that lie about equality
     Case("always-equal-str", ("02",), {"top_prediction": fn('''
         class AlwaysEqual(str):
@@ -375,7 +379,7 @@ CASES: list[Case] = [
 
         def attention_pattern(cache, layer, head):
             return _torch.zeros_like({REFERENCE_PATTERN}).as_subclass(Liar)
-        ''')}, expected=EX["03"] - 3 - 3, scores=zero(*ATTENTION_PATTERN)),
+        ''')}, expected=EX["03"] - 3 - 3 - 3, scores=zero(*ATTENTION_PATTERN)),
     Case("always-equal-dict-values", ("01",), {"model_summary": fn('''
         class AlwaysEqual(int):
             def __eq__(self, other): return True
@@ -401,7 +405,7 @@ CASES: list[Case] = [
                 if module is not None and module is not mine and callable(getattr(module, "attention_pattern", None)):
                     return module.attention_pattern(cache, layer, head)
             raise LookupError("no reference solution in sys.modules")
-        ''')}, expected=EX["03"] - 3 - 3, scores=zero(*ATTENTION_PATTERN), says={"3.1": ("no reference solution",)}),
+        ''')}, expected=EX["03"] - 3 - 3 - 3, scores=zero(*ATTENTION_PATTERN), says={"3.1": ("no reference solution",)}),
     Case("reference-from-the-grading-session-in-memory", ("03",), {"attention_pattern": fn('''
         def attention_pattern(cache, layer, head):
             import gc
@@ -420,7 +424,7 @@ CASES: list[Case] = [
                 except Exception as exc:
                     print("the reference solution refused:", type(exc).__name__)
             raise LookupError("the grading session gave nothing away")
-        ''')}, expected=EX["03"] - 3 - 3, scores=zero(*ATTENTION_PATTERN), says={"3.1": ("gave nothing away",)}),
+        ''')}, expected=EX["03"] - 3 - 3 - 3, scores=zero(*ATTENTION_PATTERN), says={"3.1": ("gave nothing away",)}),
     Case("reference-through-importlib", ("02",), {"top_prediction": fn('''
         def top_prediction(model, logits):
             import importlib.util
@@ -450,7 +454,7 @@ CASES: list[Case] = [
         '''), "attention_pattern": fn('''
         def attention_pattern(cache, layer, head):
             return _stolen["attention_pattern"](cache, layer, head)  # KeyError when nothing was read
-        ''')}, expected=EX["03"] - 3 - 3, scores=zero(*ATTENTION_PATTERN), says={"3.1": ("KeyError",)}),
+        ''')}, expected=EX["03"] - 3 - 3 - 3, scores=zero(*ATTENTION_PATTERN), says={"3.1": ("KeyError",)}),
     Case("reference-from-git-history", ("03",), {"attention_pattern": fn('''
         def attention_pattern(cache, layer, head):
             import subprocess
@@ -462,7 +466,7 @@ CASES: list[Case] = [
                     exec(shown.stdout, found)
                     return found["attention_pattern"](cache, layer, head)
             raise LookupError("the reference is not in git either")
-        ''')}, expected=EX["03"] - 3 - 3, scores=zero(*ATTENTION_PATTERN)),
+        ''')}, expected=EX["03"] - 3 - 3 - 3, scores=zero(*ATTENTION_PATTERN)),
     Case("reads-the-fixture-file", ("03",), {"attention_pattern": fn('''
         def attention_pattern(cache, layer, head):
             import json, torch
@@ -475,7 +479,7 @@ CASES: list[Case] = [
                     continue
                 return torch.tensor(stored["checks"][f"pattern[L{layer}H{head}]"]["value"]["tensor"])
             raise FileNotFoundError("no fixture file could be read")
-        ''')}, expected=EX["03"] - 3 - 3, scores=zero(*ATTENTION_PATTERN), says={"3.1": ("no fixture file could be read",)}),
+        ''')}, expected=EX["03"] - 3 - 3 - 3, scores=zero(*ATTENTION_PATTERN), says={"3.1": ("no fixture file could be read",)}),
     Case("writes-into-fixtures-solutions-and-checks", ("02",), {"count_cached": fn('''
         def count_cached(cache):
             import os
@@ -503,7 +507,7 @@ CASES: list[Case] = [
         def plot_attention(pattern, str_tokens, title=None):
             import os
             os._exit(0)
-        ''')}, expected=EX["03"] - 4, scores=zero(*PLOT_ATTENTION), says={"3.3": ("exited with status 0",)}),
+        ''')}, expected=EX["03"] - 4, scores=zero(*PLOT_ATTENTION), says={"3.4": ("exited with status 0",)}),
     Case("os-exit-1-at-import", ("02", "03"), {IMPORT_TIME: fn('''
         import os as _os
         _os._exit(1)
@@ -524,12 +528,12 @@ CASES: list[Case] = [
 
         def plot_attention(pattern, str_tokens, title=None):
             raise Escape("raised in plot_attention")
-        ''')}, expected=EX["03"] - 4, scores=zero(*PLOT_ATTENTION), says={"3.3": ("Escape",)}),
+        ''')}, expected=EX["03"] - 4, scores=zero(*PLOT_ATTENTION), says={"3.4": ("Escape",)}),
     Case("pytest-exit-in-a-function", ("03",), {"attention_pattern": fn('''
         def attention_pattern(cache, layer, head):
             import pytest
             pytest.exit("bye")
-        ''')}, expected=EX["03"] - 3 - 3, scores=zero(*ATTENTION_PATTERN), says={"3.1": ("bye",)}),
+        ''')}, expected=EX["03"] - 3 - 3 - 3, scores=zero(*ATTENTION_PATTERN), says={"3.1": ("bye",)}),
     Case("segfault-in-a-function", ("02",), {"count_cached": fn('''
         def count_cached(cache):
             import ctypes
@@ -553,7 +557,7 @@ CASES: list[Case] = [
             import ctypes, signal
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             ctypes.CDLL(None).sleep(1000)
-        ''')}, expected=EX["03"] - 4, scores=zero(*PLOT_ATTENTION), says={"3.3": ("timed out",)}, check_timeout=5, max_wall=60),
+        ''')}, expected=EX["03"] - 4, scores=zero(*PLOT_ATTENTION), says={"3.4": ("timed out",)}, check_timeout=5, max_wall=60),
     Case("catastrophic-regex-backtracking", ("02",), {"count_cached": fn('''
         def count_cached(cache):
             import re
@@ -564,7 +568,7 @@ CASES: list[Case] = [
             import os, signal
             os.kill(os.getpid(), signal.SIGSTOP)
             return _original_plot_attention(pattern, str_tokens, title)
-        ''')}, expected=EX["03"] - 4, scores=zero(*PLOT_ATTENTION), says={"3.3": ("timed out",)}, check_timeout=5, max_wall=60),
+        ''')}, expected=EX["03"] - 4, scores=zero(*PLOT_ATTENTION), says={"3.4": ("timed out",)}, check_timeout=5, max_wall=60),
     Case("import-that-never-ends", ("02", "03"), {IMPORT_TIME: fn('''
         import signal as _signal, time as _time
         _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
@@ -607,19 +611,19 @@ CASES: list[Case] = [
     Case("nan-answer", ("03",), {"attention_pattern": fn(f'''
         def attention_pattern(cache, layer, head):
             return {REFERENCE_PATTERN} * float("nan")
-        ''')}, expected=EX["03"] - 3 - 3, scores=zero(*ATTENTION_PATTERN), says={"3.1": ("values differ",)}),
+        ''')}, expected=EX["03"] - 3 - 3 - 3, scores=zero(*ATTENTION_PATTERN), says={"3.1": ("values differ",)}),
     Case("inf-answer", ("02",), {"residual_norms": fn('''
         def residual_norms(cache, position=-1):
             return _original_residual_norms(cache, position) * float("inf")
-        ''')}, expected=EX["02"] - 3 - 3, scores=zero(*RESIDUAL_NORMS), says={"2.8": ("values differ",)}),
+        ''')}, expected=EX["02"] - 3 - 3 - 3, scores=zero(*RESIDUAL_NORMS), says={"2.9": ("values differ",)}),
     Case("int-tensor-answer", ("03",), {"attention_pattern": fn(f'''
         def attention_pattern(cache, layer, head):
             return {REFERENCE_PATTERN}.round().long()
-        ''')}, expected=EX["03"] - 3 - 3, scores=zero(*ATTENTION_PATTERN)),
+        ''')}, expected=EX["03"] - 3 - 3 - 3, scores=zero(*ATTENTION_PATTERN)),
     Case("wrong-shape-answer", ("03",), {"attention_pattern": fn('''
         def attention_pattern(cache, layer, head):
             return cache["pattern", layer][0]  # every head
-        ''')}, expected=EX["03"] - 3 - 3, scores=zero(*ATTENTION_PATTERN), says={"3.1": ("shape mismatch",)}),
+        ''')}, expected=EX["03"] - 3 - 3 - 3, scores=zero(*ATTENTION_PATTERN), says={"3.1": ("shape mismatch",)}),
     Case("dict-answer", ("02",), {"top_prediction": fn('''
         def top_prediction(model, logits):
             return {"token": _original_top_prediction(model, logits)}
@@ -627,12 +631,12 @@ CASES: list[Case] = [
     Case("generator-answer", ("02",), {"top_k": fn('''
         def top_k(model, logits, k=5):
             return (pair for pair in _original_top_k(model, logits, k))
-        ''')}, expected=EX["02"] - 3 - 3, scores=zero(*TOP_K), says={"2.6": ("generator",)}),
+        ''')}, expected=EX["02"] - 3 - 3 - 3, scores=zero(*TOP_K), says={"2.6": ("generator",)}),
     Case("lambda-answer", ("02",), {"residual_norms": fn('''
         def residual_norms(cache, position=-1):
             norms = _original_residual_norms(cache, position)
             return lambda: norms
-        ''')}, expected=EX["02"] - 3 - 3, scores=zero(*RESIDUAL_NORMS), says={"2.8": ("cannot be graded",)}),
+        ''')}, expected=EX["02"] - 3 - 3 - 3, scores=zero(*RESIDUAL_NORMS), says={"2.9": ("cannot be graded",)}),
     Case("module-answer", ("02",), {"count_cached": fn('''
         def count_cached(cache):
             import torch
@@ -641,7 +645,7 @@ CASES: list[Case] = [
     Case("axes-instead-of-figure", ("03",), {"plot_attention": fn('''
         def plot_attention(pattern, str_tokens, title=None):
             return _original_plot_attention(pattern, str_tokens, title).axes[0]
-        ''')}, expected=EX["03"] - 4, scores=zero(*PLOT_ATTENTION), says={"3.3": ("expected a matplotlib Figure, got Axes",)}),
+        ''')}, expected=EX["03"] - 4, scores=zero(*PLOT_ATTENTION), says={"3.4": ("expected a matplotlib Figure, got Axes",)}),
     Case("answer-nested-too-deep", ("02",), {"count_cached": fn('''
         def count_cached(cache):
             answer = len(cache)
@@ -652,7 +656,7 @@ CASES: list[Case] = [
     Case("answer-of-two-million-items", ("02",), {"top_k": fn('''
         def top_k(model, logits, k=5):
             return _original_top_k(model, logits, k) + [("", 0.0)] * 2_000_000
-        ''')}, expected=EX["02"] - 3 - 3, scores=zero(*TOP_K), says={"2.6": ("more than 1000000 values",)}),
+        ''')}, expected=EX["02"] - 3 - 3 - 3, scores=zero(*TOP_K), says={"2.6": ("more than 1000000 values",)}),
     # ------------------------------------------------ leaving the model or the process broken
     Case("hook-left-on-the-model", ("04",), {"patch_residual_stream": fn('''
         def patch_residual_stream(model, clean_tokens, corrupted_tokens, clean_cache, correct, incorrect):
@@ -662,8 +666,8 @@ CASES: list[Case] = [
             return result
         ''')},
         # France-Italy: "no hook left on the model" fails, the other 2 of its 3 soft checks pass
-        expected=EX["04"] - 6 + 6 * 2 / 3, scores={"4.3": 6 * 2 / 3},
-        says={"4.3": ("hooks still attached", "blocks.0.hook_resid_pre")}),
+        expected=EX["04"] - 6 + 6 * 2 / 3, scores={"4.4": 6 * 2 / 3},
+        says={"4.4": ("hooks still attached", "blocks.0.hook_resid_pre")}),
     Case("zeroes-the-unembedding", ("02",), {"run_with_cache": fn('''
         def run_with_cache(model, prompt):
             logits, cache = _original_run_with_cache(model, prompt)
@@ -680,7 +684,7 @@ CASES: list[Case] = [
                     for parameter in model.parameters():
                         parameter.zero_()
             return result
-        ''')}, expected=EX["04"], says={"4.3": ("weights were changed",)}),
+        ''')}, expected=EX["04"], says={"4.4": ("weights were changed",)}),
     Case("turns-off-prepend-bos", ("02",), {"run_with_cache": fn('''
         def run_with_cache(model, prompt):
             answer = _original_run_with_cache(model, prompt)
@@ -719,7 +723,7 @@ CASES: list[Case] = [
             import torch
             hoard = torch.empty(2**36)
             return {REFERENCE_PATTERN} + hoard[0] * 0
-        ''')}, expected=EX["03"] - 3 - 3, scores=zero(*ATTENTION_PATTERN), worker_memory=2048),
+        ''')}, expected=EX["03"] - 3 - 3 - 3, scores=zero(*ATTENTION_PATTERN), worker_memory=2048),
     Case("memory-bomb-that-grows", ("02",), {"count_cached": fn('''
         def count_cached(cache):
             hoard = []
@@ -765,7 +769,7 @@ CASES: list[Case] = [
         def plot_attention(pattern, str_tokens, title=None):
             import os
             os.killpg(0, 9)
-        ''')}, expected=EX["03"] - 4, scores=zero(*PLOT_ATTENTION), says={"3.3": ("SIGKILL",)}),
+        ''')}, expected=EX["03"] - 4, scores=zero(*PLOT_ATTENTION), says={"3.4": ("SIGKILL",)}),
     Case("closes-its-sockets", ("02",), {"count_cached": fn('''
         def count_cached(cache):
             import os, stat
