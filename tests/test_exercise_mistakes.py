@@ -98,13 +98,18 @@ def _patching_with(hook_point: str = "hook_resid_pre",
         ''')
 
 
-P = "test_patch_residual_stream_measures_every_layer_and_position"
-H = "test_heads_attending_to_finds_every_head_above_the_threshold"
-C = "test_content_heads_tells_content_from_position"  # cases France>0.3, Spain>0.5, France>0.03
+P = "test_patch_residual_stream_measures_every_layer_and_position"  # case France-Italy
+H = "test_heads_attending_to_finds_every_head_above_the_threshold"  # cases France>0.3, France>0.01
+C = "test_content_heads_tells_content_from_position"  # cases France>0.3, France>0.03
+# The hidden checks of the same functions, on inputs the exercise never shows (grader/judging/held_out.py).
+# Their phrases below leave out the held-out words and heads, which a course's seed changes.
+P_HIDDEN = "test_patch_residual_stream_on_a_held_out_pair"
+H_HIDDEN = "test_heads_attending_to_on_a_held_out_prompt"
+C_HIDDEN = "test_content_heads_on_held_out_prompts"
 
 # Checks of functions that call the student's token_index, where the exact token is found on
 # every prompt the check uses: a broken token_index costs them nothing (see exercise 03's checks).
-TOKEN_INDEX_DEPENDENTS = (f"{H}[France>0.3]", f"{H}[Spain>0.2]", f"{H}[France>0.01]",
+TOKEN_INDEX_DEPENDENTS = (f"{H}[France>0.3]", H_HIDDEN, f"{H}[France>0.01]",
                           "test_heads_attending_to_keeps_only_weights_strictly_above",
                           f"{C}[France>0.3]", f"{C}[France>0.03]")
 
@@ -129,25 +134,32 @@ MISTAKES = [
         def run_with_cache(model, prompt):
             return model.run_with_cache(model.to_tokens(prompt, prepend_bos=False))
         '''), "test_run_with_cache_returns_logits_and_cache[The capital of France is]", "the BOS token was dropped",
-        also={"test_run_with_cache_returns_logits_and_cache[The capital of Spain is]": "the BOS token was dropped"}),
+        also={"test_run_with_cache_on_a_held_out_prompt": "the BOS token was dropped"}),
     Mistake("02-top-prediction-stripped", "A", "02", "top_prediction", _fn('''
         def top_prediction(model, logits):
             return model.to_string(logits[0, -1].argmax().item()).strip()
-        '''), "test_top_prediction_is_the_next_token[The capital of France is]", "the leading space is missing"),
+        '''), "test_top_prediction_is_the_next_token[The capital of France is]", "the leading space is missing",
+        also={"test_top_prediction_on_a_held_out_prompt": "the leading space is missing"}),
     Mistake("02-top-k-logits", "A", "02", "top_k", _fn('''
         def top_k(model, logits, k=5):
             values, indices = logits[0, -1].topk(k)
             return [(model.to_string(i.item()), v.item()) for v, i in zip(values, indices)]
-        '''), "test_top_k_gives_probabilities_most_probable_first[5]", "these are logits, not probabilities"),
+        '''), "test_top_k_gives_probabilities_most_probable_first[5]", "these are logits, not probabilities",
+        also={"test_top_k_gives_probabilities_most_probable_first[3]": "these are logits, not probabilities",
+              "test_top_k_on_a_held_out_prompt": "these are logits, not probabilities"}),
     Mistake("02-final-resid-post-missing", "A", "02", "residual_norms", _fn('''
         def residual_norms(cache, position=-1):
             n_layers = cache.model.cfg.n_layers
             return torch.stack([cache["resid_pre", layer][0, position] for layer in range(n_layers)]).norm(dim=-1)
-        '''), "test_residual_norms_follow_the_stream[-1]", "the final resid_post is missing"),
+        '''), "test_residual_norms_follow_the_stream[-1]", "the final resid_post is missing",
+        also={"test_residual_norms_follow_the_stream[2]": "the final resid_post is missing",
+              "test_residual_norms_on_a_held_out_prompt": "the final resid_post is missing"}),
     Mistake("03-pattern-transposed", "A", "03", "attention_pattern", _fn('''
         def attention_pattern(cache, layer, head):
             return cache["pattern", layer][0, head].T
-        '''), "test_attention_pattern_is_one_heads_query_by_key_map[0]", "the pattern is transposed"),
+        '''), "test_attention_pattern_is_one_heads_query_by_key_map[0]", "the pattern is transposed",
+        also={"test_attention_pattern_is_one_heads_query_by_key_map[1]": "the pattern is transposed",
+              "test_attention_pattern_on_a_held_out_prompt": "the pattern is transposed"}),
     Mistake("03-plot-returns-none", "A", "03", "plot_attention", _fn('''
         def plot_attention(pattern, str_tokens, title=None):
             fig, ax = plt.subplots()
@@ -164,8 +176,9 @@ MISTAKES = [
             return str_tokens.index(word)
         '''), "test_token_index_ignores_the_leading_space", "GPT-2's tokens start with a space",
         # The checks of the functions that call token_index pass them the exact token (" France")
-        # and keep their points, except where no word works on both prompts (" Spain" / "Spain's").
-        also={f"{C}[Spain>0.5]": "fix token_index first"},
+        # and keep their points, except where no word works on both prompts (the hidden check's
+        # " Spain" / "Spain's").
+        also={C_HIDDEN: "fix token_index first"},
         keeps=TOKEN_INDEX_DEPENDENTS),
     Mistake("04-hook-writes-into-clean-cache", "A", "04", "patch_hook", _fn('''
         def patch_hook(clean_cache, position):
@@ -193,7 +206,8 @@ MISTAKES = [
                         patched_diff = logit_diff(logits, correct, incorrect)
                         result[layer, position] = (clean_diff - corrupted_diff) / (patched_diff - corrupted_diff)
             return result
-        '''), f"{P}[France-Italy]", "the normalisation is inverted"),
+        '''), f"{P}[France-Italy]", "the normalisation is inverted",
+        also={P_HIDDEN: "the normalisation is inverted"}),
     # ---------------------------------------------------------------- batch B
     Mistake("01-left-in-training-mode", "B", "01", "load_model", _fn('''
         def load_model(name="gpt2", device=None):
@@ -209,7 +223,8 @@ MISTAKES = [
         def top_prediction(model, logits):
             return model.to_string(logits[0, 0].argmax().item())
         '''), "test_top_prediction_is_the_next_token[The capital of France is]",
-        "that is the prediction at the first position"),
+        "that is the prediction at the first position",
+        also={"test_top_prediction_on_a_held_out_prompt": "that is the prediction at the first position"}),
     Mistake("03-layer-and-head-swapped", "B", "03", "attention_pattern", _fn('''
         def attention_pattern(cache, layer, head):
             return cache["pattern", head][0, layer]
@@ -224,7 +239,7 @@ MISTAKES = [
                         found.append((layer, head, weight))
             return sorted(found, key=lambda item: item[2], reverse=True)
         '''), "test_heads_attending_to_keeps_only_weights_strictly_above", "weight > threshold, not >=",
-        keeps=(f"{H}[France>0.3]", f"{H}[Spain>0.2]")),
+        keeps=(f"{H}[France>0.3]", f"{H}[France>0.01]", H_HIDDEN)),
     Mistake("03-plot-shows-and-returns-axes", "B", "03", "plot_attention", _fn('''
         def plot_attention(pattern, str_tokens, title=None):
             fig, ax = plt.subplots()
@@ -247,8 +262,8 @@ MISTAKES = [
             return {"content": [(layer, head) for layer, head, _ in adjacent],  # every head attending to the word
                     "position": [(layer, head) for layer, head, _ in adjacent if (layer, head) not in apart]}
         '''), f"{C}[France>0.3]", "L0H0 attends to 'France' above the threshold only where it is the token before the last one",
-        also={f"{C}[Spain>0.5]": "L0H0 attends to 'Spain' above the threshold only where it is the token before the last one",
-              f"{C}[France>0.03]": "L0H2 attends to 'France' above the threshold only where it is the token before the last one"}),
+        also={f"{C}[France>0.03]": "L0H2 attends to 'France' above the threshold only where it is the token before the last one",
+              C_HIDDEN: "above the threshold only where it is the token before the last one"}),
     # The reference patch_residual_stream calls patch_hook, so it patches every position too.
     Mistake("04-hook-patches-every-position", "B", "04", "patch_hook", _fn('''
         def patch_hook(clean_cache, position):
@@ -258,12 +273,13 @@ MISTAKES = [
             return hook
         '''), "test_patch_hook_pastes_one_position_and_leaves_the_clean_cache_alone",
         "every position was patched: replace only [:, position]",
-        also={P: "every position was patched at once: patch one position per run"}),
+        also={P: "every position was patched at once: patch one position per run",
+              P_HIDDEN: "every position was patched at once: patch one position per run"}),
     # ---------------------------------------------------------------- batch C
     Mistake("02-top-prediction-hard-coded", "C", "02", "top_prediction", _fn('''
         def top_prediction(model, logits):
             return " Paris"
-        '''), "test_top_prediction_is_the_next_token[The capital of Spain is]", "argmax of logits[0, -1]",
+        '''), "test_top_prediction_on_a_held_out_prompt", "argmax of logits[0, -1]",
         keeps=("test_top_prediction_is_the_next_token[The capital of France is]",)),
     Mistake("03-heads-sorted-ascending", "C", "03", "heads_attending_to", _fn('''
         def heads_attending_to(cache, str_tokens, word="France", threshold=0.3, query=-1):
@@ -281,7 +297,7 @@ MISTAKES = [
             adjacent = heads_attending_to(cache_adjacent, str_tokens_adjacent, word, threshold)
             return {"content": [(layer, head) for layer, head, _ in adjacent], "position": []}
         '''), f"{C}[France>0.3]", "only the adjacent prompt was used",
-        also={f"{C}[Spain>0.5]": "only the adjacent prompt was used", f"{C}[France>0.03]": "only the adjacent prompt was used"}),
+        also={f"{C}[France>0.03]": "only the adjacent prompt was used", C_HIDDEN: "only the adjacent prompt was used"}),
     Mistake("04-hooks-left-attached", "C", "04", "patch_residual_stream", _fn('''
         def patch_residual_stream(model, clean_tokens, corrupted_tokens, clean_cache, correct, incorrect):
             with torch.no_grad():
@@ -296,7 +312,7 @@ MISTAKES = [
                         result[layer, position] = (patched_diff - corrupted_diff) / (clean_diff - corrupted_diff)
             return result
         '''), f"{P}[France-Italy]", "use model.run_with_hooks (it removes its hooks), or call model.reset_hooks()",
-        also={f"{P}[Germany-Spain]": "hooks still attached after the call"}),
+        also={P_HIDDEN: "hooks still attached after the call"}),
     # ---------------------------------------------------------------- batch D
     Mistake("03-heads-hard-coded-for-france", "D", "03", "heads_attending_to", _fn('''
         def heads_attending_to(cache, str_tokens, word="France", threshold=0.3, query=-1):
@@ -307,29 +323,32 @@ MISTAKES = [
                     if weight > threshold:
                         found.append((layer, head, weight))
             return sorted(found, key=lambda item: item[2], reverse=True)
-        '''), f"{H}[Spain>0.2]", "raised ValueError",
-        keeps=(f"{H}[France>0.3]", "test_heads_attending_to_keeps_only_weights_strictly_above")),
+        '''), H_HIDDEN, "raised ValueError",
+        keeps=(f"{H}[France>0.3]", f"{H}[France>0.01]", "test_heads_attending_to_keeps_only_weights_strictly_above")),
     Mistake("03-content-heads-hard-coded", "D", "03", "content_heads", _fn('''
         def content_heads(cache_adjacent, str_tokens_adjacent, cache_apart, str_tokens_apart, word="France", threshold=0.3):
             return {"content": [(0, 1)], "position": [(0, 0)]}  # read off the report once, for France at 0.3
         '''), f"{C}[France>0.03]", "missing heads: L0H0, L0H3",
-        keeps=(f"{C}[France>0.3]", f"{C}[Spain>0.5]")),
+        keeps=(f"{C}[France>0.3]", C_HIDDEN)),
     Mistake("03-heads-hard-coded-list", "E", "03", "heads_attending_to", _fn('''
         def heads_attending_to(cache, str_tokens, word="France", threshold=0.3, query=-1):
             key = token_index(str_tokens, word)
             # the heads found for France, read off the report once and kept
             return [(layer, head, cache["pattern", layer][0, head, -1, key].item()) for layer, head in [(0, 0), (0, 1)]]
-        '''), f"{H}[Spain>0.2]", "missing heads",
-        keeps=(f"{H}[France>0.3]",), also={C: None}),  # content_heads calls heads_attending_to
+        '''), f"{H}[France>0.01]", "missing heads",
+        # What the hidden check reports depends on its held-out heads: it must cost points there too.
+        keeps=(f"{H}[France>0.3]",), also={H_HIDDEN: None,
+                                            "test_content_heads": None}),  # content_heads calls heads_attending_to
     Mistake("04-normalisation-upside-down", "D", "04", "patch_residual_stream", _patching_with(normalised="(clean_diff - patched_diff) / (clean_diff - corrupted_diff)"), f"{P}[France-Italy]", "the normalisation is upside down",
-        also={f"{P}[Germany-Spain]": "the normalisation is upside down"}),
+        also={P_HIDDEN: "the normalisation is upside down"}),
     # ---------------------------------------------------------------- batch U: untrusted code
     Mistake("02-top-k-exits", "U", "02", "top_k", _fn('''
         def top_k(model, logits, k=5):
             import sys
             sys.exit(3)
         '''), "test_top_k_gives_probabilities_most_probable_first[5]", "SystemExit: 3",
-        also={"test_top_k_gives_probabilities_most_probable_first[3]": "SystemExit: 3"}),
+        also={"test_top_k_gives_probabilities_most_probable_first[3]": "SystemExit: 3",
+              "test_top_k_on_a_held_out_prompt": "SystemExit: 3"}),
     Mistake("03-heads-not-sorted", "U", "03", "heads_attending_to", _fn('''
         def heads_attending_to(cache, str_tokens, word="France", threshold=0.3, query=-1):
             key = token_index(str_tokens, word)
@@ -349,9 +368,9 @@ MISTAKES = [
                 found["position" if (layer, head) in apart else "content"].append((layer, head))
             return found
         '''), f"{C}[France>0.3]", "content and position are swapped",
-        also={f"{C}[Spain>0.5]": "content and position are swapped", f"{C}[France>0.03]": "content and position are swapped"}),
+        also={f"{C}[France>0.03]": "content and position are swapped", C_HIDDEN: "content and position are swapped"}),
     Mistake("04-patches-resid-post", "U", "04", "patch_residual_stream", _patching_with(hook_point="hook_resid_post"), f"{P}[France-Italy]", "that patches resid_post",
-        also={f"{P}[Germany-Spain]": "that patches resid_post"}),
+        also={P_HIDDEN: "that patches resid_post"}),
 ]
 
 # Untrusted code that still returns the right answer: the check keeps its points, and so do the later ones.
@@ -569,14 +588,14 @@ def test_untrusted_code_does_not_break_later_checks(graded) -> None:
     run = graded("U")
     assert run.returncode == 1, f"pytest should end normally, with failed checks\n{run.log}"  # 1: tests failed
     # sys.exit(3) in top_k is an error of that check, not the end of the run.
-    for name, entry in run.matching("test_top_k_gives_probabilities_most_probable_first").items():
+    for name, entry in run.matching("test_top_k_").items():  # the hidden check's too
         assert entry["score"] == 0 and "SystemExit" in entry["output"], entry["output"]
     # 1 MB of output: the check keeps its points and the report keeps a capped excerpt.
     flooded = run.entry("test_count_cached_counts_every_activation")
     assert _full_points(flooded), flooded["output"]
     assert "spam spam" in flooded["output"] and len(flooded["output"]) < 10_000
     # Zeroed weights: the grader reloads them after the check, and says so.
-    for name, entry in run.matching("test_residual_norms_follow_the_stream").items():
+    for name, entry in run.matching("test_residual_norms_").items():  # the hidden check's too
         assert _full_points(entry), entry["output"]
         assert "the model's weights were changed: copied them back" in entry["output"], entry["output"]
     # Everything graded after those checks is graded on a sound model.
@@ -597,5 +616,5 @@ def test_a_broken_token_index_costs_points_once_and_is_named_where_it_matters(gr
         output = run.entry(name)["output"]
         assert "your token_index raised ValueError" in output and "passed the exact token" in output, output
         assert "token_index finds a word whatever its surrounding whitespace" in output, output  # its own check, named
-    unavoidable = run.entry(f"{C}[Spain>0.5]")["output"]
+    unavoidable = run.entry(C_HIDDEN)["output"]
     assert "your content_heads raised ValueError" in unavoidable and "fix token_index first" in unavoidable, unavoidable
