@@ -31,14 +31,17 @@ FUNCTION_TESTS = {
 DIRECTION = "test_logit_diff_direction_is_the_unembedding_difference"
 LENS = "test_logit_lens_reads_the_stream_after_every_layer"
 HEADS = "test_head_attributions_give_each_heads_direct_effect"
-SUM = "test_head_attributions_complete_the_decomposition"
+SUM = "test_head_attributions_complete_the_decomposition"  # a prefix in `also`: every case, hidden ones too
 PLOT = "test_plot_logit_lens_draws_a_labelled_line"
-CASES = ("France", "Germany", "IOI")
+CASES = ("France",)  # the public checks' cases; the first is the rows' own
+HIDDEN_CASES = ("held-out country", "held-out IOI")  # the hidden checks', named `{test}_on_held_out_prompts`
 
 
 def _every_case(test: str, phrase: str | None) -> dict[str, str | None]:
-    """`also` for the held-out cases of a parametrized check (the first case is the row's own)."""
-    return {f"{test}[{case}]": phrase for case in CASES[1:]}
+    """`also` for the other cases of a parametrized check: its other public cases and every case of
+    its hidden twin."""
+    return {**{f"{test}[{case}]": phrase for case in CASES[1:]},
+            **{f"{test}_on_held_out_prompts[{case}]": phrase for case in HIDDEN_CASES}}
 
 
 def _lens(stream: str = "normalised", position: int = -1, bias: str = " + bias") -> str:
@@ -108,8 +111,8 @@ MISTAKES = [
     Mistake("05-direction-sign-flipped", "B", EXERCISE, "logit_diff_direction", _fn('''
         def logit_diff_direction(model, answer, wrong):
             return (model.W_U[:, model.to_single_token(wrong)] - model.W_U[:, model.to_single_token(answer)]).detach()
-        '''), f"{DIRECTION}[Germany]", "the sign is flipped: answer minus wrong",
-        also={f"{DIRECTION}[{case}]": "the sign is flipped: answer minus wrong" for case in ("France", "IOI")}),
+        '''), f"{DIRECTION}[France]", "the sign is flipped: answer minus wrong",
+        also=_every_case(DIRECTION, "the sign is flipped: answer minus wrong")),
     Mistake("05-lens-without-layer-norm", "B", EXERCISE, "logit_lens", _lens(stream="streams"), f"{LENS}[France]",
             "the final LayerNorm is missing", also=_every_case(LENS, "the final LayerNorm is missing")),
     Mistake("05-heads-without-layer-norm-scale", "B", EXERCISE, "head_attributions", _heads(scale="1"),
@@ -122,8 +125,8 @@ MISTAKES = [
         def logit_lens(model, cache, answer, wrong):
             stack = cache.accumulated_resid(layer=-1, pos_slice=-1, apply_ln=True)[:, 0]
             return (stack @ logit_diff_direction(model, answer, wrong)).detach()
-        '''), f"{LENS}[Germany]", "the unembedding bias is missing",
-        also={f"{LENS}[{case}]": "the unembedding bias is missing" for case in ("France", "IOI")}),
+        '''), f"{LENS}[France]", "the unembedding bias is missing",
+        also=_every_case(LENS, "the unembedding bias is missing")),
     Mistake("05-heads-each-normalised-by-its-own-scale", "C", EXERCISE, "head_attributions",
             _heads(scale="(centred.pow(2).mean(dim=-1, keepdim=True) + model.cfg.eps).sqrt()"), f"{HEADS}[France]",
             "each head was normalised by its own scale",
@@ -134,7 +137,7 @@ MISTAKES = [
     Mistake("05-lens-first-position", "D", EXERCISE, "logit_lens", _lens(position=0), f"{LENS}[France]",
             "that is the first position", also=_every_case(LENS, "that is the first position")),
     Mistake("05-heads-first-position", "D", EXERCISE, "head_attributions",
-            _heads(position=0, scale='cache["ln_final.hook_scale"][0, 0]'), f"{HEADS}[IOI]",
+            _heads(position=0, scale='cache["ln_final.hook_scale"][0, 0]'), f"{HEADS}[France]",
             "that is the first position", also={**_every_case(HEADS, "that is the first position"), SUM: None}),
     Mistake("05-plot-axis-labels-swapped", "D", EXERCISE, "plot_logit_lens",
             _plot(xlabel="Logit difference", ylabel="Layer"), PLOT, "the axis labels are swapped"),
