@@ -35,9 +35,15 @@ FUNCTION_TESTS = {
     "plot_induction_scores": ("test_plot_induction_scores",),
 }
 
+# A check on the grader's token batch has the public case n20 and a hidden twin, f"{check}{HIDDEN}",
+# on a batch the exercise never shows.
+HIDDEN = "_on_held_out_tokens"
 I = "test_induction_scores_read_the_induction_diagonal"
 P = "test_previous_token_scores_read_the_first_diagonal"
-A = "test_ablate_head_zeroes_one_heads_output"
+LOSS = "test_per_token_loss_scores_each_next_token"
+A = "test_ablate_head_zeroes_one_heads_output"  # cases: the top induction head, the top previous-token head
+A_HIDDEN = "test_ablate_head_on_held_out_tokens"  # the top previous-token head of a held-out batch
+REPEATED_HIDDEN = "test_repeated_tokens_on_a_held_out_size"
 
 
 def _scores(queries: str, offset: str, name: str = "induction_scores") -> str:
@@ -71,16 +77,17 @@ def _ablation(index: str, second_copy: str = "loss[:, n + 1:]", reset: bool = Tr
 MISTAKES = [
     # ---------------------------------------------------------------- batch A
     Mistake("06-duplicate-token-diagonal", "A", "06", "induction_scores", _scores("torch.arange(n + 1, 2 * n + 1)", "n"),
-            f"{I}[n20]", "q - n is the token's own first occurrence", also={f"{I}[n13]": "a duplicate-token head"}),
+            f"{I}[n20]", "q - n is the token's own first occurrence", also={f"{I}{HIDDEN}": "a duplicate-token head"}),
     Mistake("06-previous-token-from-bos", "A", "06", "previous_token_scores",
             _scores("torch.arange(1, tokens.shape[1])", "1", "previous_token_scores"), f"{P}[n20]", "position 1 is counted",
-            also={f"{P}[n13]": "position 1 is counted"}),
+            also={f"{P}{HIDDEN}": "position 1 is counted"}),
     Mistake("06-global-rng", "A", "06", "repeated_tokens", _fn('''
         def repeated_tokens(model, seq_len, batch=1, seed=0):
             first = torch.randint(1, model.cfg.d_vocab, (batch, seq_len))  # the global RNG, seed unused
             bos = torch.full((batch, 1), model.tokenizer.bos_token_id)
             return torch.cat([bos, first, first], dim=1)
-        '''), "test_repeated_tokens_repeats_a_random_run_after_bos", "seed a generator of your own"),
+        '''), "test_repeated_tokens_repeats_a_random_run_after_bos", "seed a generator of your own",
+        also={REPEATED_HIDDEN: "seed a generator of your own"}),
     Mistake("06-threshold-inclusive", "A", "06", "induction_heads", _fn('''
         def induction_heads(scores, threshold=0.4):
             found = [(l, h) for l, h in torch.nonzero(scores >= threshold).tolist()]
@@ -91,14 +98,15 @@ MISTAKES = [
             with torch.no_grad():
                 logits = model(tokens)
             return -logits[:, :-1].log_softmax(-1).gather(-1, tokens[:, :-1, None])[..., 0].cpu()
-        '''), "test_per_token_loss_scores_each_next_token[n20]", "not shifted"),
+        '''), f"{LOSS}[n20]", "not shifted", also={f"{LOSS}{HIDDEN}": "not shifted"}),
     Mistake("06-first-token-of-each-copy-counted", "A", "06", "copy_losses", _fn('''
         def copy_losses(loss):
             n = loss.shape[1] // 2
             return float(loss[:, :n].mean()), float(loss[:, n:].mean())
         '''), "test_copy_losses_average_each_copy", "r_1 of each copy is counted"),
     Mistake("06-whole-layer-ablated", "A", "06", "ablate_head", _ablation(":, :"), f"{A}[top induction head]",
-            "the whole layer was zeroed", also={f"{A}[top previous-token head]": "the whole layer was zeroed"}),
+            "the whole layer was zeroed", also={f"{A}[top previous-token head]": "the whole layer was zeroed",
+                                                A_HIDDEN: "the whole layer was zeroed"}),
     Mistake("06-plot-transposed", "A", "06", "plot_induction_scores", _fn('''
         def plot_induction_scores(scores):
             fig, ax = plt.subplots()
@@ -113,17 +121,20 @@ MISTAKES = [
         '''), "test_plot_induction_scores_draws_a_labelled_heatmap", "the image is transposed"),
     # ---------------------------------------------------------------- batch B
     Mistake("06-induction-is-previous-token", "B", "06", "induction_scores",
-            _scores("torch.arange(2, tokens.shape[1])", "1"), f"{I}[n20]", "these are previous-token scores"),
+            _scores("torch.arange(2, tokens.shape[1])", "1"), f"{I}[n20]", "these are previous-token scores",
+            also={f"{I}{HIDDEN}": "these are previous-token scores"}),
     Mistake("06-previous-token-is-induction", "B", "06", "previous_token_scores",
-            _scores("torch.arange(n + 1, 2 * n + 1)", "n - 1", "previous_token_scores"), f"{P}[n13]", "these are induction scores"),
+            _scores("torch.arange(n + 1, 2 * n + 1)", "n - 1", "previous_token_scores"), f"{P}[n20]", "these are induction scores",
+            also={f"{P}{HIDDEN}": "these are induction scores"}),
     Mistake("06-ablation-hook-left", "B", "06", "ablate_head", _ablation(":, :, head", reset=False),
-            f"{A}[top induction head]", "use model.run_with_hooks"),
+            f"{A}[top induction head]", "use model.run_with_hooks",
+            also={f"{A}[top previous-token head]": "use model.run_with_hooks", A_HIDDEN: "use model.run_with_hooks"}),
     Mistake("06-loss-sign-flipped", "B", "06", "per_token_loss", _fn('''
         def per_token_loss(model, tokens):
             with torch.no_grad():
                 logits = model(tokens)
             return logits[:, :-1].log_softmax(-1).gather(-1, tokens[:, 1:, None])[..., 0].cpu()
-        '''), "test_per_token_loss_scores_each_next_token[n13]", "the sign is flipped"),
+        '''), f"{LOSS}[n20]", "the sign is flipped", also={f"{LOSS}{HIDDEN}": "the sign is flipped"}),
     Mistake("06-heads-unsorted", "B", "06", "induction_heads", _fn('''
         def induction_heads(scores, threshold=0.4):
             return [(l, h) for l, h in torch.nonzero(scores > threshold).tolist()]
@@ -136,11 +147,14 @@ MISTAKES = [
                 _, cache = model.run_with_cache(tokens)
             patterns = [cache["pattern", layer] for layer in range(model.cfg.n_layers)]
             return _diagonal_scores(patterns, torch.arange(2, tokens.shape[1]), 1)
-        '''), f"{P}[n20]", "a run_with_cache without names_filter"),
+        '''), f"{P}[n20]", "a run_with_cache without names_filter",
+        also={f"{P}{HIDDEN}": "a run_with_cache without names_filter"}),
     Mistake("06-bos-not-counted", "C", "06", "induction_scores", _scores("torch.arange(n, 2 * n)", "n - 1"),
-            f"{I}[n20]", "BOS is not counted", also={f"{I}[n13]": "BOS is not counted"}),
+            f"{I}[n20]", "BOS is not counted", also={f"{I}{HIDDEN}": "BOS is not counted"}),
     Mistake("06-whole-sequence-loss", "C", "06", "ablate_head", _ablation(":, :, head", second_copy="loss"),
-            f"{A}[top induction head]", "the loss over the whole sequence"),
+            f"{A}[top induction head]", "the loss over the whole sequence",
+            also={f"{A}[top previous-token head]": "the loss over the whole sequence",
+                  A_HIDDEN: "the loss over the whole sequence"}),
 ]
 
 BATCHES = sorted({m.batch for m in MISTAKES})
