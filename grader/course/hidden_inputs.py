@@ -43,9 +43,11 @@ TRIES = 200
 ATTEND_THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
 CONTENT_THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7)
 PUBLIC_WORD, PUBLIC_QUERY = "France", -1  # the public checks' word and query position
-# No weight this close to a threshold, so that which side a head is on (what these checks and the
-# conditions below rely on) holds on any device; the checks' own margin is 1e-4.
-CLEAR = 0.02
+# No weight this close to a threshold, so that which side a head is on holds for the values the
+# check judges by (computed from these inputs right after the draw, its margin 1e-4) and for the
+# public ones a copy would come from (computed on another machine: they differ by ~1e-6). Small, so
+# that a model with many heads (GPT-2 small: 144) still leaves thresholds clear of every weight.
+CLEAR = 0.005
 
 
 def _single(model: Any, text: str) -> bool:
@@ -196,7 +198,8 @@ def draw(seed: str, model: Any) -> HeldOut:
         if len(known) == 2:
             break
     if len(known) < 2:
-        raise ValueError(f"the model knows fewer than two capitals of the pool ({len(countries)} tried)")
+        raise ValueError(f"the model knows fewer than two capitals of the pool, or none that suits exercise 03's "
+                         f"set-valued checks ({len(countries)} tried)")
     word, other = known  # the corrupted country is the one the prompt asks about, as in DEFAULT
     names = [n for n in NAMES if n not in SHOWN_NAMES]
     for _ in range(TRIES):
