@@ -9,7 +9,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 TOPICS = {"02": "cache", "03": "attention"}
-FULL = {"02": 23.0, "03": 32.0}
+FULL = {"02": 29.0, "03": 35.0}  # hidden checks included: the instructor's checkout grades them
+TOTAL = int(FULL["02"] + FULL["03"])
 # Not root: workers would run as us (grade-all refuses that unless told to trust the submissions).
 TRUST = [] if os.geteuid() == 0 else ["--trust-submissions"]
 

@@ -182,8 +182,9 @@ def content_heads(cache_adjacent, tokens_adjacent, cache_apart, tokens_apart, wo
 
 
 # Hidden checks whose answer is a set of heads: on the practice model the same heads find every
-# country, so a set copied from France's stored weights is largely right for another country too, and
-# the partial credit of the check (sorted, no head below the threshold) still pays for it.
+# country at the last position, so a set copied from France's stored weights would be largely right
+# for another country too. The draw (grader.course.hidden_inputs) picks a query position and thresholds
+# where the held-out answer holds none of the heads France's does at that threshold, so these too score 0.
 SET_VALUED = ("heads_attending_to", "content_heads")
 
 
@@ -204,8 +205,6 @@ def test_answers_copied_from_the_release_score_0_on_the_hidden_checks_of_values(
     assert sum(t["score"] for t in public) > 0  # the copied answers do pass the public checks they came from
 
 
-@pytest.mark.xfail(strict=True, reason="set-valued hidden checks still pay partial or full credit for heads copied "
-                                       "from France (see SET_VALUED): not solved yet")
 def test_answers_copied_from_the_release_score_0_on_every_hidden_check(copied: dict) -> None:
     hidden = [t for t in copied["tests"] if t["visibility"] == "after_published"]
     assert [t["score"] for t in hidden] == [0] * len(hidden)

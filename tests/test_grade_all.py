@@ -24,14 +24,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from class_runs import FULL, REPO, TOPICS, TRUST, mechgrade, solution, write
+from class_runs import FULL, REPO, TOTAL, TOPICS, TRUST, mechgrade, solution, write
 from pristine import write_stubs
 
 from grader.classroom.identity import folder_name
 
 DAVE = "dave_attention.py, dave_cache.py"  # loose files: one submission, named by its files
 TRANSPOSED = "the pattern is transposed: it must be [query, key], as stored in the cache"
-ATTENTION_PATTERN_POINTS = 3 + 3  # two parametrized checks
+ATTENTION_PATTERN_POINTS = 3 + 3 + 3  # two parametrized checks and the hidden one
 PLOT_ATTENTION_POINTS = 4
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="isolated grading needs Linux")
@@ -102,19 +102,19 @@ def test_the_gradebook_has_otters_columns_and_one_row_per_submission(graded, row
     assert header == ["file", "02", "03", "total", "possible", "percent_correct", "grading_status", "report"]
     assert set(rows) == {"solutions", "stubs.zip", "wrong", DAVE, "hostile", "empty", "nested.zip", "broken.ipynb",
                          "twice"}  # each entry's exact name
-    assert {name: row["possible"] for name, row in rows.items()} == {name: "55" for name in rows}
+    assert {name: row["possible"] for name, row in rows.items()} == {name: str(TOTAL) for name in rows}
 
 
 def test_points_per_exercise_follow_each_submission(rows) -> None:
     def points(name: str) -> tuple[float, float, float]:
         return float(rows[name]["02"]), float(rows[name]["03"]), float(rows[name]["total"])
 
-    assert points("solutions") == (23, 32, 55) and rows["solutions"]["percent_correct"] == "100"
+    assert points("solutions") == (FULL["02"], FULL["03"], TOTAL) and rows["solutions"]["percent_correct"] == "100"
     assert points("stubs.zip") == (0, 0, 0)  # not attempted
     transposed = FULL["03"] - ATTENTION_PATTERN_POINTS
-    assert points("wrong") == (23, transposed, 23 + transposed)
+    assert points("wrong") == (FULL["02"], transposed, FULL["02"] + transposed)
     assert points(DAVE) == points("wrong")  # loose files, the same work
-    assert points("hostile") == (23, 32 - PLOT_ATTENTION_POINTS, 55 - PLOT_ATTENTION_POINTS)  # os._exit costs its check
+    assert points("hostile") == (FULL["02"], FULL["03"] - PLOT_ATTENTION_POINTS, TOTAL - PLOT_ATTENTION_POINTS)  # os._exit costs its check
     for graded_cleanly in ("solutions", "stubs.zip", "wrong", DAVE, "hostile"):
         assert rows[graded_cleanly]["grading_status"] == "completed", rows[graded_cleanly]
 
@@ -126,7 +126,7 @@ def test_bad_input_gets_a_clear_line_in_the_gradebook(rows) -> None:
     assert status["broken"].startswith("not graded: not a valid notebook: broken.ipynb"), status
     assert "exercise 03: 2 files claim it (03/attention.py, attention.py); neither was graded" in status["twice"], status
     assert status["twice"].startswith("completed with problems"), status
-    assert (float(rows["twice"]["02"]), float(rows["twice"]["03"])) == (23, 0)  # exercise 02 is still graded
+    assert (float(rows["twice"]["02"]), float(rows["twice"]["03"])) == (FULL["02"], 0)  # exercise 02 is still graded
     for name in ("empty", "nested.zip", "broken.ipynb"):
         assert rows[name]["total"] == "0"
 
@@ -187,7 +187,7 @@ def test_merge_results_takes_files_named_after_students(graded, tmp_path: Path) 
                     str(tmp_path / "garbled.json"), "--out", str(tmp_path / "book"))
     assert run.returncode == 0, run.stderr
     rows = {r["file"]: r for r in read_csv(tmp_path / "book" / "grades.csv")}
-    assert rows["solutions"]["total"] == "55" and rows["wrong"]["03"] == str(int(FULL["03"] - ATTENTION_PATTERN_POINTS))
+    assert rows["solutions"]["total"] == str(TOTAL) and rows["wrong"]["03"] == str(int(FULL["03"] - ATTENTION_PATTERN_POINTS))
     assert rows["garbled"]["grading_status"].startswith("failed: unreadable results.json")
 
 
@@ -208,12 +208,12 @@ def test_a_stopped_run_resumes_with_only_what_is_missing(tmp_path: Path) -> None
     done = {name for name in ("ann", "ben", "cat") if (out / folder_name(name) / "results.json").exists()}
     assert "ann" in done and len(done) < 3, done
     for name in done:  # a folder is there only once its results are whole
-        assert json.loads((out / folder_name(name) / "results.json").read_text())["score"] == 32
+        assert json.loads((out / folder_name(name) / "results.json").read_text())["score"] == FULL["03"]
     first = {name: (out / folder_name(name) / "results.json").stat().st_ino for name in done}
 
     rerun = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"{len(done)} of 3 submissions already graded" in rerun.stderr
     assert {name: (out / folder_name(name) / "results.json").stat().st_ino for name in done} == first  # not graded again
-    assert [(r["file"], r["total"]) for r in read_csv(out / "grades.csv")] == [("ann", "32"), ("ben", "32"), ("cat", "32")]
+    assert [(r["file"], r["total"]) for r in read_csv(out / "grades.csv")] == [(name, str(int(FULL["03"]))) for name in ("ann", "ben", "cat")]
     assert not (out / ".staging").exists()

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from class_runs import TOPICS, TRUST, solution, write
+from class_runs import FULL, TOPICS, TOTAL, TRUST, solution, write
 from pristine import write_stubs
 from test_grade_all import HOSTILE_ATTENTION as ENDS_ITS_WORKER
 from test_grade_all import WRONG_ATTENTION as WRONG
@@ -31,6 +31,8 @@ from grader.classroom import slurm as submit_side
 from grader.classroom.identity import folder_name
 from grader.classroom.slurm_client import ended_from_log
 from grader.classroom.slurm_options import SlurmOptions
+
+FULL_03 = str(int(FULL["03"]))  # exercise 03 at full marks, as grades.csv writes it
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "tests" / "slurm" / "single_node.sh"
@@ -156,7 +158,7 @@ def test_a_class_graded_on_slurm_has_the_grades_of_a_local_run(both) -> None:
     on_slurm, here, _ = both
     rows = read_csv(on_slurm / "grades.csv")
     assert rows == read_csv(here / "grades.csv")  # every column: grades.csv holds no timing
-    assert len(rows) == 12 and {r["file"] for r in rows if r["total"] == "55"} == {f"solutions-{i}" for i in range(1, 5)}
+    assert len(rows) == 12 and {r["file"] for r in rows if r["total"] == str(TOTAL)} == {f"solutions-{i}" for i in range(1, 5)}
     for row in rows:  # and every check of every student, point for point
         if row["report"]:
             def checks(out: Path) -> list[tuple[str, float, str]]:
@@ -244,7 +246,7 @@ def test_a_cancelled_task_costs_what_it_had_not_graded_and_the_rerun_grades_only
     assert list(rows) == ["ann", "ben", "cat"]
     for name, row in rows.items():
         if name in done:
-            assert row["total"] == "32" and row["grading_status"] == "completed"
+            assert row["total"] == FULL_03 and row["grading_status"] == "completed"
         else:
             assert row["grading_status"].startswith(f"not graded: Slurm task 0 of job {job} was cancelled"), row
             assert "run the same command again" in row["grading_status"]
@@ -255,7 +257,7 @@ def test_a_cancelled_task_costs_what_it_had_not_graded_and_the_rerun_grades_only
     assert f"grading {3 - len(done)} submissions" in rerun.stderr
     assert {name: (out / folder_name(name) / "results.json").stat().st_ino for name in done} == first  # not graded again
     assert [(r["file"], r["total"], r["grading_status"]) for r in read_csv(out / "grades.csv")] == \
-           [(name, "32", "completed") for name in ("ann", "ben", "cat")]
+           [(name, FULL_03, "completed") for name in ("ann", "ben", "cat")]
 
 
 def test_a_task_over_its_time_limit_and_ctrl_c_while_waiting(slurm, tmp_path: Path) -> None:
@@ -270,7 +272,7 @@ def test_a_task_over_its_time_limit_and_ctrl_c_while_waiting(slurm, tmp_path: Pa
     run = mechgrade(slurm, *command, "--out", str(timed_out))
     assert run.returncode == 1, run.stderr[-3000:]
     rows = {r["file"]: r for r in read_csv(timed_out / "grades.csv")}
-    assert rows["a-quick"]["total"] == "32"
+    assert rows["a-quick"]["total"] == FULL_03
     assert rows["b-slow"]["grading_status"].startswith("not graded: Slurm task 0 of job "), rows["b-slow"]
     assert "went over its time limit" in rows["b-slow"]["grading_status"]
     assert "raise it with --time" in run.stderr and live_jobs(slurm) == []
@@ -284,7 +286,7 @@ def test_a_task_over_its_time_limit_and_ctrl_c_while_waiting(slurm, tmp_path: Pa
     assert waiting.returncode == 130, stderr[-3000:]
     assert live_jobs(slurm) == []  # nothing left running once it has returned
     rows = {r["file"]: r for r in read_csv(stopped / "grades.csv")}
-    assert rows["a-quick"]["total"] == "32"
+    assert rows["a-quick"]["total"] == FULL_03
     assert "was cancelled while grade-all waited (Ctrl-C)" in rows["b-slow"]["grading_status"]
 
 

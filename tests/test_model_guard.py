@@ -298,3 +298,66 @@ def test_a_nan_weight_left_as_it_was_needs_no_repair() -> None:
         model.blocks[0].bias[0] = float("nan")
     guard = ModelGuard(model)
     assert guard.repair() == []
+
+
+class Large(nn.Module):
+    """One weight of GPT-2 small's embedding size order (4M elements, 16 MiB) beside a small one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.big = nn.Parameter(torch.randn(2048, 2048))
+        self.small = nn.Parameter(torch.randn(8))
+
+
+def _write_through_data(weight: torch.Tensor, row: int, column: int) -> None:
+    weight.data[row, column] += 1.0
+
+
+def _write_through_numpy(weight: torch.Tensor, row: int, column: int) -> None:
+    weight.detach().numpy()[row, column] += 1.0  # no torch op at all: autograd's version counter stays
+
+
+def _write_through_a_storage_view(weight: torch.Tensor, row: int, column: int) -> None:
+    flat = torch.empty(0).set_(weight.untyped_storage())  # another tensor over the same memory
+    flat[row * weight.shape[1] + column] += 1.0
+
+
+@pytest.mark.parametrize("write", [_write_through_data, _write_through_numpy, _write_through_a_storage_view])
+@pytest.mark.parametrize("where", [(0, 0), (1024, 777), (2047, 2047)])
+def test_an_in_place_write_to_one_element_of_a_large_weight_is_caught_and_copied_back(write, where) -> None:
+    model = Large().eval()
+    before = model.big.detach().clone()
+    guard = ModelGuard(model)
+    write(model.big, *where)
+    assert guard.repair() == [COPIED_BACK]
+    assert torch.equal(model.big, before)
+    assert guard.repair() == []
+
+
+def test_a_weight_check_on_the_cpu_never_waits_for_torchs_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    # torch.equal splits a large tensor over torch's threads: on a busy machine the check after
+    # every test waited for the second one (GPT-2 small: 300 ms of CPU time a check, 45 ms now).
+    from grader.student import model_guard
+
+    def no_torch_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+        raise AssertionError("a CPU weight was compared by torch.equal")
+
+    monkeypatch.setattr(model_guard, "_tensors_equal", no_torch_equal)
+    model = Large().eval()
+    guard = ModelGuard(model)
+    assert guard.repair() == []
+    model.big.data[5, 5] = 7.0
+    assert guard.repair() == [COPIED_BACK]
+
+
+@pytest.mark.parametrize("view", ["conj", "neg"])
+def test_a_view_that_differs_only_by_a_flag_is_not_the_same_weight(view: str) -> None:
+    # A conjugate (or negative) view shares the bytes of its tensor, and not its value.
+    from grader.student.model_guard import _bitwise_equal
+
+    saved = torch.randn(64, dtype=torch.complex64)
+    now = saved.conj() if view == "conj" else torch._neg_view(saved)
+    assert not _bitwise_equal(now, saved)
+    assert _bitwise_equal(saved.clone(), saved)
+

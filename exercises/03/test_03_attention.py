@@ -205,8 +205,9 @@ def _raised_hint(got, word: str, token_index_broken: Mistake | None) -> str | Mi
     return None
 
 
-# The hidden case asks about another country from another query position (the country token
-# itself), so a list of heads hard-coded for France fails. The low threshold lets many heads
+# The hidden case asks about another country from another query position, with a threshold where
+# the answer holds a head and none that France's answer holds, so a list of heads hard-coded for
+# France fails, and so does an empty one. The low threshold lets many heads
 # through, in an order that is not their loop order, so an unsorted answer fails too.
 CASES = [("France", CLEAN_PROMPT, 0.3, -1), ("France", CLEAN_PROMPT, 0.01, -1)]
 
@@ -224,8 +225,8 @@ def test_heads_attending_to_finds_every_head_above_the_threshold(
 @pytest.mark.points(4)
 def test_heads_attending_to_on_a_held_out_prompt(held_out, student, reference, model, run_cached, expected, grade):
     """heads_attending_to on a country and a query position the exercise never shows"""
-    _heads_attending_to(held_out.word, held_out.prompt, 0.2, -2, HELD_OUT, student, reference, model, run_cached,
-                        expected, grade)
+    _heads_attending_to(held_out.word, held_out.prompt, held_out.attend_threshold, held_out.attend_query, HELD_OUT,
+                        student, reference, model, run_cached, expected, grade)
 
 
 def _heads_attending_to(word, prompt, threshold, query, label, student, reference, model, run_cached, expected, grade):
@@ -333,7 +334,7 @@ def test_content_heads_tells_content_from_position(
 @pytest.mark.points(2)
 def test_content_heads_on_held_out_prompts(held_out, student, reference, model, run_cached, expected, grade):
     """content_heads on a country and templates the exercise never shows"""
-    _content_heads(held_out.word, held_out.adjacent, held_out.apart, 0.5,
+    _content_heads(held_out.word, held_out.adjacent, held_out.apart, held_out.content_threshold,
                    {held_out.adjacent: f"{HELD_OUT} adjacent", held_out.apart: f"{HELD_OUT} apart"},
                    student, reference, model, run_cached, expected, grade)
 

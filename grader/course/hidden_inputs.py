@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from grader.judging.held_out import HeldOut
+from grader.judging.prompts import APART_PROMPT, CLEAN_PROMPT
 from grader.judging.prompts import IOI_NAMES as SHOWN_IOI_NAMES
 from grader.judging.prompts import IOI_TEMPLATE as SHOWN_IOI_TEMPLATE
 from grader.toy.corpus import CAPITALS, IOI_TEMPLATES, NAMES, OBJECTS, PLACES
@@ -36,6 +37,17 @@ IOI_NAMES_DRAWN = 12  # exercise 08: how many names its held-out batch draws its
 SAE_DOCS = 30  # documents of exercise 07's held-out top-token text
 SAE_SEED_RANGE = (1000, 99_999)  # away from the SAE's training (0-ish) and judging (102) seeds
 TRIES = 200
+# Exercise 03's set-valued hidden checks (heads_attending_to, content_heads) take their query position
+# and thresholds from these pools, kept only where the right answer is a set that an answer doing
+# no work, or one copied from the public case (France), gets wrong.
+ATTEND_THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
+CONTENT_THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7)
+PUBLIC_WORD, PUBLIC_QUERY = "France", -1  # the public checks' word and query position
+# No weight this close to a threshold, so that which side a head is on holds for the values the
+# check judges by (computed from these inputs right after the draw, its margin 1e-4) and for the
+# public ones a copy would come from (computed on another machine: they differ by ~1e-6). Small, so
+# that a model with many heads (GPT-2 small: 144) still leaves thresholds clear of every weight.
+CLEAR = 0.005
 
 
 def _single(model: Any, text: str) -> bool:
@@ -101,21 +113,93 @@ def _ioi_batch_works(model: Any, inputs: HeldOut) -> bool:
     return bool((last.gather(1, io[:, None]) > last.gather(1, s[:, None])).all())
 
 
+Head = tuple[int, int]
+
+
+def _weights_to(model: Any, prompt: str, word: str, query: int) -> dict[Head, float]:
+    """Every head's attention weight from position `query` to `word` in `prompt`."""
+    import torch
+
+    with torch.no_grad():
+        _, cache = model.run_with_cache(prompt)
+    key = [t.strip() for t in model.to_str_tokens(prompt)].index(word)
+    return {(layer, head): float(cache["pattern", layer][0, head, query, key])
+            for layer in range(model.cfg.n_layers) for head in range(model.cfg.n_heads)}
+
+
+def _above(weights: dict[Head, float], threshold: float) -> set[Head] | None:
+    """The heads above `threshold`, or None when a weight is too close to it to say on every device."""
+    if any(abs(w - threshold) < CLEAR for w in weights.values()):
+        return None
+    return {head for head, w in weights.items() if w > threshold}
+
+
+def attend_options(model: Any, prompt: str, word: str) -> list[tuple[int, float]]:
+    """(query, threshold) pairs for exercise 03's hidden heads_attending_to check on `prompt`: a query
+    at or after `word`, never the last position (the public one), where some head is above the
+    threshold and some below it (an empty answer is wrong, and so is every head), and where none
+    of the heads above it is one that the public case finds at that threshold (a set copied from
+    France's stored answer holds no head it should)."""
+    length = len(model.to_str_tokens(prompt))
+    start = [t.strip() for t in model.to_str_tokens(prompt)].index(word)
+    public = _weights_to(model, CLEAN_PROMPT, PUBLIC_WORD, PUBLIC_QUERY)
+    options = []
+    for query in range(start - length, -1):
+        weights = _weights_to(model, prompt, word, query)
+        for threshold in ATTEND_THRESHOLDS:
+            above, copied = _above(weights, threshold), _above(public, threshold)
+            if above and copied is not None and len(above) < len(weights) and not above & copied:
+                options.append((query, threshold))
+    return options
+
+
+def _content_split(model: Any, adjacent: str, apart: str, word: str, threshold: float) -> tuple[set[Head], set[Head]] | None:
+    """content_heads' right answer (content, position), or None when a weight is too close to the threshold."""
+    near = _above(_weights_to(model, adjacent, word, -1), threshold)
+    far = _above(_weights_to(model, apart, word, -1), threshold)
+    if near is None or far is None:
+        return None
+    return near & far, near - far
+
+
+def content_options(model: Any, adjacent: str, apart: str, word: str) -> list[float]:
+    """Thresholds for exercise 03's hidden content_heads check: some head belongs in one of the
+    lists (an answer of two empty lists is wrong), and each list differs from the public case's
+    at that threshold (lists copied from France's stored answer are both wrong)."""
+    options = []
+    for threshold in CONTENT_THRESHOLDS:
+        held = _content_split(model, adjacent, apart, word, threshold)
+        public = _content_split(model, CLEAN_PROMPT, APART_PROMPT, PUBLIC_WORD, threshold)
+        if held and public and (held[0] or held[1]) and held[0] != public[0] and held[1] != public[1]:
+            options.append(threshold)
+    return options
+
+
+def _suits_exercise_03(model: Any, country: str) -> bool:
+    """Every single-prompt template has a query and threshold for heads_attending_to, and content_heads a threshold."""
+    return (all(attend_options(model, t.format(country=country), country) for t in SINGLE_PROMPT_TEMPLATES)
+            and bool(content_options(model, ADJACENT_TEMPLATE.format(country=country),
+                                     APART_TEMPLATE.format(country=country), country)))
+
+
 def draw(seed: str, model: Any) -> HeldOut:
     """Held-out inputs drawn from the pools with `seed`, kept only where `model` handles them (the
     capital is its top prediction, the indirect object beats the subject, the words stay one token),
-    so the reference solutions pass every hidden check on them."""
+    so the reference solutions pass every hidden check on them, and where exercise 03's set-valued
+    checks have an answer that neither an empty set nor one copied from the public case matches."""
     rng = random.Random(f"mechgrade held-out inputs\0{seed}")
     countries = [c for c in sorted(CAPITALS) if c not in SHOWN_COUNTRIES]
     rng.shuffle(countries)
     known = []
     for country in countries:
-        if _knows(model, country):
+        # The prompt's country (the first) must also suit exercise 03's set-valued checks in every template.
+        if _knows(model, country) and (known or _suits_exercise_03(model, country)):
             known.append(country)
         if len(known) == 2:
             break
     if len(known) < 2:
-        raise ValueError(f"the model knows fewer than two capitals of the pool ({len(countries)} tried)")
+        raise ValueError(f"the model knows fewer than two capitals of the pool, or none that suits exercise 03's "
+                         f"set-valued checks ({len(countries)} tried)")
     word, other = known  # the corrupted country is the one the prompt asks about, as in DEFAULT
     names = [n for n in NAMES if n not in SHOWN_NAMES]
     for _ in range(TRIES):
@@ -134,8 +218,13 @@ def draw(seed: str, model: Any) -> HeldOut:
         tokens=(rng.choice(SEQ_LENS), rng.choice(BATCHES), rng.randint(1000, 99_999)),
         repeated=(rng.choice(SEQ_LENS), rng.choice(BATCHES), rng.randint(1000, 99_999)),
         sae_text_seed=rng.randint(*SAE_SEED_RANGE),
-        ioi_template="", ioi_names=(), ioi_seed=0,
+        ioi_template="", ioi_names=(), ioi_seed=0, attend_query=-1, attend_threshold=0.0, content_threshold=0.0,
     )
+    # Exercise 03's query position and thresholds, from a stream of their own so the rest of the draw is as before.
+    own = random.Random(f"mechgrade held-out inputs, exercise 03\0{seed}")
+    query, threshold = own.choice(attend_options(model, drawn.prompt, word))
+    drawn = replace(drawn, attend_query=query, attend_threshold=threshold,
+                    content_threshold=own.choice(content_options(model, drawn.adjacent, drawn.apart, word)))
     # Exercise 08's, drawn last so that a seed still draws the other exercises' inputs it drew before.
     unshown = [n for n in NAMES if n not in SHOWN_IOI_NAMES]
     for _ in range(TRIES):

@@ -63,6 +63,11 @@ class HeldOut:
     ioi_template: str  # exercise 08: a template with {io} once and {s} twice
     ioi_names: tuple[str, ...]  # exercise 08: the names its batch draws (io, s, third) from
     ioi_seed: int  # exercise 08: the seed of that draw
+    # Exercise 03's set-valued checks: chosen so that some head is above the threshold and some below,
+    # and none above it that the public case (France, last position) finds (grader/course/hidden_inputs.py).
+    attend_query: int  # heads_attending_to's query position in `prompt`, never the last one
+    attend_threshold: float  # and its threshold
+    content_threshold: float  # content_heads' threshold on `adjacent` and `apart`
 
     def ioi_triples(self, count: int = IOI_BATCH) -> list[tuple[str, str, str]]:
         """Exercise 08's held-out batch: `count` (io, s, third) triples of distinct names."""
@@ -99,6 +104,9 @@ DEFAULT = HeldOut(
     ioi_prompt=HELD_OUT_IOI_PROMPT, ioi_answers=HELD_OUT_IOI_ANSWERS,
     tokens=(13, 3, 4321), repeated=(13, 3, 7), sae_text_seed=103,
     ioi_template=HELD_OUT_IOI_TEMPLATE, ioi_names=HELD_OUT_IOI_NAMES, ioi_seed=9,
+    # From Spain itself (position -5): in the last two positions no head of the practice model is
+    # above 0.2, and there an empty list was the right answer.
+    attend_query=-5, attend_threshold=0.3, content_threshold=0.3,
 )
 
 

@@ -13,6 +13,8 @@ spoils is that student's own answers until the exercise ends and the worker is r
 from __future__ import annotations
 
 import copy
+import ctypes
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -113,18 +115,49 @@ _BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 SMALL_TENSOR = 1 << 20  # elements: below this, a parallel torch.equal costs more in waiting than in work
 
 
+def _c_memcmp() -> Callable[[int, int, int], int] | None:
+    """The C library's memcmp, bound now (student code may replace names later); None where no C
+    library can be loaded: the comparison then goes through numpy and torch."""
+    try:
+        libc = ctypes.cdll.msvcrt if sys.platform == "win32" else ctypes.CDLL(None)
+        memcmp = libc.memcmp
+    except (OSError, AttributeError):
+        return None
+    memcmp.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+    memcmp.restype = ctypes.c_int
+    return memcmp
+
+
+_memcmp = _c_memcmp()
+
+
+def _plain_cpu(tensor: torch.Tensor) -> bool:
+    """Its value is exactly its bytes, in one block of CPU memory that it owns (no conjugate or
+    negative view flag, no quantization, no strides that skip or repeat)."""
+    return (tensor.device.type == "cpu" and tensor.layout == torch.strided and not tensor.is_quantized
+            and not tensor.is_conj() and not tensor.is_neg() and tensor.is_contiguous()
+            # memcmp reads what the shape says: never past a storage that student code shrank
+            and tensor.untyped_storage().nbytes() >= (tensor.storage_offset() + tensor.numel()) * tensor.element_size())
+
+
 def _bitwise_equal(now: torch.Tensor, saved: torch.Tensor) -> bool:
     """`now` holds exactly the bits of `saved` (a NaN equals itself; -0.0 is not 0.0).
 
-    A small CPU tensor is compared by numpy, on this thread: torch.equal splits the work across
-    torch's threads, and on a busy machine waiting for the second one took up to 18 ms of a check
-    (toy-gpt2's 42 tensors: 95 ms of a submission's 62 weight checks, 61 ms now)."""
+    A CPU tensor is compared by the C library's memcmp, on this thread, with no temporary:
+    GPT-2 small's 703 MiB of weights in 45 ms of CPU time, where torch.equal spread over torch's
+    threads (2 here) took 300 ms, most of it waiting for the other thread on a busy machine, once
+    after every check. Without memcmp, a small CPU tensor is compared by numpy, on this thread,
+    and a large one by torch."""
     if now.shape != saved.shape or now.dtype != saved.dtype:
         return False
+    if _memcmp is not None and _plain_cpu(now) and _plain_cpu(saved):
+        size = now.numel() * now.element_size()
+        return size == 0 or _memcmp(now.data_ptr(), saved.data_ptr(), size) == 0
     bits = _BITS.get(now.element_size())
     if bits is None:
         return bool(_tensors_equal(now, saved))
-    now, saved = now.detach().view(bits), saved.detach().view(bits)
+    # A conjugate or negative view's value is not its bytes: compare the value's.
+    now, saved = (t.detach().resolve_conj().resolve_neg().view(bits) for t in (now, saved))
     if now.device.type == "cpu" and now.numel() <= SMALL_TENSOR:
         return bool(_elementwise_equal(now.numpy(), saved.numpy()).all())
     return bool(_tensors_equal(now, saved))
