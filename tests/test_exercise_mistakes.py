@@ -262,8 +262,9 @@ MISTAKES = [
             return {"content": [(layer, head) for layer, head, _ in adjacent],  # every head attending to the word
                     "position": [(layer, head) for layer, head, _ in adjacent if (layer, head) not in apart]}
         '''), f"{C}[France>0.3]", "L0H0 attends to 'France' above the threshold only where it is the token before the last one",
-        also={f"{C}[France>0.03]": "L0H2 attends to 'France' above the threshold only where it is the token before the last one",
-              C_HIDDEN: "above the threshold only where it is the token before the last one"}),
+        # Not the hidden check: on its default held-out prompts no head attends by position alone,
+        # so this answer is right there (a drawn course's prompts may differ).
+        also={f"{C}[France>0.03]": "L0H2 attends to 'France' above the threshold only where it is the token before the last one"}),
     # The reference patch_residual_stream calls patch_hook, so it patches every position too.
     Mistake("04-hook-patches-every-position", "B", "04", "patch_hook", _fn('''
         def patch_hook(clean_cache, position):
@@ -297,7 +298,7 @@ MISTAKES = [
             adjacent = heads_attending_to(cache_adjacent, str_tokens_adjacent, word, threshold)
             return {"content": [(layer, head) for layer, head, _ in adjacent], "position": []}
         '''), f"{C}[France>0.3]", "only the adjacent prompt was used",
-        also={f"{C}[France>0.03]": "only the adjacent prompt was used", C_HIDDEN: "only the adjacent prompt was used"}),
+        also={f"{C}[France>0.03]": "only the adjacent prompt was used"}),  # right where no head is position-only (default held-out)
     Mistake("04-hooks-left-attached", "C", "04", "patch_residual_stream", _fn('''
         def patch_residual_stream(model, clean_tokens, corrupted_tokens, clean_cache, correct, incorrect):
             with torch.no_grad():
@@ -329,7 +330,7 @@ MISTAKES = [
         def content_heads(cache_adjacent, str_tokens_adjacent, cache_apart, str_tokens_apart, word="France", threshold=0.3):
             return {"content": [(0, 1)], "position": [(0, 0)]}  # read off the report once, for France at 0.3
         '''), f"{C}[France>0.03]", "missing heads: L0H0, L0H3",
-        keeps=(f"{C}[France>0.3]", C_HIDDEN)),
+        keeps=(f"{C}[France>0.3]",), also={C_HIDDEN: None}),  # France's heads are not the held-out answer
     Mistake("03-heads-hard-coded-list", "E", "03", "heads_attending_to", _fn('''
         def heads_attending_to(cache, str_tokens, word="France", threshold=0.3, query=-1):
             key = token_index(str_tokens, word)
@@ -338,7 +339,7 @@ MISTAKES = [
         '''), f"{H}[France>0.01]", "missing heads",
         # What the hidden check reports depends on its held-out heads: it must cost points there too.
         keeps=(f"{H}[France>0.3]",), also={H_HIDDEN: None,
-                                            "test_content_heads": None}),  # content_heads calls heads_attending_to
+                                            f"{C}[": None}),  # content_heads calls heads_attending_to
     Mistake("04-normalisation-upside-down", "D", "04", "patch_residual_stream", _patching_with(normalised="(clean_diff - patched_diff) / (clean_diff - corrupted_diff)"), f"{P}[France-Italy]", "the normalisation is upside down",
         also={P_HIDDEN: "the normalisation is upside down"}),
     # ---------------------------------------------------------------- batch U: untrusted code
