@@ -318,9 +318,10 @@ def _floor_08(model_, source: str, device: str, model_id: str) -> None:
     ioi.ioi_batch(model_, IOI_TEMPLATE, checks.grader_names(checks.PUBLIC_SEED, 6))
     ioi.ioi_batch(model_, DEFAULT.ioi_template, DEFAULT.ioi_triples()[:6])
     public, held_out = checks.public_batch(model_), checks.held_out_batch(model_, DEFAULT)
-    clean_diff = ioi.logit_diff(model_(public["clean"]), public["io"], public["s"])
+    clean_logits = model_(public["clean"])  # one forward pass, read twice
+    clean_diff = ioi.logit_diff(clean_logits, public["io"], public["s"])
     corrupted_diff = ioi.logit_diff(model_(public["corrupted"]), public["io"], public["s"])
-    ioi.ioi_metric(model_(public["clean"]), public["io"], public["s"], clean_diff, corrupted_diff)
+    ioi.ioi_metric(clean_logits, public["io"], public["s"], clean_diff, corrupted_diff)
     for batch in (public, held_out):
         patching, attribution = ioi.patch_heads(model_, batch), ioi.attribution_patch(model_, batch)
         ioi.path_patch_to_logits(model_, batch, (0, 1))
