@@ -221,7 +221,7 @@ def _grade(course: Path, submission: Path | None, out: Path, *extra: str) -> tup
     return done.stdout + done.stderr, json.loads(results.read_text())
 
 
-def test_in_a_release_stubs_score_0_and_the_solutions_every_public_point(release: Path, tmp_path: Path) -> None:
+def test_in_a_release_stubs_score_0_and_the_solutions_every_public_point_in_grade_and_check(release: Path, tmp_path: Path) -> None:
     course = shutil.copytree(release, tmp_path / "course")
     _venv_in(course)
     imported = subprocess.run([str(course / ".venv" / "bin" / "python"), "-c", "import grader; print(grader.__file__)"],
@@ -241,6 +241,29 @@ def test_in_a_release_stubs_score_0_and_the_solutions_every_public_point(release
     assert f"{public['hidden_checks']} hidden checks ({points} points) are graded only on the autograder" in text
     assert "public passed" in text and "public checks" in text
     assert "are graded only on the autograder" in (tmp_path / "solved" / "report.html").read_text()
+    notebook_points, notebook_table = _check_in_the_release_notebook(course, submission / "attention.py", tmp_path)
+    assert notebook_points == results["score"]  # check("03") in the notebook agrees with mechgrade grade
+    assert f"{public['hidden_checks']} hidden checks ({points} points) are graded only on the autograder" in notebook_table
+
+
+def _check_in_the_release_notebook(course: Path, solution: Path, tmp_path: Path) -> tuple[float, str]:
+    """The release's notebook 03 as a student who finished it runs it: its code cells, the stub
+    cells replaced by the solution, in the release's venv; check("03") last. (A script, not a
+    kernel: the kernel a test can start runs the test environment's Python, not the release's.)"""
+    notebook = json.loads((course / "notebooks" / "03_attention.ipynb").read_text())
+    cells = ["".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code"]
+    setup, check_cell = cells[0], cells[-1]
+    assert 'check("03")' in check_cell and "course_model()" in setup
+    run = [setup, solution.read_text(), check_cell.replace('check("03")', 'check("03", show_report=False)'),
+           "import grader.notebooks.check\nprint('POINTS', grader.notebooks.check.last_run.points)"]
+    script = f"for cell in {run!r}:\n    exec(compile(cell, 'cell', 'exec'), globals())"  # cell by cell, as a kernel
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    done = subprocess.run([str(course / ".venv" / "bin" / "python"), "-c", script], cwd=course / "notebooks",
+                          env={**env, "HF_HUB_OFFLINE": "1", "MECHGRADE_MODEL": "toy-gpt2", "COLUMNS": "200"},
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [points] = [float(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("POINTS ")]
+    return points, " ".join(done.stdout.split())
 
 
 # ---- what the reports say about hidden checks ----
