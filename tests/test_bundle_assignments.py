@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,38 @@ def test_an_unknown_exercise_is_refused_before_anything_is_written(project: Path
     with pytest.raises(BundleError) as raised:
         build_bundle(tmp_path / "a.zip", MODEL, project, check_drift=False, exercises=["03", "99"])
     assert "99" in str(raised.value) and "\n" not in str(raised.value)
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_fixed_held_out_inputs_suit_the_practice_model_for_every_exercise() -> None:
+    from grader.course.hidden_inputs import unsuited
+    from grader.judging.held_out import DEFAULT
+    from grader.models import get_spec, load_model
+
+    model = load_model(get_spec(MODEL), "cpu")
+    assert unsuited(DEFAULT, model, [f"{n:02d}" for n in range(1, 9)]) == []
+    # A model that completes no capital, ranks no indirect object first and attends nowhere above 0.99:
+    # what the check says for inputs that do not suit it.
+    unsure = replace(DEFAULT, answers=(" Paris", " Rome"), attend_threshold=0.99, content_threshold=0.99,
+                     ioi_answers=DEFAULT.ioi_answers[::-1],
+                     ioi_template="When {io} and {s} went to the school, {io} handed a ring to")
+    said = " | ".join(unsuited(unsure, model, ["03", "05", "08"]))
+    for part in ("is not ' Paris'", "exercise 03: at query -5 and threshold 0.99", "exercise 03: at threshold 0.99",
+                 "exercise 05:", "exercise 08:"):
+        assert part in said, said
+
+
+def test_a_bundle_on_fixed_inputs_that_do_not_suit_its_model_is_refused_and_names_the_seed(
+        project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a model the fixed inputs were not chosen on (GPT-2 small: no fixtures here to build for)."""
+    import grader.judging.held_out
+
+    monkeypatch.setattr(grader.judging.held_out, "DEFAULT",
+                        replace(grader.judging.held_out.DEFAULT, attend_threshold=0.99))
+    with pytest.raises(BundleError) as raised:
+        build_bundle(tmp_path / "a.zip", MODEL, project, check_drift=False, exercises=["03"])
+    said = str(raised.value)
+    assert "do not suit toy-gpt2" in said and "--hidden-seed" in said and "\n" not in said
     assert not list(tmp_path.iterdir())
 
 

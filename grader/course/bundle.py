@@ -141,6 +141,8 @@ def build_bundle(out: Path, model: str = "gpt2-small", root: Path = REPO_ROOT, c
         if hidden_seed is not None:
             extra = _seeded_hidden_values(tree, model, chosen, hidden_seed)
             course["hidden_seed_sha256"] = _seed_digest(hidden_seed)
+        else:
+            _require_fixed_inputs_suit(model, [e for e, c in course["checks"].items() if c["hidden_checks"]])
         extra[COURSE_FILE] = json.dumps(course, indent=1, sort_keys=True) + "\n"
         held_out = f" --held-out {HELD_OUT_FILE}" if hidden_seed is not None else ""
         scripts = {
@@ -197,6 +199,21 @@ def _seed_digest(seed: str) -> str:
     from grader.judging.held_out import seed_digest  # late: held_out.py is instructor-only (absent from a release)
 
     return seed_digest(seed)
+
+
+def _require_fixed_inputs_suit(model: str, exercises: list[str]) -> None:
+    """Without a seed the hidden checks grade on the fixed held-out inputs, chosen on the practice
+    model: on another model they may leave a set-valued check with an empty right answer, or one
+    that an answer copied from the public case matches. Checked here, as `draw` checks what it draws."""
+    from grader.course.hidden_inputs import unsuited  # late: instructor-only, like the held-out inputs
+    from grader.judging.held_out import DEFAULT  # late: instructor-only
+
+    if not exercises:
+        return
+    reasons = unsuited(DEFAULT, load_model(get_spec(model), "cpu"), exercises)
+    if reasons:
+        raise BundleError(f"the fixed held-out inputs do not suit {model} ({'; '.join(reasons)}); build with "
+                          "--hidden-seed S, which draws inputs this model handles; nothing was written")
 
 
 def _seeded_hidden_values(tree: Path, model: str, exercises: list[str], seed: str) -> dict[str, str]:

@@ -233,3 +233,30 @@ def draw(seed: str, model: Any) -> HeldOut:
         if _ioi_batch_works(model, candidate):
             return candidate
     raise ValueError(f"the model completed none of {TRIES} drawn batches of exercise 08's held-out prompts")
+
+
+def unsuited(inputs: HeldOut, model: Any, exercises: list[str]) -> list[str]:
+    """Why `inputs` do not suit `model` for the hidden checks of `exercises`, as `draw` requires of
+    what it draws (empty: they suit). The fixed inputs were chosen on the practice model; a bundle
+    for another model must check them there before it ships their values."""
+    reasons = []
+    chosen = set(exercises)
+    if chosen & {"01", "02", "03", "04", "05"}:
+        for prompt, answer in ((inputs.clean, inputs.answers[0]), (inputs.corrupted, inputs.answers[1])):
+            if not (_single(model, answer) and _top_token(model, prompt) == answer):
+                reasons.append(f"its top prediction for {prompt!r} is not {answer!r}")
+    if "03" in chosen:
+        if (inputs.attend_query, inputs.attend_threshold) not in attend_options(model, inputs.prompt, inputs.word):
+            reasons.append(f"exercise 03: at query {inputs.attend_query} and threshold {inputs.attend_threshold} of "
+                           f"{inputs.prompt!r}, heads_attending_to's answer is empty, every head, or one a copied answer matches")
+        if inputs.content_threshold not in content_options(model, inputs.adjacent, inputs.apart, inputs.word):
+            reasons.append(f"exercise 03: at threshold {inputs.content_threshold}, content_heads' answer is empty "
+                           "or one a copied answer matches")
+    if "05" in chosen and not _ioi_works(model, inputs.ioi_answers[0].strip(), inputs.ioi_answers[1].strip(),
+                                         inputs.ioi_prompt):
+        reasons.append(f"exercise 05: it does not rank {inputs.ioi_answers[0]!r} over {inputs.ioi_answers[1]!r} "
+                       f"after {inputs.ioi_prompt!r}")
+    if "08" in chosen and not _ioi_batch_works(model, inputs):
+        reasons.append(f"exercise 08: it does not rank the indirect object over the subject on every prompt of "
+                       f"{inputs.ioi_template!r}")
+    return reasons
