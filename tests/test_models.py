@@ -42,7 +42,7 @@ def test_an_unreachable_hub_is_decided_within_seconds(monkeypatch):
     started = time.monotonic()
     available, why = models.hub_model_available("gpt2")
     assert not available and "did not answer" in why
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 3  # measured 0.05-0.09 s at load 4.5-5.7 (the probe's limit: 1 s)
 
 
 def test_a_cached_gpt2_is_the_default(monkeypatch):

@@ -274,7 +274,7 @@ def test_a_loop_that_swallows_every_exception_is_killed_at_the_deadline(sandbox)
     started = time.monotonic()
     with pytest.raises(GradingTimeout, match="timed out after 3 s"):
         sandbox.student.spin()
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 10  # measured 3.08-3.15 s at load 4.5-5.7: the 3 s deadline and a kill
     assert sandbox.student.double(1) == 2
 
 
