@@ -18,6 +18,26 @@ import grader.reports.html  # noqa: F401
 
 pytest_plugins = ["pytester"]
 
+# Test files whose tests grade whole exercises or classes in processes of their own, build and install
+# releases, bundles and wheels, or drive Slurm and Jupyter kernels: marked `slow`. The quick tier,
+# `python -m pytest -n auto --dist loadfile -m "not slow"`, leaves them out (3.5 min on 2 cores, the
+# machine loaded by other work); the full suite (the README's test command, and CI) runs everything.
+END_TO_END = frozenset({
+    "test_adversarial_submissions.py", "test_bundle.py", "test_bundle_assignments.py", "test_class_inputs.py",
+    "test_class_misconceptions.py", "test_class_page.py", "test_cli_grade.py", "test_environment_not_graded.py",
+    "test_exercise_05_mistakes.py", "test_exercise_06_mistakes.py", "test_exercise_07_mistakes.py",
+    "test_exercise_08_mistakes.py", "test_exercise_mistakes.py", "test_exercises_end_to_end.py",
+    "test_fault_or_mistake.py", "test_grade_all.py", "test_grade_all_canary.py", "test_grade_all_hostile.py",
+    "test_grade_all_slurm.py", "test_notebooks.py", "test_points_follow_work.py", "test_release.py",
+    "test_shipped_artefacts.py", "test_touches_only_what_it_made.py", "test_wheel.py",
+})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in END_TO_END:
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture
 def make_project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Callable[..., GradedProject]:

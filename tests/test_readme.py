@@ -20,3 +20,11 @@ def test_the_quickstart_runs_and_finds_the_heads_attending_to_france(capsys, mon
     printed = capsys.readouterr().out
     assert "' Paris'" in printed
     assert re.search(r"L\dH\d: \d+% of the last position's attention on ' France'", printed)
+
+
+def test_every_file_the_quick_tier_leaves_out_exists() -> None:
+    """A renamed end-to-end test file must not slip into the quick tier unnoticed (tests/conftest.py)."""
+    from conftest import END_TO_END
+
+    missing = sorted(name for name in END_TO_END if not (Path(__file__).parent / name).is_file())
+    assert not missing, f"END_TO_END names files that are not in tests/: {missing}"
