@@ -121,7 +121,7 @@ def _top_prediction(prompt, label, student, reference, model, run_cached, expect
         want,
         mistakes={
             Mistake("leading space stripped from the token",
-                    "the leading space is missing: GPT-2's token is ' Paris', decode it with model.to_string"): want.value.strip(),
+                    "the leading space is missing: GPT-2's tokens keep theirs (' Paris', not 'Paris'); decode with model.to_string"): want.value.strip(),
             Mistake("prediction read at the first position",
                     "that is the prediction at the first position: the next token is predicted at the last one, logits[0, -1]"):
                 lambda: model.to_string(logits[0, 0].argmax().item()),
