@@ -361,3 +361,25 @@ def test_a_view_that_differs_only_by_a_flag_is_not_the_same_weight(view: str) ->
     assert not _bitwise_equal(now, saved)
     assert _bitwise_equal(saved.clone(), saved)
 
+
+
+@pytest.mark.parametrize("kept_bytes", [0, 4])
+def test_a_weight_whose_storage_was_shrunk_is_caught_and_grown_back_without_a_crash(kept_bytes: int) -> None:
+    """`weight.untyped_storage().resize_(0)`: reading or copying what the shape says would touch
+    freed memory and end the grading process (it did, with a segmentation fault): in a child here."""
+    code = f"""
+import torch
+from grader.student.model_guard import ModelGuard
+model = torch.nn.Linear(64, 64).eval()
+before = model.weight.detach().clone()
+guard = ModelGuard(model)
+model.weight.untyped_storage().resize_({kept_bytes})
+said = guard.repair()
+print("REPAIRED", said, guard.broken, torch.equal(model.weight, before), guard.repair())
+"""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"exit status {done.returncode}: {done.stderr[-2000:]}"
+    assert "REPAIRED [\"the model's weights were changed: copied them back\"] False True []" in done.stdout, done.stdout

@@ -135,9 +135,21 @@ def _plain_cpu(tensor: torch.Tensor) -> bool:
     """Its value is exactly its bytes, in one block of CPU memory that it owns (no conjugate or
     negative view flag, no quantization, no strides that skip or repeat)."""
     return (tensor.device.type == "cpu" and tensor.layout == torch.strided and not tensor.is_quantized
-            and not tensor.is_conj() and not tensor.is_neg() and tensor.is_contiguous()
-            # memcmp reads what the shape says: never past a storage that student code shrank
-            and tensor.untyped_storage().nbytes() >= (tensor.storage_offset() + tensor.numel()) * tensor.element_size())
+            and not tensor.is_conj() and not tensor.is_neg() and tensor.is_contiguous())
+
+
+def _bytes_needed(tensor: torch.Tensor) -> int:
+    """The storage a strided tensor reads: up to its last element."""
+    if tensor.numel() == 0:
+        return 0
+    last = sum((size - 1) * stride for size, stride in zip(tensor.shape, tensor.stride()))
+    return (tensor.storage_offset() + last + 1) * tensor.element_size()
+
+
+def _fits_its_storage(tensor: torch.Tensor) -> bool:
+    """False where student code shrank the storage under the tensor (`untyped_storage().resize_(0)`):
+    reading or writing what its shape says would then touch freed memory, and crash the process."""
+    return tensor.layout != torch.strided or tensor.untyped_storage().nbytes() >= _bytes_needed(tensor)
 
 
 def _bitwise_equal(now: torch.Tensor, saved: torch.Tensor) -> bool:
@@ -148,7 +160,7 @@ def _bitwise_equal(now: torch.Tensor, saved: torch.Tensor) -> bool:
     threads (2 here) took 300 ms, most of it waiting for the other thread on a busy machine, once
     after every check. Without memcmp, a small CPU tensor is compared by numpy, on this thread,
     and a large one by torch."""
-    if now.shape != saved.shape or now.dtype != saved.dtype:
+    if now.shape != saved.shape or now.dtype != saved.dtype or not _fits_its_storage(now):
         return False
     if _memcmp is not None and _plain_cpu(now) and _plain_cpu(saved):
         size = now.numel() * now.element_size()
@@ -246,6 +258,8 @@ class ModelGuard:
             with torch.no_grad():
                 now = _state(self.model)
                 for name, saved in self._weights.items():
+                    if not _fits_its_storage(now[name]):  # shrunk under it: grown back before the copy
+                        now[name].untyped_storage().resize_(_bytes_needed(now[name]))
                     now[name].copy_(saved)
             if self._weights_intact():
                 # A replaced tensor, now holding the snapshot's values, is checked as its own.
