@@ -284,7 +284,7 @@ def grade_all(args: argparse.Namespace) -> int:
     slurm = slurm_options(args)
     why = _unconfined_as_ordinary_user(slurm is not None) if not args.trust_submissions else None
     if why is not None:
-        print(f"mechgrade grade-all: not run as root, and {why}, so student code would run as you and could "
+        print(f"mechgrade grade-all: not run as root, and {why}; student code would run as you and could "
               "change other students' results and grades.csv. Run it as root (or in the course's container), "
               "or pass --trust-submissions if you trust every submission.", file=sys.stderr)
         return 2
@@ -314,9 +314,9 @@ def _unconfined_as_ordinary_user(on_slurm: bool) -> str | None:
     if os.geteuid() == 0:
         return None
     if on_slurm:  # the tasks run on other nodes, whose kernels this one cannot vouch for
-        return "the cluster's nodes cannot be checked for Landlock from here"
+        return "the cluster's nodes cannot be checked for Landlock from here (--slurm)"
     why = landlock.unavailable(landlock.CLASS_ABI)
-    return f"workers cannot be confined ({why})" if why else None
+    return f"workers cannot be confined well enough here: {why}" if why else None
 
 
 def merge_results(args: argparse.Namespace) -> int:

@@ -107,3 +107,17 @@ def test_a_worker_that_would_have_to_read_a_folder_holding_the_class_is_refused(
     monkeypatch.delenv(hiding.ENV_HIDE_ALSO)
     policy = _landlock_policy(grading, needs_model=False, scratch=tmp_path, device="cpu")
     assert policy.write == [str(tmp_path)] and str(venv) in policy.read
+
+
+def test_an_older_landlock_still_confines_files_but_grading_a_class_needs_abi_6(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(landlock, "abi", lambda: 4)  # Linux 6.7 to 6.11: no scoping of signals
+    assert landlock.unavailable(landlock.CLASS_ABI) == "this kernel's Landlock is ABI 4; ABI 6 or later is needed " \
+                                                       "(Linux 6.12 or later)"
+    assert landlock.unavailable() is None  # `grade --isolate` confines what it can
+    (tmp_path / "other.txt").write_text("x")
+    said = confined(landlock.Policy(write=[str(tmp_path / "scratch")]), {
+        "read other": lambda: (tmp_path / "other.txt").read_text(),
+        "signal the parent": lambda: os.kill(os.getppid(), 0),
+    })
+    assert said == {"read other": "PermissionError", "signal the parent": "ok"}

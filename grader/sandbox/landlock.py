@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 ENV_LANDLOCK = "MECHGRADE_LANDLOCK"
 CLASS_ABI = 6  # grading a class as an ordinary user: signals scoped, so no worker stops another's
+LINUX = {1: "5.13", 2: "5.19", 3: "6.2", 4: "6.7", 5: "6.10", 6: "6.12", 7: "6.15"}  # the first with each ABI
 CONFINE_FAILED = 71  # a worker's exit status when it could not confine itself
 
 # Since Linux 5.1 new system calls have one number on every architecture but alpha.
@@ -99,7 +100,8 @@ def unavailable(needed: int = 1) -> str | None:
             return f"Landlock's system calls are not known to this grader on {platform.machine()}"
         return "this kernel has no Landlock (Linux 5.13 or later, with lsm=landlock)"
     if version < needed:
-        return f"this kernel's Landlock is ABI {version}; ABI {needed} or later is needed (Linux 6.12 or later)"
+        return (f"this kernel's Landlock is ABI {version}; ABI {needed} or later is needed "
+                f"(Linux {LINUX.get(needed, '?')} or later)")
     if version not in _works:
         _works[version] = _probe()
     if not _works[version]:
