@@ -15,7 +15,8 @@ from types import SimpleNamespace
 import pytest
 
 from grader.sandbox import hiding, landlock
-from grader.sandbox.start import EnvironmentFault, _landlock_policy
+from grader.sandbox.start import SYSTEM_FOLDERS, EnvironmentFault, _landlock_policy
+from grader.student.preflight import preflight
 
 pytestmark = pytest.mark.skipif(landlock.unavailable(landlock.CLASS_ABI) is not None,
                                 reason=f"needs Landlock ABI {landlock.CLASS_ABI}: "
@@ -121,3 +122,21 @@ def test_an_older_landlock_still_confines_files_but_grading_a_class_needs_abi_6(
         "signal the parent": lambda: os.kill(os.getppid(), 0),
     })
     assert said == {"read other": "PermissionError", "signal the parent": "ok"}
+
+
+def test_the_preflight_of_a_confined_worker_names_the_path_and_blames_no_file_mode(tmp_path: Path) -> None:
+    model, scratch = tmp_path / "model", tmp_path / "scratch"
+    model.mkdir(), scratch.mkdir()
+    (model / "config.json").write_text("{}")
+    import matplotlib.pyplot  # noqa: F401  # as the template preloads it
+    python = [*SYSTEM_FOLDERS, sys.prefix, sys.base_prefix, *(p for p in sys.path if "site-packages" in p)]
+    said = confined(landlock.Policy(read=python, write=[str(scratch)]),
+                    {"preflight": lambda: print_to(scratch, preflight([], [str(model)], str(scratch), confined=True))})
+    assert said == {"preflight": "ok"}
+    assert (scratch / "said.txt").read_text() == (
+        f"the worker (confined by Landlock) cannot read {model}: it is outside the folders a worker keeps "
+        "(grader.sandbox.start); grade as root, or report it")
+
+
+def print_to(folder: Path, line: str | None) -> None:
+    (folder / "said.txt").write_text(str(line))

@@ -541,7 +541,8 @@ class IsolatedSandbox(Sandbox):
         grader_end, worker_end = socket.socketpair()
         settings = {**asdict(self.limits), "scratch": str(self.scratch), "device": "cpu",
                     "user": asdict(self.user) if self.user else None, "hide": self.hidden,
-                    "landlock": asdict(self.landlock) if self.landlock else None, "threads": 1, "preflight": {"modules": modules, "model_folders": model_folders}}
+                    "landlock": asdict(self.landlock) if self.landlock else None, "threads": 1,
+                    "preflight": {"modules": modules, "model_folders": model_folders}}
         try:
             pid = self.template.spawn(worker_end, self.output.write_fd, settings)
         finally:
@@ -557,7 +558,8 @@ class IsolatedSandbox(Sandbox):
         status = self.template.reap(pid)
         printed = self.output.take().strip()  # not the first check's output; why it ended, if it did
         if reply is None:
-            return f"a worker could not start: {describe_status(status)}" + (f" ({printed.splitlines()[-1]})" if printed else "")
+            said = f" ({printed.splitlines()[-1]})" if printed else ""  # the worker's last word: hiding, Landlock
+            return f"a worker could not start: {describe_status(status)}{said}"
         return json.loads(reply).get("problem")
 
     def _stop_worker(self) -> int | None:

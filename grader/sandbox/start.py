@@ -290,7 +290,7 @@ def _landlock_policy(grading: GradingRun, needs_model: bool, scratch: Path, devi
     Not /tmp, the home folder, the checkout's other folders, the class or the results. A folder it
     must keep that holds the answers or the results is refused: it would keep all of it."""
     read = [Path(p) for p in SYSTEM_FOLDERS] + _needed_by_the_worker(grading, needs_model)
-    if needs_model and not grading.choice.spec.local:  # the whole repository in the cache: its snapshot links into blobs/
+    if needs_model and not grading.choice.spec.local:  # the model's whole folder in the cache: snapshots link to blobs/
         read += [Path(folder).parent.parent for folder in _model_folders(grading, needs_model)]
     for kept in read:
         for secret in _not_for_workers(grading, results_too=True):
