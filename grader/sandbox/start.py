@@ -276,8 +276,10 @@ def _can_confine() -> bool:
     return why is None
 
 
-# What Python, libc, torch and matplotlib read beside their own folders (shared libraries, the
-# locale, /proc/self, the CPU topology in /sys); all of it readable by every user of the machine.
+# Read by no clean grading run (strace of grade-all as an ordinary user: its workers opened only
+# Python's packages, the model and their scratch folder), but by ordinary code a student may run:
+# shared libraries and programs (/usr, /lib, /lib64, /bin), the time zone and users (/etc),
+# /proc/self and the CPU topology (/sys). Nothing of the course or the class is kept there.
 SYSTEM_FOLDERS = ("/usr", "/lib", "/lib64", "/bin", "/etc", "/proc", "/sys")
 DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 GPU_DEVICES = "/dev/nvidia*"  # CUDA opens more of these after its context is made
