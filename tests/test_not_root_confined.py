@@ -32,7 +32,7 @@ from grader.sandbox import landlock
 NOBODY = "nobody"
 KEEP_READING = ["--inh-caps", "+dac_read_search", "--ambient-caps", "+dac_read_search"]
 ESCAPED = "ESCAPED"
-LEFT_IN_TMP = Path("/tmp") / f"mechgrade-confined-{uuid.uuid4().hex}"
+LEFT_BEHIND = [Path(shared) / f"mechgrade-confined-{uuid.uuid4().hex}" for shared in ("/tmp", "/dev/shm")]
 
 
 def _why_not() -> str | None:
@@ -87,7 +87,8 @@ _try("read the victim's work", lambda: open({str(victim_work)!r}).read())
 _try("listed the class", lambda: _os.listdir({str(victim_work.parents[1])!r}))
 _try("read the solutions", lambda: open({str(REPO / "solutions" / "03" / "attention.py")!r}).read())
 _try("read the expected values", lambda: _os.listdir({str(REPO / "fixtures" / "toy-gpt2")!r}))
-_try("left a file in /tmp", lambda: open({str(LEFT_IN_TMP)!r}, "w").write("for the next student"))
+for _path in {[str(p) for p in LEFT_BEHIND]!r}:
+    _try("left " + _path, lambda: open(_path, "w").write("for the next student"))
 _pid = _os.getppid()
 while _pid > 1:  # the template, the grading process, grade-all: all the instructor's
     _try(f"signalled process {{_pid}}", lambda: _os.kill(_pid, 0))
@@ -116,9 +117,10 @@ def graded_class(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.C
         done = as_nobody("grade-all", str(klass), "--out", str(out), "--model", "toy-gpt2", "--exercise", "03",
                          home=home)
     finally:
-        left = LEFT_IN_TMP.exists()
-        LEFT_IN_TMP.unlink(missing_ok=True)
-    assert not left, "a worker left a file in /tmp"
+        left = [str(path) for path in LEFT_BEHIND if path.exists()]
+        for path in LEFT_BEHIND:
+            path.unlink(missing_ok=True)
+    assert not left, f"a worker left {left}"
     return done, out
 
 
@@ -153,7 +155,8 @@ def test_grade_isolate_as_an_ordinary_user_confines_the_worker_too(tmp_path_fact
     done = as_nobody("grade", "--isolate", "--submission", str(work / "submission"), "--exercise", "03",
                      "--model", "toy-gpt2", "--report-html", "", "--gradescope-json", str(work / "results.json"),
                      home=home)
-    LEFT_IN_TMP.unlink(missing_ok=True)
+    for path in LEFT_BEHIND:
+        path.unlink(missing_ok=True)
     results = json.loads((work / "results.json").read_text(encoding="utf-8"))
     assert ESCAPED not in json.dumps(results), done.stdout[-3000:]
     assert results["score"] == FULL["03"], done.stdout[-3000:]
