@@ -282,12 +282,11 @@ def grade_all(args: argparse.Namespace) -> int:
     if not 1 <= args.jobs <= MAX_JOBS:
         raise SystemExit(f"mechgrade grade-all: --jobs must be between 1 and {MAX_JOBS}")
     slurm = slurm_options(args)
-    if os.geteuid() != 0 and not args.trust_submissions:
-        # Workers then run as the grader's own user, who owns OUT/: one student's code could
-        # rewrite another's results.json or grades.csv. Root gives each grading process a uid of its own.
-        print("mechgrade grade-all: not run as root, so student code would run as you and could change other "
-              "students' results and grades.csv. Run it as root (or in the course's container), or pass "
-              "--trust-submissions if you trust every submission.", file=sys.stderr)
+    why = _unconfined_as_ordinary_user(slurm is not None) if not args.trust_submissions else None
+    if why is not None:
+        print(f"mechgrade grade-all: not run as root, and {why}; student code would run as you and could "
+              "change other students' results and grades.csv. Run it as root (or in the course's container), "
+              "or pass --trust-submissions if you trust every submission.", file=sys.stderr)
         return 2
     options = ClassOptions(Path(args.submissions), Path(args.out), args.jobs, args.model, args.device,
                            [e.zfill(2) for e in args.exercise] if args.exercise else None, args.check_timeout,
@@ -303,6 +302,21 @@ def grade_all(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"mechgrade grade-all: {exc}", file=sys.stderr)
         return 2
+
+
+def _unconfined_as_ordinary_user(on_slurm: bool) -> str | None:
+    """Why this (non-root) grade-all cannot keep one student's code from the others' work; None
+    when it can. Root gives each grading process a uid of its own; an ordinary user's workers run
+    as that user, who owns DIR/, and are kept away from it by Landlock (grader.sandbox.landlock),
+    which must also scope signals, or one worker could stop another's."""
+    from grader.sandbox import landlock  # late: loaded per command
+
+    if os.geteuid() == 0:
+        return None
+    if on_slurm:  # the tasks run on other nodes, whose kernels this one cannot vouch for
+        return "the cluster's nodes cannot be checked for Landlock from here (--slurm)"
+    why = landlock.unavailable(landlock.CLASS_ABI)
+    return f"workers cannot be confined well enough here: {why}" if why else None
 
 
 def merge_results(args: argparse.Namespace) -> int:

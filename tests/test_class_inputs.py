@@ -24,6 +24,7 @@ from grader.classroom import inputs
 from grader.classroom.gradebook import Gradebook, Row, read_row, spreadsheet_safe
 from grader.classroom.identity import folder_name
 from grader.classroom.inputs import Submission, find_submissions
+from grader.sandbox import landlock
 from grader.sandbox.shared_temp import sweep
 from grader.student.notebook_cells import MAX_NOTEBOOK_BYTES, NotebookError, read_notebook
 
@@ -373,12 +374,28 @@ def test_the_sweep_removes_what_the_workers_user_owns_and_nothing_else(tmp_path:
 # ---- not root ----
 
 
-def test_grade_all_as_an_ordinary_user_refuses_unless_told_to_trust_the_submissions(
+def test_grade_all_as_an_ordinary_user_without_landlock_refuses_unless_told_to_trust_the_submissions(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)  # an instructor on a shared server
+    monkeypatch.setenv(landlock.ENV_LANDLOCK, "off")  # as on a kernel without it
     klass, out = tmp_path / "no-such-class", tmp_path / "out"
     assert cli.main(["grade-all", str(klass), "--out", str(out)]) == 2
     said = capsys.readouterr().err
     assert "could change other students' results" in said and "--trust-submissions" in said and not out.exists()
+    assert f"Landlock is turned off ({landlock.ENV_LANDLOCK}=off)" in said  # why, not only what to do
     assert cli.main(["grade-all", str(klass), "--out", str(out), "--trust-submissions"]) == 2
     assert "no such folder or zip" in capsys.readouterr().err  # it went on, and stopped for its own reason
+
+
+@pytest.mark.skipif(landlock.unavailable(landlock.CLASS_ABI) is not None,
+                    reason=f"needs Landlock ABI {landlock.CLASS_ABI}: {landlock.unavailable(landlock.CLASS_ABI)}")
+def test_grade_all_as_an_ordinary_user_goes_on_where_landlock_confines_the_workers_but_not_on_slurm(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.delenv(landlock.ENV_LANDLOCK, raising=False)
+    klass, out = tmp_path / "no-such-class", tmp_path / "out"
+    assert cli.main(["grade-all", str(klass), "--out", str(out)]) == 2
+    assert "no such folder or zip" in capsys.readouterr().err  # no refusal: it stopped for its own reason
+    assert cli.main(["grade-all", str(klass), "--out", str(out), "--slurm"]) == 2  # the nodes' kernels are unknown
+    said = capsys.readouterr().err
+    assert "cluster's nodes cannot be checked for Landlock" in said and "--trust-submissions" in said

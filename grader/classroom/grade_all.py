@@ -193,12 +193,15 @@ def _lock_away(folders: list[Path], options: ClassOptions) -> hiding.ModeLock:
     their own, each job's workers cover the class's folders too (nothing here changes). Else
     they, and the answers, are made root's only for the whole run (a per-submission lock would
     let one job put a mode back while another's worker runs), and the modes go back at the end:
-    the returned lock's restore(), or `mechgrade repair` after a SIGKILL."""
+    the returned lock's restore(), or `mechgrade repair` after a SIGKILL. Not as root, workers
+    confined by Landlock never keep these folders (the jobs are told them, to refuse a worker that
+    would have to read a folder holding one)."""
     lock = hiding.ModeLock()
-    if os.geteuid() != 0:
-        return lock
     shared = (Path("/"), Path.home(), Path(tempfile.gettempdir()))
     mine = [f for f in folders if f.is_dir() and f not in shared]
+    if os.geteuid() != 0:
+        os.environ[hiding.ENV_HIDE_ALSO] = os.pathsep.join(str(f) for f in mine)  # the jobs inherit it
+        return lock
     if hiding.method() == "namespace":
         os.environ[hiding.ENV_HIDE_ALSO] = os.pathsep.join(str(f) for f in mine)  # the jobs inherit it
     else:

@@ -5,6 +5,7 @@
          read any expected value or imported any reference solution; it never runs student code
            └─ worker: forked from the template for each exercise (and after a crash or time-out);
               its own session, resource limits, an unprivileged user when the grader is root
+              (else, where the kernel allows it, confined by Landlock: grader.sandbox.landlock)
 
 Forking from the template is what makes a fresh worker cheap (no re-import, no model load: its
 pages are shared copy-on-write), and torch allows it only if the template never ran a
@@ -40,6 +41,7 @@ from typing import Any
 from grader.sandbox.client import Sandbox, StudentError, WorkerLost
 from grader.sandbox.faults import killed_by_the_machine, oom_kills
 from grader.sandbox.hiding import HidingError, hide_in_this_process
+from grader.sandbox.landlock import CONFINE_FAILED, LandlockError, Policy, restrict
 from grader.sandbox.timeouts import GradingTimeout
 from grader.student import codec
 from grader.student.preflight import preflight
@@ -303,7 +305,8 @@ def _worker_main(channel_fd: int, output_fd: int, settings: dict[str, Any], exec
         _enter_sandbox(settings, executor)
         if settings.get("preflight"):  # a worker that only proves it can grade, then ends
             check = settings["preflight"]
-            said = preflight(check["modules"], check["model_folders"], settings["scratch"])
+            said = preflight(check["modules"], check["model_folders"], settings["scratch"],
+                             confined=bool(settings.get("landlock")))
             codec.write_frame(socket.socket(fileno=channel_fd), json.dumps({"problem": said}).encode())
             return
         _serve(socket.socket(fileno=channel_fd), executor, settings["reply_mib"] * 2**20)
@@ -345,6 +348,12 @@ def _enter_sandbox(settings: dict[str, Any], executor: Any) -> None:
         os.setgroups([])
         os.setgid(user["gid"])
         os.setuid(user["uid"])
+    elif settings.get("landlock"):  # not root: the worker gives up all but what it needs, for good
+        try:
+            restrict(Policy(**settings["landlock"]))
+        except LandlockError as exc:
+            sys.stderr.write(f"mechgrade: the worker could not confine itself: {exc}\n")
+            os._exit(CONFINE_FAILED)
     sys.dont_write_bytecode = True
 
 
@@ -491,6 +500,7 @@ class IsolatedSandbox(Sandbox):
         self._imported: list[str] = []
         self.restarts = 0
         self.hidden: list[str] = []  # folders each worker covers in its own mount namespace
+        self.landlock: Policy | None = None  # not root: what each worker keeps of the file system
 
     @property
     def model_source_override(self) -> str | None:
@@ -510,7 +520,8 @@ class IsolatedSandbox(Sandbox):
     def _start_worker(self) -> None:
         grader_end, worker_end = socket.socketpair()
         settings = {**asdict(self.limits), "scratch": str(self.scratch), "device": self.device,
-                    "user": asdict(self.user) if self.user else None, "hide": self.hidden}
+                    "user": asdict(self.user) if self.user else None, "hide": self.hidden,
+                    "landlock": asdict(self.landlock) if self.landlock else None}
         if not settings["threads"]:
             import torch
 
@@ -530,7 +541,8 @@ class IsolatedSandbox(Sandbox):
         grader_end, worker_end = socket.socketpair()
         settings = {**asdict(self.limits), "scratch": str(self.scratch), "device": "cpu",
                     "user": asdict(self.user) if self.user else None, "hide": self.hidden,
-                    "threads": 1, "preflight": {"modules": modules, "model_folders": model_folders}}
+                    "landlock": asdict(self.landlock) if self.landlock else None, "threads": 1,
+                    "preflight": {"modules": modules, "model_folders": model_folders}}
         try:
             pid = self.template.spawn(worker_end, self.output.write_fd, settings)
         finally:
@@ -544,9 +556,10 @@ class IsolatedSandbox(Sandbox):
         finally:
             grader_end.close()
         status = self.template.reap(pid)
-        self.output.take()  # what the checks printed is not the first check's output
+        printed = self.output.take().strip()  # not the first check's output; why it ended, if it did
         if reply is None:
-            return f"a worker could not start: {describe_status(status)}"
+            said = f" ({printed.splitlines()[-1]})" if printed else ""  # the worker's last word: hiding, Landlock
+            return f"a worker could not start: {describe_status(status)}{said}"
         return json.loads(reply).get("problem")
 
     def _stop_worker(self) -> int | None:

@@ -5,11 +5,14 @@ of a local model folder, for exercise 01's ``load_model``). When the grader runs
 worker runs as an unprivileged user, and the reference solutions, the expected values and the git
 history are hidden from it (grader.sandbox.hiding): by a mount namespace of the worker's own where
 the kernel allows one, else by modes the grader changes and puts back on every way out. Nothing
-the run did not create is left changed.
+the run did not create is left changed. When the grader is not root, the worker runs as its user,
+and confines itself with Landlock where the kernel has it (grader.sandbox.landlock): it keeps
+read access to what grading needs (`_landlock_policy`) and write access to its scratch folder.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import signal
@@ -23,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from grader.models import load_model
-from grader.sandbox import hiding
+from grader.sandbox import hiding, landlock
 from grader.sandbox.client import StudentModule
 from grader.sandbox.isolated import IsolatedSandbox, Template, WorkerLimits, WorkerUser
 from grader.student.executor import Executor, preload
@@ -92,6 +95,7 @@ def start_isolated_sandbox(grading: GradingRun, needs_model: bool) -> tuple[Isol
     user = WorkerUser.choose()
     if user is not None:
         hiding.method()  # decided now, while this process runs no thread: it forks to find out
+    confine = user is None and _can_confine()  # not root; forks to find out, once
     device = grading.device if needs_model else "cpu"
     key = (grading.choice.spec.id if needs_model else None, device, user)
     if _kept is not None:
@@ -123,6 +127,12 @@ def start_isolated_sandbox(grading: GradingRun, needs_model: bool) -> tuple[Isol
             sandbox.hidden = [str(f) for f in _to_hide(grading, keep, results_too=True)]
         else:  # made root-only now, put back when the sandbox closes (or by `mechgrade repair`)
             sandbox.mode_lock.lock(_to_hide(grading, keep, results_too=False))
+    elif confine:
+        try:
+            sandbox.landlock = _landlock_policy(grading, needs_model, scratch, device)
+        except EnvironmentFault:
+            sandbox.close()
+            raise
     if not _checked.get(key):  # once per process: a class's later runs share this environment
         folders = [model_source] if model_source else _model_folders(grading, needs_model)
         problem = sandbox.preflight(_modules_used(options.root), folders)
@@ -228,10 +238,7 @@ def _to_hide(grading: GradingRun, keep: list[Path], results_too: bool) -> list[P
     what the worker needs (`keep`: its scratch folder, the model, Python and its libraries), nor
     one every user shares."""
     options = grading.options
-    folders = hiding.answer_folders(options.root, options.fixtures_dir)
-    if results_too:
-        folders += [r.parent for r in (options.report_html, options.gradescope_json) if r is not None]
-        folders += [Path(p) for p in os.environ.get(hiding.ENV_HIDE_ALSO, "").split(os.pathsep) if p]
+    folders = _not_for_workers(grading, results_too)
     shared = {Path("/"), Path.home().resolve(), Path.cwd().resolve(), options.root.resolve()}
     needed = [k.resolve() for k in keep]
     chosen: list[Path] = []
@@ -243,6 +250,58 @@ def _to_hide(grading: GradingRun, keep: list[Path], results_too: bool) -> list[P
         if folder.resolve() not in (c.resolve() for c in chosen):
             chosen.append(folder)
     return chosen
+
+
+def _not_for_workers(grading: GradingRun, results_too: bool) -> list[Path]:
+    """The answers (solutions, expected values, git history) and, with `results_too`, the folders
+    results go to, and what grade-all names (the class's submissions and gradebook)."""
+    options = grading.options
+    folders = hiding.answer_folders(options.root, options.fixtures_dir)
+    if results_too:
+        folders += [r.parent for r in (options.report_html, options.gradescope_json) if r is not None]
+        folders += [Path(p) for p in os.environ.get(hiding.ENV_HIDE_ALSO, "").split(os.pathsep) if p]
+    return folders
+
+
+_warned_unconfined = False
+
+
+def _can_confine() -> bool:
+    """Whether a worker of this (ordinary) user can confine itself with Landlock; if not, say so once."""
+    global _warned_unconfined
+    why = landlock.unavailable()
+    if why is not None and not _warned_unconfined:
+        _warned_unconfined = True
+        print(f"mechgrade: student code runs as you, not confined: {why}", file=sys.stderr)
+    return why is None
+
+
+# Read by no clean grading run (strace of grade-all as an ordinary user: its workers opened only
+# Python's packages, the model and their scratch folder), but by ordinary code a student may run:
+# shared libraries and programs (/usr, /lib, /lib64, /bin), the time zone and users (/etc),
+# /proc/self and the CPU topology (/sys). Nothing of the course or the class is kept there.
+SYSTEM_FOLDERS = ("/usr", "/lib", "/lib64", "/bin", "/etc", "/proc", "/sys")
+DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+GPU_DEVICES = "/dev/nvidia*"  # CUDA opens more of these after its context is made
+
+
+def _landlock_policy(grading: GradingRun, needs_model: bool, scratch: Path, device: str) -> landlock.Policy:
+    """What a worker of an ordinary user keeps (grader.sandbox.landlock): it reads and runs the
+    system's libraries, Python and its packages, the grader's own package and the model's files;
+    it writes its scratch folder (which holds its copy of the graded work) and a few device files.
+    Not /tmp, the home folder, the checkout's other folders, the class or the results. A folder it
+    must keep that holds the answers or the results is refused: it would keep all of it."""
+    read = [Path(p) for p in SYSTEM_FOLDERS] + _needed_by_the_worker(grading, needs_model)
+    if needs_model and not grading.choice.spec.local:  # the model's whole folder in the cache: snapshots link to blobs/
+        read += [Path(folder).parent.parent for folder in _model_folders(grading, needs_model)]
+    for kept in read:
+        for secret in _not_for_workers(grading, results_too=True):
+            if secret.exists() and kept.exists() and (kept.resolve() == secret.resolve()
+                                                      or kept.resolve() in secret.resolve().parents):
+                raise EnvironmentFault(f"a worker must read {kept}, which holds {secret}; "
+                                       f"move {secret} out of it, or grade as root")
+    devices = [*DEVICES, *(sorted(glob.glob(GPU_DEVICES)) if device.startswith("cuda") else [])]
+    return landlock.Policy(read=[str(p) for p in read], write=[str(scratch)], devices=devices)
 
 
 def _needed_by_the_worker(grading: GradingRun, needs_model: bool) -> list[Path]:

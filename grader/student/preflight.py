@@ -18,28 +18,30 @@ from pathlib import Path
 READ_BYTES = 1 << 16  # enough to prove a file can be read; a model's weights are not read through
 
 
-def preflight(modules: list[str], model_folders: list[str], scratch: str) -> str | None:
-    """None when the worker can grade; else one line: what failed, for whom, and the fix."""
-    who = _who()
+def preflight(modules: list[str], model_folders: list[str], scratch: str, confined: bool = False) -> str | None:
+    """None when the worker can grade; else one line: what failed, for whom, and the fix.
+    `confined`: the worker runs under Landlock (grader.sandbox.landlock), whose refusals no file's
+    mode explains."""
+    who = "the worker (confined by Landlock)" if confined else _who()
     for name in modules:
         try:
             importlib.import_module(name)
         except PermissionError as exc:
-            return _unreadable(exc, who)
+            return _unreadable(exc, who, confined)
         except Exception as exc:  # noqa: BLE001 - any import failure is the environment's
             return (f"{who} cannot import {name} ({type(exc).__name__}: {exc}); reinstall the project's "
                     "dependencies (pip install -e .) in the environment the grader runs in")
     try:
         _draw_a_figure(scratch)
     except PermissionError as exc:
-        return _unreadable(exc, who)
+        return _unreadable(exc, who, confined)
     except Exception as exc:  # noqa: BLE001
         return f"{who} cannot draw and save a figure with text ({type(exc).__name__}: {exc}); check matplotlib and its fonts"
     for folder in model_folders:
         try:
             _read_all(Path(folder))
         except PermissionError as exc:
-            return _unreadable(exc, who)
+            return _unreadable(exc, who, confined)
         except OSError as exc:
             return f"{who} cannot read the model's files in {folder} ({exc})"
     try:
@@ -88,12 +90,15 @@ def _who() -> str:
     return f"the worker user ({name})"
 
 
-def _unreadable(exc: PermissionError, who: str) -> str:
+def _unreadable(exc: PermissionError, who: str, confined: bool = False) -> str:
     """The path, who cannot read it, and the fix: the highest folder on the way that it cannot
     enter (or the folder or file itself) opened to others."""
     path = Path(exc.filename) if exc.filename else None
     if path is None:
         return f"{who} was refused access ({exc}); make the grader's files readable to it"
+    if confined:  # no mode to change: the path is not on the worker's list
+        return (f"{who} cannot read {path}: it is outside the folders a worker keeps (grader.sandbox.start); "
+                "grade as root, or report it")
     fix = f"chmod a+r {path}"
     for folder in [*reversed(path.parents), path]:  # from / down
         needs = os.R_OK | os.X_OK if folder == path else os.X_OK
