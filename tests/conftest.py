@@ -29,7 +29,7 @@ END_TO_END = frozenset({
     "test_exercise_08_mistakes.py", "test_exercise_mistakes.py", "test_exercises_end_to_end.py",
     "test_fault_or_mistake.py", "test_grade_all.py", "test_grade_all_canary.py", "test_grade_all_hostile.py",
     "test_grade_all_slurm.py", "test_notebooks.py", "test_points_follow_work.py", "test_release.py",
-    "test_shipped_artefacts.py", "test_touches_only_what_it_made.py", "test_wheel.py",
+    "test_not_root_confined.py", "test_shipped_artefacts.py", "test_touches_only_what_it_made.py", "test_wheel.py",
 })
 
 
