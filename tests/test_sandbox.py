@@ -364,3 +364,31 @@ def test_an_exercises_worker_and_what_it_left_are_gone_before_anything_else_runs
         assert not _exists(worker) and not _exists(stray)
     finally:
         box.close()
+
+
+SECRETS = """
+    import os
+
+    def the_graders_token():
+        from huggingface_hub import get_token
+        return [os.environ.get("HF_TOKEN"), os.environ.get("HUGGING_FACE_HUB_TOKEN"), get_token()]
+"""
+
+
+def test_a_worker_never_sees_the_graders_hugging_face_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neither from the environment nor from the token file the grader's hub client would read."""
+    import huggingface_hub.constants
+
+    (tmp_path / "token").write_text("hf_the_graders_secret\n")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "token"))
+    monkeypatch.setenv("HF_TOKEN", "hf_from_the_environment")
+    monkeypatch.setenv("HUGGING_FACE_HUB_TOKEN", "hf_the_old_name")
+    (tmp_path / "secrets.py").write_text(textwrap.dedent(SECRETS))
+    (tmp_path / "scratch").mkdir()
+    box = IsolatedSandbox(lambda: None, Template.fork(Executor), tmp_path / "scratch", WorkerLimits(), timeout=30.0,
+                          device="cpu", user=None, model_source=None)
+    try:
+        box.start_exercise("01")
+        assert box.module("01/secrets", tmp_path / "secrets.py").the_graders_token() == [None, None, None]
+    finally:
+        box.close()

@@ -332,6 +332,7 @@ def _enter_sandbox(settings: dict[str, Any], executor: Any) -> None:
     scratch = settings["scratch"]
     os.chdir(scratch)
     os.environ.update(HOME=scratch, TMPDIR=scratch, MPLCONFIGDIR=scratch)
+    _forget_the_graders_secrets(scratch)
     device = settings.get("device") or "cpu"
     if device != "cpu":
         executor.move_model_to(device)
@@ -355,6 +356,21 @@ def _enter_sandbox(settings: dict[str, Any], executor: Any) -> None:
             sys.stderr.write(f"mechgrade: the worker could not confine itself: {exc}\n")
             os._exit(CONFINE_FAILED)
     sys.dont_write_bytecode = True
+
+
+HF_TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+
+
+def _forget_the_graders_secrets(scratch: str) -> None:
+    """Student code must not read the grader's Hugging Face token (from the environment, or the
+    token file in the grader's HF_HOME, which the worker's user may also be unable to read: the
+    hub client then fails the student's model load with a PermissionError). Public models need none."""
+    for name in HF_TOKEN_VARIABLES:
+        os.environ.pop(name, None)
+    os.environ["HF_TOKEN_PATH"] = os.path.join(scratch, "no-hf-token")  # absent: the hub client reads no token
+    constants = sys.modules.get("huggingface_hub.constants")  # imported in the template: its path is fixed by then
+    if constants is not None:
+        constants.HF_TOKEN_PATH = os.environ["HF_TOKEN_PATH"]
 
 
 def _apply_limits(settings: dict[str, Any]) -> None:
