@@ -319,6 +319,10 @@ def test_ctrl_c_while_waiting_cancels_the_job(slurm, tmp_path: Path) -> None:
     ("slurmstepd: error: *** JOB 7 ON node3 CANCELLED AT 2026-12-03T10:12:52 DUE TO NODE FAILURE ***", "NODE_FAIL"),
     ("slurmstepd: error: Detected 1 oom-kill event(s) in StepId=9.batch. Some of your processes may have been killed",
      "OUT_OF_MEMORY"),
+    # killed for memory by accounting (OverMemoryKill), whose CANCELLED line gives no reason
+    ("slurmstepd-vm: error: StepId=200.batch exceeded memory limit (1488096256 > 1258291200), being killed\n"
+     "slurmstepd-vm: error: Exceeded job memory limit\n"
+     "slurmstepd-vm: error: *** JOB 200 ON vm CANCELLED AT 2026-12-03T16:37:30 ***", "OUT_OF_MEMORY"),
 ])
 def test_how_a_task_ended_is_read_from_its_log(tmp_path: Path, line: str, state: str) -> None:
     log = write(tmp_path / "task-0.log", f"mechgrade task 0: 3 submissions\n{line}\n")
