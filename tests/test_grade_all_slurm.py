@@ -317,6 +317,8 @@ def test_ctrl_c_while_waiting_cancels_the_job(slurm, tmp_path: Path) -> None:
     ("slurmstepd-vm: error: *** JOB 5 ON vm CANCELLED AT 2026-12-03T10:12:52 DUE TO TIME LIMIT ***", "TIMEOUT"),
     ("slurmstepd: error: *** JOB 7 ON node3 CANCELLED AT 2026-12-03T10:12:52 ***", "CANCELLED"),
     ("slurmstepd: error: *** JOB 7 ON node3 CANCELLED AT 2026-12-03T10:12:52 DUE TO NODE FAILURE ***", "NODE_FAIL"),
+    ("slurmstepd-vm: error: *** JOB 206 ON vm CANCELLED AT 2026-12-03T16:40:25 DUE TO NODE FAILURE, SEE SLURMCTLD LOG "
+     "FOR DETAILS ***", "NODE_FAIL"),
     ("slurmstepd: error: Detected 1 oom-kill event(s) in StepId=9.batch. Some of your processes may have been killed",
      "OUT_OF_MEMORY"),
     # killed for memory by accounting (OverMemoryKill), whose CANCELLED line gives no reason

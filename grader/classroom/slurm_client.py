@@ -14,7 +14,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-ENDED_LINE = re.compile(r"\*\*\* JOB \d+ ON (\S+) CANCELLED AT (\S+)(?: DUE TO ([A-Z ]+?))? \*\*\*")
+# "... DUE TO NODE FAILURE, SEE SLURMCTLD LOG FOR DETAILS ***": the reason ends at a comma
+ENDED_LINE = re.compile(r"\*\*\* JOB \d+ ON (\S+) CANCELLED AT (\S+)(?: DUE TO ([A-Z ]+?)(?:,[^*]*)?)? \*\*\*")
 OOM_LINE = re.compile(r"oom-kill|Exceeded job memory limit|Out Of Memory", re.IGNORECASE)
 TIMEOUT_S = 60.0  # a slurmctld busy scheduling a large site may take a while to answer
 
