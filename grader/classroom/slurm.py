@@ -107,7 +107,7 @@ def grade_on_slurm(options: ClassOptions, slurm: SlurmOptions) -> int:
             shutil.rmtree(out, ignore_errors=True)
         return _refuse(str(exc))
     locked = lock.hand_over()  # the run's record puts them back once the array has ended
-    record = {"job": job, "run": str(run), "time": slurm.time, "submitted": time.time(),
+    record = {"job": job, "run": str(run), "time": slurm.time, "mem": slurm.mem, "submitted": time.time(),
               "locked": [[folder, mode] for folder, mode in locked]}
     write_json_atomic(record, run / RECORD)  # kept: which job graded this run, and when it was submitted
     write_json_atomic(record, out / SLURM_DIR / RECORD)
@@ -384,7 +384,8 @@ def _why(record: dict[str, Any], run: Path, index: int, ended: Ended | None, can
         limit = f"--time {record['time']}" if record.get("time") else "the partition's default"
         return f"went over its time limit{node} ({limit}; raise it with --time)"
     if state == "OUT_OF_MEMORY":
-        return f"ran out of memory{node} (raise it with --mem)"
+        limit = f"--mem {record['mem']}" if record.get("mem") else "the partition's default"
+        return f"ran out of memory{node} ({limit}; raise it with --mem)"
     if state in ("NODE_FAIL", "BOOT_FAIL"):
         return f"was lost with its node{node}"
     if state == "PREEMPTED":

@@ -14,7 +14,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-ENDED_LINE = re.compile(r"\*\*\* JOB \d+ ON (\S+) CANCELLED AT (\S+)(?: DUE TO ([A-Z ]+?))? \*\*\*")
+# "... DUE TO NODE FAILURE, SEE SLURMCTLD LOG FOR DETAILS ***": the reason ends at a comma
+ENDED_LINE = re.compile(r"\*\*\* JOB \d+ ON (\S+) CANCELLED AT (\S+)(?: DUE TO ([A-Z ]+?)(?:,[^*]*)?)? \*\*\*")
 OOM_LINE = re.compile(r"oom-kill|Exceeded job memory limit|Out Of Memory", re.IGNORECASE)
 TIMEOUT_S = 60.0  # a slurmctld busy scheduling a large site may take a while to answer
 
@@ -111,13 +112,17 @@ def ended_from_log(log: Path) -> Ended | None:
     match = None
     for match in ENDED_LINE.finditer(text):
         pass
+    over_memory = OOM_LINE.search(text) is not None
     if match is not None:
         why = (match.group(3) or "").strip()
         state = {"TIME LIMIT": "TIMEOUT", "NODE FAILURE": "NODE_FAIL", "PREEMPTION": "PREEMPTED"}.get(why, "CANCELLED")
+        if state == "CANCELLED" and over_memory:
+            # Killed for memory by accounting (JobAcctGatherParams=OverMemoryKill): slurmstepd writes
+            # "exceeded memory limit ... being killed", then a CANCELLED line that gives no reason,
+            # and the job's state is FAILED, not OUT_OF_MEMORY.
+            state = "OUT_OF_MEMORY"
         return Ended(state, match.group(1))
-    if OOM_LINE.search(text):
-        return Ended("OUT_OF_MEMORY")
-    return None
+    return Ended("OUT_OF_MEMORY") if over_memory else None
 
 
 def cancel(job: str) -> None:

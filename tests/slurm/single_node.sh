@@ -89,7 +89,11 @@ OverTimeLimit=0
 InactiveLimit=0
 JobCompType=jobcomp/none
 AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
+# a task over its --mem is killed (OUT_OF_MEMORY), as a site's cgroup would: here by polling each
+# second the proportional set size (PSS: pages the forked workers share with their template count once)
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherFrequency=task=1
+JobAcctGatherParams=OverMemoryKill,UsePss
 MpiDefault=none
 # a job that asks for no memory gets its share per CPU, not the whole node
 DefMemPerCPU=$((memory / cpus))
