@@ -13,17 +13,22 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 from copied_answers import write_submission
 from test_bundle_assignments import MODEL, REPO, _run_autograder, project  # noqa: F401 (project: a fixture)
 
-from grader.course.bundle import COURSE_FILE, build_bundle
+from grader.course.bundle import COURSE_FILE, HELD_OUT_FILE, build_bundle
 from grader.course.release import build_release
+from grader.judging.held_out import HeldOut
+from grader.judging.prompts import CLEAN_PROMPT
 
 EXERCISES = ["02", "03", "04", "05", "06", "07", "08"]  # every exercise with hidden checks
-SEED = "copied answers term"
+# A seed whose held-out prompt begins as the public prompt does ("The capital city of Venezuela is"):
+# the hardest draw for a copy, as a stream read before the country is the public prompt's own.
+SEED = "copied answers term 8"
 HIDDEN, PUBLIC = "after_published", "visible"
 
 
@@ -91,10 +96,13 @@ def test_the_copied_answers_do_pass_public_checks_of_every_exercise(inputs: str,
     assert {exercise for exercise, tests in public.items() if _earned(tests)} == set(EXERCISES)
 
 
+def test_the_seed_draws_a_held_out_prompt_that_begins_as_the_public_one(seeded_bundle: Path) -> None:
+    drawn = HeldOut.from_json(zipfile.ZipFile(seeded_bundle).read(HELD_OUT_FILE).decode())
+    assert drawn.prompt.split()[:2] == CLEAN_PROMPT.split()[:2], drawn.prompt
+
+
 def test_the_seeded_bundle_grades_every_hidden_check_the_course_lists(graded_on_drawn_inputs: dict,
                                                                         seeded_bundle: Path) -> None:
-    import zipfile
-
     course = json.loads(zipfile.ZipFile(seeded_bundle).read(COURSE_FILE))
     counted = {exercise: len(tests) for exercise, tests in _by_exercise(graded_on_drawn_inputs, HIDDEN).items()}
     assert counted == {exercise: course["checks"][exercise]["hidden_checks"] for exercise in EXERCISES}
