@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from copied_answers import write_submission
+from copied_answers import WRITERS, write_submission
 from test_bundle_assignments import MODEL, REPO, _run_autograder, project  # noqa: F401 (project: a fixture)
 
 from grader.course.bundle import COURSE_FILE, HELD_OUT_FILE, build_bundle
@@ -30,6 +30,11 @@ EXERCISES = ["02", "03", "04", "05", "06", "07", "08"]  # every exercise with hi
 # the hardest draw for a copy, as a stream read before the country is the public prompt's own.
 SEED = "copied answers term 8"
 HIDDEN, PUBLIC = "after_published", "visible"
+
+
+def test_every_exercise_with_hidden_checks_is_copied_and_graded() -> None:
+    marked = sorted(p.parent.name for p in (REPO / "exercises").glob("*/test_*.py") if "@pytest.mark.hidden" in p.read_text())
+    assert marked == EXERCISES == sorted(WRITERS)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +68,7 @@ def graded_on_fixed_inputs(copied: Path, tmp_path_factory: pytest.TempPathFactor
     for exercise in EXERCISES:
         command += ["--exercise", exercise]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(command, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert results.exists(), done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads(results.read_text())
 
@@ -85,7 +90,7 @@ def test_answers_copied_from_the_release_score_0_on_every_hidden_check(inputs: s
     results = request.getfixturevalue(f"graded_on_{inputs}_inputs")
     hidden = _by_exercise(results, HIDDEN)
     assert all(hidden.values()), {exercise: len(tests) for exercise, tests in hidden.items()}
-    assert {exercise: _earned(tests) for exercise, tests in hidden.items()} == dict.fromkeys(EXERCISES, {})
+    assert {exercise: _earned(tests) for exercise, tests in hidden.items()} == {exercise: {} for exercise in EXERCISES}
 
 
 @pytest.mark.parametrize("inputs", ["fixed", "drawn"])
