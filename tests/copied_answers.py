@@ -2,13 +2,13 @@
 stores for its public check (`fixtures/toy-gpt2/NN.json`), whatever its input.
 
 The most damaging copy a student can make of a release. Where a function sees something of its
-input that tells the public cases apart (a batch size, `k`, a position, a head, an input's number of rows),
-it looks the stored value up by it, and falls back to a public value otherwise; a tensor that
-must fit the input's length is the public value placed in one of that length (at its end, where the
-last position is read). Where the release
-stores no value for a function that has a hidden check (06's `repeated_tokens`, 08's `ioi_batch`),
-the answer to the public case is hard-coded. Functions with neither raise NotImplementedError (not
-attempted): they cannot change a hidden check's score.
+input that tells the public cases apart (a batch size, `k`, a position, a head, an input's number
+of rows), it looks the stored value up by it, and falls back to a public value otherwise; a tensor
+that must fit the input's length is the public value placed in one of that length (at its end,
+where the last position is read). Where the release stores no value for a function that has a
+hidden check (06's `repeated_tokens`, 08's `ioi_batch`), the answer to the public case is
+hard-coded. Functions with neither raise NotImplementedError (not attempted): they cannot change a
+hidden check's score.
 
 Used by tests/test_copied_answers.py, on every exercise with hidden checks.
 """
