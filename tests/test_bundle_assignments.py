@@ -2,7 +2,8 @@
 drawn per term, their expected values made from the solutions when the bundle is built).
 
 Built on exercise 03 only, the cheapest to grade: two seeded bundles (a refresh of exercise 03's
-checks each) and two isolated grading runs through the bundle's own run_autograder.
+checks each) and an isolated grading run through the bundle's own run_autograder. Answers copied
+from a release, graded by a seeded bundle of every exercise: tests/test_copied_answers.py.
 """
 
 from __future__ import annotations
@@ -175,69 +176,3 @@ def test_a_seeded_bundle_grades_the_solutions_at_the_full_total_hidden_checks_in
     hidden = [t for t in results["tests"] if t["visibility"] == "after_published"]
     assert len(hidden) == json.loads(_read(seeded[SEEDS[0]], COURSE_FILE))["checks"]["03"]["hidden_checks"]
     assert results["score"] == sum(t["max_score"] for t in results["tests"]) > sum(t["max_score"] for t in hidden) > 0
-
-
-def _hard_coded_submission(release_fixtures: Path, folder: Path) -> Path:
-    """Exercise 03 answered from the values a release ships: every public check's stored answer,
-    whatever the input."""
-    stored = {k: v["value"] for k, v in json.loads(release_fixtures.read_text())["checks"].items()}
-    patterns = {k: v["tensor"] for k, v in stored.items() if k.startswith("pattern[")}
-    country = stored["weights_to[France,-1]"]
-    adjacent, apart = stored["weights_to[France]@The capital of France is"], stored["weights_to[France]@In France, the capital is"]
-    (folder / "03").mkdir(parents=True)
-    (folder / "03" / "attention.py").write_text(f'''import torch
-PATTERNS = {patterns!r}
-COUNTRY, ADJACENT, APART = {country!r}, {adjacent!r}, {apart!r}
-
-
-def attention_pattern(cache, layer, head):
-    return torch.tensor(PATTERNS[f"pattern[L{{layer}}H{{head}}]"])
-
-
-def plot_attention(pattern, str_tokens, title=None):
-    raise NotImplementedError
-
-
-def token_index(str_tokens, word):
-    return [t.strip() for t in str_tokens].index(word.strip())
-
-
-def heads_attending_to(cache, str_tokens, word, threshold=0.3, query=-1):
-    return sorted([(l, h, w) for l, h, w in COUNTRY if w > threshold], key=lambda t: -t[2])
-
-
-def content_heads(cache_adjacent, tokens_adjacent, cache_apart, tokens_apart, word, threshold=0.3):
-    near = {{(l, h) for l, h, w in ADJACENT if w > threshold}}
-    far = {{(l, h) for l, h, w in APART if w > threshold}}
-    return {{"content": sorted(near & far), "position": sorted(near - far)}}
-''')
-    return folder
-
-
-# Hidden checks whose answer is a set of heads: on the practice model the same heads find every
-# country at the last position, so a set copied from France's stored weights would be largely right
-# for another country too. The draw (grader.course.hidden_inputs) picks a query position and thresholds
-# where the held-out answer holds none of the heads France's does at that threshold, so these too score 0.
-SET_VALUED = ("heads_attending_to", "content_heads")
-
-
-@pytest.fixture(scope="module")
-def copied(seeded: dict[str, Path], project: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The seeded bundle's grade of exercise 03 answered with the values a release ships."""
-    tmp_path = tmp_path_factory.mktemp("copied")
-    release = build_release(tmp_path / "course", exercises=["03"], root=project, check_drift=False)
-    submission = _hard_coded_submission(release / "fixtures" / MODEL / "03.json", tmp_path / "submission")
-    return _run_autograder(seeded[SEEDS[1]], submission, tmp_path)
-
-
-def test_answers_copied_from_the_release_score_0_on_the_hidden_checks_of_values(copied: dict) -> None:
-    hidden = [t for t in copied["tests"] if t["visibility"] == "after_published"]
-    of_values = [t for t in hidden if not any(name in t["name"] for name in SET_VALUED)]
-    assert of_values and [t["score"] for t in of_values] == [0] * len(of_values)
-    public = [t for t in copied["tests"] if t["visibility"] == "visible"]
-    assert sum(t["score"] for t in public) > 0  # the copied answers do pass the public checks they came from
-
-
-def test_answers_copied_from_the_release_score_0_on_every_hidden_check(copied: dict) -> None:
-    hidden = [t for t in copied["tests"] if t["visibility"] == "after_published"]
-    assert [t["score"] for t in hidden] == [0] * len(hidden)

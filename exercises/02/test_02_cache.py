@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from grader.judging.compare import Tolerance, matches
 from grader.judging.mistakes import Mistake
 from grader.judging.prompts import CLEAN_PROMPT
 from grader.judging.scoring import attempt
@@ -17,19 +18,19 @@ N_LOGITS = 20  # the reference's top logits stored per prompt: enough to pin the
 
 @pytest.mark.points(3)
 @pytest.mark.parametrize("prompt", PROMPTS)
-def test_run_with_cache_returns_logits_and_cache(prompt, student, reference, model, expected, grade):
+def test_run_with_cache_returns_logits_and_cache(prompt, student, reference, model, run_cached, expected, grade):
     """run_with_cache returns [1, seq, d_vocab] logits (BOS included) and the activation cache"""
-    _run_with_cache(prompt, prompt, student, reference, model, expected, grade)
+    _run_with_cache(prompt, prompt, student, reference, model, run_cached, expected, grade)
 
 
 @pytest.mark.hidden
 @pytest.mark.points(3)
-def test_run_with_cache_on_a_held_out_prompt(held_out, student, reference, model, expected, grade):
+def test_run_with_cache_on_a_held_out_prompt(held_out, student, reference, model, run_cached, expected, grade):
     """run_with_cache on a prompt the exercise never shows"""
-    _run_with_cache(held_out.prompt, HELD_OUT, student, reference, model, expected, grade)
+    _run_with_cache(held_out.prompt, HELD_OUT, student, reference, model, run_cached, expected, grade)
 
 
-def _run_with_cache(prompt, label, student, reference, model, expected, grade):
+def _run_with_cache(prompt, label, student, reference, model, run_cached, expected, grade):
     from transformer_lens import ActivationCache
 
     n_tokens = model.to_tokens(prompt).shape[1]
@@ -69,12 +70,25 @@ def _run_with_cache(prompt, label, student, reference, model, expected, grade):
             hint="run the model on model.to_tokens(prompt), in compatibility mode, and return its logits unchanged",
         )
         grade.guard("logits shape", True, given=right)
+    # Judged by what it holds: an empty ActivationCache, or one of another prompt, is one too.
+    is_cache = isinstance(cache, ActivationCache)
     grade.check(
-        "returns an ActivationCache",
-        isinstance(cache, ActivationCache),
-        f"expected an ActivationCache, got {type(cache).__name__}",
-        hint="return the cache that model.run_with_cache gives",
+        "returns this prompt's ActivationCache",
+        is_cache and _holds_the_run(cache, run_cached(prompt)[1], model),
+        "the cache does not hold this prompt's run: its last block's resid_post is missing or differs from the "
+        "model's own" if is_cache else f"expected an ActivationCache, got {type(cache).__name__}",
+        hint="return the cache that model.run_with_cache(model.to_tokens(prompt)) gives, unchanged",
     )
+
+
+def _holds_the_run(cache, own, model) -> bool:
+    """Whether `cache` holds the last block's resid_post, at every position, that the grader's own run `own` has."""
+    last = ("resid_post", model.cfg.n_layers - 1)
+    try:
+        theirs = cache[last]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return False
+    return matches(theirs, own[last], Tolerance(atol=1e-4, rtol=1e-4))
 
 
 def _top_logits(logits: torch.Tensor) -> tuple[list[int], torch.Tensor]:
@@ -181,7 +195,11 @@ def test_residual_norms_follow_the_stream(position, student, reference, model, r
 @pytest.mark.points(3)
 def test_residual_norms_on_a_held_out_prompt(held_out, student, reference, model, run_cached, expected, grade):
     """residual_norms on a prompt the exercise never shows"""
-    _residual_norms(held_out.prompt, HELD_OUT, 2, student, reference, model, run_cached, expected, grade)
+    # At the country: the stream there has read it. A position before it may hold what the public
+    # prompt's does ("The capital city of ..." begins as "The capital of France" does), and so its
+    # stored norms.
+    country = [t.strip() for t in model.to_str_tokens(held_out.prompt)].index(held_out.word)
+    _residual_norms(held_out.prompt, HELD_OUT, country, student, reference, model, run_cached, expected, grade)
 
 
 def _residual_norms(prompt, label, position, student, reference, model, run_cached, expected, grade):

@@ -20,7 +20,12 @@ from grader.judging.prompts import IOI_TEMPLATE as SHOWN_IOI_TEMPLATE
 from grader.toy.corpus import CAPITALS, IOI_TEMPLATES, NAMES, OBJECTS, PLACES
 
 # Templates a drawn input is written in: the ones the fixed inputs use.
-PROMPT_TEMPLATE = "The capital of {country} is"  # the patching pair's: clean and corrupted must be as long
+PROMPT_TEMPLATE = "The capital of {country} is"  # the public pair's: a country the model knows completes it
+# Exercise 04's patching pair (clean and corrupted as long): templates in which the country is neither
+# where the public pair has it counted from the start (4) nor from the end (-2), so that the public
+# patching map, copied, does not fit, even shifted to the pair's length; on a model this small the map
+# is little more than the country's column in the first layer and the last position's after it.
+PAIR_TEMPLATES = ("In {country}, the capital is", "{country}'s capital is")
 # The single held-out prompt's: none is the public prompt's template, and their lengths differ from
 # it, so an answer copied from a public check (a pattern, norms per position) cannot fit.
 SINGLE_PROMPT_TEMPLATES = ("In {country}, the capital is", "{country}'s capital is",
@@ -74,6 +79,12 @@ def _knows(model: Any, country: str) -> bool:
     return (_single(model, " " + country) and _single(model, capital)
             and all(_has_word(model, p, country) for p in prompts)
             and _top_token(model, prompts[0]) == capital)
+
+
+def pair_templates(model: Any, clean: str, corrupted: str) -> list[str]:
+    """The PAIR_TEMPLATES in which the model completes both countries' capitals."""
+    return [t for t in PAIR_TEMPLATES
+            if all(_top_token(model, t.format(country=c)) == " " + CAPITALS[c] for c in (clean, corrupted))]
 
 
 def _ioi_works(model: Any, a: str, b: str, prompt: str) -> bool:
@@ -192,15 +203,19 @@ def draw(seed: str, model: Any) -> HeldOut:
     rng.shuffle(countries)
     known = []
     for country in countries:
-        # The prompt's country (the first) must also suit exercise 03's set-valued checks in every template.
-        if _knows(model, country) and (known or _suits_exercise_03(model, country)):
+        # The prompt's country (the first) must also suit exercise 03's set-valued checks in every template,
+        # and the second make a patching pair with it in some pair template.
+        if _knows(model, country) and (pair_templates(model, country, known[0]) if known
+                                       else _suits_exercise_03(model, country)):
             known.append(country)
         if len(known) == 2:
             break
     if len(known) < 2:
         raise ValueError(f"the model knows fewer than two capitals of the pool, or none that suits exercise 03's "
-                         f"set-valued checks ({len(countries)} tried)")
+                         f"set-valued checks or makes a patching pair ({len(countries)} tried)")
     word, other = known  # the corrupted country is the one the prompt asks about, as in DEFAULT
+    # Exercise 04's pair template, from a stream of its own so the rest of the draw is as before.
+    pair = random.Random(f"mechgrade held-out inputs, exercise 04\0{seed}").choice(pair_templates(model, other, word))
     names = [n for n in NAMES if n not in SHOWN_NAMES]
     for _ in range(TRIES):
         a, b = rng.sample(names, 2)
@@ -212,7 +227,7 @@ def draw(seed: str, model: Any) -> HeldOut:
     drawn = HeldOut(
         prompt=rng.choice(SINGLE_PROMPT_TEMPLATES).format(country=word), word=word,
         adjacent=ADJACENT_TEMPLATE.format(country=word), apart=APART_TEMPLATE.format(country=word),
-        clean=PROMPT_TEMPLATE.format(country=other), corrupted=PROMPT_TEMPLATE.format(country=word),
+        clean=pair.format(country=other), corrupted=pair.format(country=word),
         answers=(" " + CAPITALS[other], " " + CAPITALS[word]),
         ioi_prompt=ioi, ioi_answers=(" " + a, " " + b),
         tokens=(rng.choice(SEQ_LENS), rng.choice(BATCHES), rng.randint(1000, 99_999)),

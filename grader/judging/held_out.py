@@ -30,7 +30,9 @@ FILE_NAME = "held_out.json"  # in a bundle's root, beside grader/
 # The fixed held-out inputs (the exercise text never shows them).
 HELD_OUT_PROMPT = "The capital of Spain is"
 HELD_OUT_WORD = "Spain"
-HELD_OUT_CLEAN, HELD_OUT_CORRUPTED = "The capital of Germany is", "The capital of Spain is"
+# Exercise 04's patching pair: not the public pair's template, and the country elsewhere in it (from
+# the start and from the end), so a patching map copied from the public check cannot fit, even shifted.
+HELD_OUT_CLEAN, HELD_OUT_CORRUPTED = "In Germany, the capital is", "In Spain, the capital is"
 HELD_OUT_ANSWERS = (" Berlin", " Madrid")
 HELD_OUT_ADJACENT, HELD_OUT_APART = "The capital city of Spain is", "Spain's capital is"  # content_heads
 # Exercise 05: an indirect-object sentence of the kind the toy model was trained on (its names are
@@ -52,8 +54,8 @@ class HeldOut:
     word: str  # the country in it (exercise 03)
     adjacent: str  # the country right before the last token (exercise 03's content_heads)
     apart: str  # the country far from the last token
-    clean: str  # a patching pair (exercises 04, 05): clean and corrupted countries
-    corrupted: str
+    clean: str  # a patching pair (exercises 04, 05): clean and corrupted countries, in a template of
+    corrupted: str  # grader.course.hidden_inputs.PAIR_TEMPLATES (the country not where the public pair has it)
     answers: tuple[str, str]  # (clean's capital, corrupted's capital), leading spaces
     ioi_prompt: str  # exercise 05's second held-out case
     ioi_answers: tuple[str, str]  # (indirect object, subject)
