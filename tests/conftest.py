@@ -24,7 +24,8 @@ pytest_plugins = ["pytester"]
 # machine loaded by other work); the full suite (the README's test command, and CI) runs everything.
 END_TO_END = frozenset({
     "test_adversarial_submissions.py", "test_bundle.py", "test_bundle_assignments.py", "test_class_inputs.py",
-    "test_class_misconceptions.py", "test_class_page.py", "test_cli_grade.py", "test_environment_not_graded.py",
+    "test_class_misconceptions.py", "test_class_page.py", "test_cli_grade.py", "test_copied_answers.py",
+    "test_environment_not_graded.py",
     "test_exercise_05_mistakes.py", "test_exercise_06_mistakes.py", "test_exercise_07_mistakes.py",
     "test_exercise_08_mistakes.py", "test_exercise_mistakes.py", "test_exercises_end_to_end.py",
     "test_fault_or_mistake.py", "test_grade_all.py", "test_grade_all_canary.py", "test_grade_all_hostile.py",
