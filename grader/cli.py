@@ -227,8 +227,8 @@ def grade(args: argparse.Namespace) -> int:
     try:
         handed_over = outputs.handed_over()
     except OSError as exc:
-        print(f"mechgrade grade: cannot make a private folder for the results in {exc.filename}: {exc.strerror}; "
-              "name a folder you can write with --report-html, --gradescope-json or --junitxml", file=sys.stderr)
+        print(f"mechgrade grade: cannot make a private folder beside the results ({exc}); name a folder you can "
+              "write with --report-html, --gradescope-json or --junitxml", file=sys.stderr)
         return 2
     try:
         # The grading process is told where each output goes (its reports name it) and writes it

@@ -15,7 +15,8 @@ every later run remove the run folders whose processes have all ended (``remove_
 ``mechgrade grade`` owns the run folder of the grading process it starts (and may outlive: it
 moves results.json into place even when that process dies), and hands it over in that process's
 environment (``MECHGRADE_PRIVATE_OUTPUTS``: each destination and its private path); the grading
-process writes there and leaves the moving to it.
+process writes there and leaves the moving to it. A grade-all job process hands over its
+submission's staging folder the same way: that folder is the submission's run folder already.
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ class RunFolder:
         key = _key(destination)
         if key in self.given:
             return self.given[key]
-        if not self._folders:
+        if key not in self.destinations:
+            raise ValueError(f"{destination} is not one of this run's outputs")
+        if not self._private:
             self._make()
         return self._private[key]
 
@@ -92,8 +95,7 @@ class RunFolder:
 
     def handed_over(self) -> dict[str, str]:
         """The environment entry that hands this run's private paths to a grading process it starts."""
-        mapping = {str(d): str(self.private(d)) for d in self.destinations}
-        return {ENV_PRIVATE_OUTPUTS: json.dumps(mapping)}
+        return hand_over({d: self.private(d) for d in self.destinations})
 
     def _make(self) -> None:
         remove_leftovers()  # what killed runs left, before this one adds its own
@@ -111,6 +113,12 @@ class RunFolder:
 
     def _entry(self) -> dict[str, object]:
         return {"pids": self._pids, "tag": self._tag, "parents": [str(p) for p in self._parents]}
+
+
+def hand_over(private: dict[Path, Path]) -> dict[str, str]:
+    """The environment entry that tells a grading run where to write each destination's file (a
+    private path its caller moves into place); the caller sets it in that run's environment."""
+    return {ENV_PRIVATE_OUTPUTS: json.dumps({str(_key(d)): str(p) for d, p in private.items()})}
 
 
 def remove_leftovers() -> list[str]:
