@@ -11,7 +11,7 @@
   mechgrade grade-all SUBMISSIONS --out DIR [--jobs N] [...]             grade a class: grades.csv, class.html
   mechgrade grade-all SUBMISSIONS --out DIR --slurm [...]                the same, as a Slurm job array
   mechgrade merge-results RESULTS... --out DIR                           a gradebook from results.json files
-  mechgrade repair                                                       put back modes a killed grading run left
+  mechgrade repair                                                       undo what a killed grading run left: modes, run folders
 
 mechgrade grade OPTIONS grades as pytest exercises OPTIONS does, with the same options, in a
 child process, so that a submission that kills or hangs it still leaves a results.json.
@@ -188,7 +188,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True, metavar="DIR")
 
     commands.add_parser("repair", help="put back the folder modes that a grading run killed with SIGKILL left "
-                                       "changed (as root, where workers could not use a mount namespace)")
+                                       "changed (as root, where workers could not use a mount namespace), and "
+                                       "remove the private run folders (.mechgrade-run-*) of killed runs")
 
     r = commands.add_parser("report", help="open the last HTML report in a browser")
     r.add_argument("action", choices=["open"])
