@@ -433,8 +433,7 @@ class GradingHooks:
             graded = self.config.getoption("mechgrade_submission") or "the submission"
             run = RunResult(model_id="none", model_reason="grading could not start", device="none", graded=graded,
                             errors=[f"grading could not start: {reason}"])
-            write_html(run, self.outputs.private(report))
-            self._publish(report)
+            self._write_html(run, report)
         if results is not None:
             write_failure_results(self.outputs.private(results), f"grading could not start: {reason}")
             self._publish(results)
