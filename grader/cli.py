@@ -11,7 +11,7 @@
   mechgrade grade-all SUBMISSIONS --out DIR [--jobs N] [...]             grade a class: grades.csv, class.html
   mechgrade grade-all SUBMISSIONS --out DIR --slurm [...]                the same, as a Slurm job array
   mechgrade merge-results RESULTS... --out DIR                           a gradebook from results.json files
-  mechgrade repair                                                       put back modes a killed grading run left
+  mechgrade repair                                                       undo what a killed grading run left: modes, run folders
 
 mechgrade grade OPTIONS grades as pytest exercises OPTIONS does, with the same options, in a
 child process, so that a submission that kills or hangs it still leaves a results.json.
@@ -38,6 +38,7 @@ from grader.grading.command import (
     pytest_command,
     targets,
 )
+from grader.grading.run_folder import RunFolder, remove_leftovers
 from grader.classroom.slurm_options import add_arguments as slurm_arguments
 from grader.classroom.slurm_options import from_args as slurm_options
 from grader.models import MODELS
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "merge-results":
         return merge_results(args)
     if args.command == "repair":
-        for line in repair():
+        for line in [*repair(), *remove_leftovers()]:
             print(line)
         return 0
     if args.command == "release":
@@ -187,7 +188,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True, metavar="DIR")
 
     commands.add_parser("repair", help="put back the folder modes that a grading run killed with SIGKILL left "
-                                       "changed (as root, where workers could not use a mount namespace)")
+                                       "changed (as root, where workers could not use a mount namespace), and "
+                                       "remove the private run folders (.mechgrade-run-*) of killed runs")
 
     r = commands.add_parser("report", help="open the last HTML report in a browser")
     r.add_argument("action", choices=["open"])
@@ -216,15 +218,48 @@ def fixtures(args: argparse.Namespace) -> int:
 
 
 def grade(args: argparse.Namespace) -> int:
-    """Grade in a child process, so that a submission that kills or hangs it still gets a report."""
-    from grader.reports.gradescope import record_abnormal_end  # late: loaded per command
-
-    pytest_args = pytest_command(args)
-    results = Path(args.gradescope_json).resolve() if args.gradescope_json else None
+    """Grade in a child process, so that a submission that kills or hangs it still gets a report.
+    The child writes every output into this process's run folder (grader.grading.run_folder), and
+    this process moves them into place once the child has ended, however it ended."""
+    report, junit, results = _destinations(args)
     if results is not None:
         results.unlink(missing_ok=True)  # a stale file must not pass for this run's result
+    outputs = RunFolder([report, junit, results])
+    try:
+        handed_over = outputs.handed_over()
+    except OSError as exc:
+        print(f"mechgrade grade: cannot make a private folder beside the results ({exc}); name a folder you can "
+              "write with --report-html, --gradescope-json or --junitxml", file=sys.stderr)
+        return 2
+    try:
+        # The grading process is told where each output goes (its reports name it) and writes it
+        # into the run folder; pytest's own JUnit XML is written there directly.
+        private_junit = None if junit is None else outputs.private(junit)
+        code = _grade_in_child(args, outputs, handed_over, private_junit)
+        _move_into_place(outputs, [report, junit, results])
+    finally:
+        outputs.close()
+    return code
+
+
+def _destinations(args: argparse.Namespace) -> tuple[Path | None, Path | None, Path | None]:
+    """Where the HTML report, the JUnit XML and results.json go (None: not written)."""
+    report = None if args.report_html == "" else Path(args.report_html or REPO_ROOT / DEFAULT_REPORT).resolve()
+    junit = Path(args.junitxml).resolve() if args.junitxml else None
+    results = Path(args.gradescope_json).resolve() if args.gradescope_json else None
+    return report, junit, results
+
+
+def _grade_in_child(args: argparse.Namespace, outputs: RunFolder, handed_over: dict[str, str],
+                    junit: Path | None) -> int:
+    """Run the grading process; say in results.json how it ended when it did not end by itself."""
+    from grader.reports.gradescope import record_abnormal_end  # late: loaded per command
+
+    pytest_args = pytest_command(argparse.Namespace(**{**vars(args), "junitxml": str(junit) if junit else None}))
+    results = outputs.private(Path(args.gradescope_json)) if args.gradescope_json else None
     started = time.monotonic()
-    child = subprocess.Popen(pytest_args, cwd=REPO_ROOT, env={**os.environ, **GRADING_ENV})
+    child = subprocess.Popen(pytest_args, cwd=REPO_ROOT, env={**os.environ, **GRADING_ENV, **handed_over})
+    outputs.adopt(child.pid)  # its run folder is a leftover only once the child has ended too
     previous = signal.signal(signal.SIGTERM, _stop_child(child))
     try:
         code = child.wait(timeout=args.total_timeout if args.total_timeout > 0 else None)
@@ -244,6 +279,25 @@ def grade(args: argparse.Namespace) -> int:
     if reason:
         print(f"mechgrade: {reason}", file=sys.stderr)
     return code
+
+
+def _move_into_place(outputs: RunFolder, destinations: list[Path | None]) -> None:
+    """Rename each output the grading process wrote into its destination, results.json last (it
+    then says what could not be moved)."""
+    from grader.reports.gradescope import add_error  # late: loaded per command
+
+    problems: list[str] = []
+    for destination in destinations:
+        if destination is None:
+            continue
+        if problems and destination == destinations[-1] and outputs.private(destination).exists():
+            for problem in problems:
+                add_error(outputs.private(destination), problem)
+        try:
+            outputs.publish(destination)
+        except OSError as exc:
+            problems.append(f"could not move {destination.name} into place at {destination}: {exc.strerror}")
+            print(f"mechgrade: {problems[-1]}", file=sys.stderr)
 
 
 def _stop_child(child: subprocess.Popen[bytes]) -> Any:

@@ -38,6 +38,7 @@ from grader.grading.session import (
     exercise_of,
     session_of,
 )
+from grader.grading.run_folder import RunFolder
 from grader.judging.fixtures import FixtureError, render_drift
 from grader.judging.results import RunResult, TestResult, cap
 from grader.judging.scoring import Grade, points_for
@@ -125,6 +126,23 @@ class GradingHooks:
         self.refused: str | None = None  # why the graded source was refused (a notebook too large, ...)
         self.drift_text: str | None = None
         self.final_run: RunResult | None = None  # what the reports were made from, for the terminal too
+        self._outputs: RunFolder | None = None
+
+    @property
+    def outputs(self) -> RunFolder:
+        """The run's private folder: every report is written there and moved into place at the end
+        (grader.grading.run_folder). Made on the first write, so a run that writes nothing makes none."""
+        if self._outputs is None:
+            self._outputs = RunFolder([self._report_path(), self._results_path()])
+        return self._outputs
+
+    def _report_path(self) -> Path | None:
+        report = self.config.getoption("mechgrade_report_html")
+        return Path(self.config.rootpath) / DEFAULT_REPORT if report is None else Path(report) if report else None
+
+    def _results_path(self) -> Path | None:
+        results = self.config.getoption("mechgrade_gradescope_json")
+        return Path(results) if results else None
 
     @property
     def grading(self) -> GradingSession | None:
@@ -220,7 +238,7 @@ class GradingHooks:
         if grading.options.isolate and grading.options.gradescope_json is not None:
             # Written for real only once every worker is dead (see pytest_sessionfinish); until then
             # the file says that grading did not reach its end, which is true if it never does.
-            write_failure_results(grading.options.gradescope_json,
+            write_failure_results(self.outputs.private(grading.options.gradescope_json),
                                   "grading started but did not reach its end: no grade was recorded")
         else:
             self._write_gradescope(grading)
@@ -331,6 +349,13 @@ class GradingHooks:
     # ---- end of run: expected-value drift, reports ----
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        try:
+            self._finish(session)
+        finally:  # what was not moved into place (a run that failed half-way) is not left behind
+            if self._outputs is not None:
+                self._outputs.close()
+
+    def _finish(self, session: pytest.Session) -> None:
         grading = self.grading
         if grading is None:
             self._write_empty_gradescope()
@@ -364,44 +389,54 @@ class GradingHooks:
             Path(timings_path).write_text(json.dumps(grading.timings))
 
     def _write_reports(self, grading: GradingSession) -> None:
+        """The final reports, each written in the run folder and moved into place: the HTML report
+        first, so that once results.json is there, the report it points to is too."""
         run = self.final_run = grading.run_result()
-        if grading.options.report_html is not None:
-            try:
-                write_html(run, grading.options.report_html)
-            except Exception as exc:  # a broken report must never hide the grade itself
-                run.errors.append(f"could not write the HTML report: {exc}")
+        self._write_html(run, grading.options.report_html)
         self._write_gradescope(grading, run)
+        self._publish(grading.options.gradescope_json)
 
-    @staticmethod
-    def _write_gradescope(grading: GradingSession, run: RunResult | None = None) -> None:
+    def _write_html(self, run: RunResult, path: Path | None) -> None:
+        if path is None:
+            return
+        try:
+            write_html(run, self.outputs.private(path))
+            self._publish(path)
+        except Exception as exc:  # noqa: BLE001 - a broken report must never hide the grade itself
+            run.errors.append(f"could not write the HTML report: {exc}")
+
+    def _write_gradescope(self, grading: GradingSession, run: RunResult | None = None) -> None:
+        """results.json in the run folder (rewritten as checks finish: what `mechgrade grade` moves
+        into place if this process dies); moved into place by `_publish` at the end."""
         if grading.options.gradescope_json is None:
             return
-        write_gradescope(run or grading.run_result(), grading.options.gradescope_json)
+        write_gradescope(run or grading.run_result(), self.outputs.private(grading.options.gradescope_json))
+
+    def _publish(self, path: Path | None) -> None:
+        if path is not None:
+            self.outputs.publish(path)
 
     def _write_not_graded(self, grading: GradingSession) -> None:
         run = self.final_run = grading.run_result()
         run.exercises, run.not_graded = [], grading.not_graded
-        if grading.options.report_html is not None:
-            try:
-                write_html(run, grading.options.report_html)
-            except Exception as exc:  # noqa: BLE001 - the results.json below still says why
-                run.errors.append(f"could not write the HTML report: {exc}")
+        self._write_html(run, grading.options.report_html)  # results.json below still says why if it fails
         if grading.options.gradescope_json is not None:
-            write_failure_results(grading.options.gradescope_json, f"not graded: {grading.not_graded}")
+            write_failure_results(self.outputs.private(grading.options.gradescope_json), f"not graded: {grading.not_graded}")
+            self._publish(grading.options.gradescope_json)
 
     def _write_empty_gradescope(self) -> None:
         """An LMS gets a results.json even when no graded check could be collected; a refused
         submission also gets an HTML report that says why."""
         reason = "\n".join(filter(None, [self.refused, *self.collection_errors])) or "no graded checks were collected"
-        path = self.config.getoption("mechgrade_gradescope_json")
-        if path:
-            write_failure_results(Path(path), f"grading could not start: {reason}")
-        report = self.config.getoption("mechgrade_report_html")
-        if self.refused is not None and report != "":
+        report, results = self._report_path(), self._results_path()
+        if self.refused is not None and report is not None:
             graded = self.config.getoption("mechgrade_submission") or "the submission"
             run = RunResult(model_id="none", model_reason="grading could not start", device="none", graded=graded,
                             errors=[f"grading could not start: {reason}"])
-            write_html(run, Path(report) if report else Path(self.config.rootpath) / DEFAULT_REPORT)
+            self._write_html(run, report)
+        if results is not None:
+            write_failure_results(self.outputs.private(results), f"grading could not start: {reason}")
+            self._publish(results)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         grading = self.grading

@@ -6,8 +6,10 @@ import json
 import xml.etree.ElementTree as ET
 
 import pytest
-from graded_project import GradedProject, new_project
+from graded_project import RESULTS, GradedProject, new_project
 from gradescope_shape import assert_gradescope_shape
+
+from grader.grading import run_folder
 
 CHECKS = '''
     @pytest.mark.points(2)
@@ -87,7 +89,9 @@ def test_results_json_is_written_when_nothing_is_collected_at_all(make_project) 
     assert_gradescope_shape(project.results())
 
 
-def test_results_json_holds_the_tests_that_ran_when_the_process_dies(tmp_path) -> None:
+def test_a_process_that_dies_leaves_its_results_json_in_its_run_folder_holding_the_tests_that_ran(tmp_path) -> None:
+    """Never half a run in the destination: `mechgrade grade` moves this file into place, saying
+    that the grading process died (tests/test_private_results.py)."""
     project = new_project(
         tmp_path,
         CHECKS
@@ -99,7 +103,9 @@ def test_results_json_holds_the_tests_that_ran_when_the_process_dies(tmp_path) -
     )
     result = project.run(timeout=60)
     assert result.ret == 1
-    document = project.results()
+    assert not (project.root / RESULTS).exists()
+    [folder] = [p for p in (project.root / RESULTS).parent.iterdir() if p.name.startswith(run_folder.PREFIX)]
+    document = json.loads((folder / "results.json").read_text())
     assert_gradescope_shape(document)
     assert [(t["number"], t["score"]) for t in document["tests"]] == [("1.1", 2.0), ("1.2", 0.0), ("1.3", 0.0)]
     assert document["score"] == 2.0

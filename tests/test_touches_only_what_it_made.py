@@ -158,7 +158,7 @@ def test_every_way_out_puts_every_mode_back(project: GradedProject, way_out: str
     output = process.communicate(timeout=300)[0]
     assert modes(project.root) == before, f"modes changed after {way_out}:\n{output[-3000:]}"
     assert not list(hiding.JOURNALS.glob("*.json")) or all(
-        hiding._alive(json.loads(j.read_text())["pid"]) for j in hiding.JOURNALS.glob("*.json")), "a journal was left"
+        hiding.alive(json.loads(j.read_text())["pid"]) for j in hiding.JOURNALS.glob("*.json")), "a journal was left"
 
 
 def _start_with(project: GradedProject, plugin: tuple[str, ...]) -> subprocess.Popen[str]:

@@ -249,9 +249,12 @@ def _graded(out: Path, submission: Submission) -> bool:
 
 
 def _staging(out: Path, submission: Submission) -> Path:
+    """The submission's private folder (mode 700, made by this run beside its destination): its
+    results are written there and it is renamed into place once they are final (`_file`)."""
     staging = out / STAGING / submission.folder
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging.mkdir(parents=True, mode=0o700)
+    os.chmod(staging, 0o700)  # whatever the umask left of it
     return staging
 
 
@@ -279,7 +282,7 @@ def _file(out: Path, submission: Submission, staging: Path, progress: Progress, 
     extra = document.setdefault("extra_data", {})
     extra["mechgrade"] = {"submission": submission.shown, "problems": submission.problems}
     write_json_atomic(document, results)
-    os.chmod(staging, 0o755)  # the grader made it root-only while student code ran
+    os.chmod(staging, 0o755)  # private while it was made; readable once in place, as a report is
     target = out / submission.folder
     if target.exists():  # an earlier result that is not this entry's (or not whole): not ours to keep
         shutil.rmtree(target)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from grader.grading.command import GRADING_ENV, REPO_ROOT, pytest_command
+from grader.grading.run_folder import hand_over
 from grader.sandbox import start
 from grader.sandbox.isolated import die_with_parent
 from grader.sandbox.shared_temp import private_uid, sweep
@@ -113,6 +114,9 @@ def grade_one(options: argparse.Namespace, submission: str, staging: Path, quiet
     import pytest
 
     staging.mkdir(parents=True, exist_ok=True)
+    # The staging folder is the submission's private run folder (grade-all made it, mode 700, and
+    # renames it into place once final): the reports are written there as they are.
+    os.environ.update(hand_over({path: path for path in (staging / "report.html", staging / "results.json")}))
     started = time.monotonic()
     log = os.open(staging / "grading.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     sys.stdout.flush()

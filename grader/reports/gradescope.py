@@ -178,6 +178,14 @@ def write_failure_results(path: Path, reason: str, execution_time: float = 0) ->
     return write_json_atomic(document, path)
 
 
+def add_error(path: Path, error: str) -> Path:
+    """Add a line to results.json's output for what went wrong after its grading process wrote it
+    (its HTML report could not be moved into place, say)."""
+    document = json.loads(path.read_text())
+    document["output"] = _clean(cap(f"{document.get('output', '')}\nerror: {error}", RUN_OUTPUT_CAP))
+    return write_json_atomic(document, path)
+
+
 def record_abnormal_end(path: Path, reason: str, execution_time: float) -> Path:
     """The grading process died or was stopped: keep the results.json it rewrote after its last
     finished check (checks that had not finished are already there with 0 points) and say why;

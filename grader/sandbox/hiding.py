@@ -164,7 +164,7 @@ def repair(only_pid: int | None = None) -> list[str]:
             continue
         if only_pid is not None and pid != only_pid:
             continue
-        if only_pid is None and _alive(pid):
+        if only_pid is None and alive(pid):
             continue
         for path, mode in entry["modes"]:
             try:
@@ -176,7 +176,7 @@ def repair(only_pid: int | None = None) -> list[str]:
     return repaired
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     """Whether `pid` still runs (a zombie nobody has reaped yet does not: it will restore nothing)."""
     try:
         os.kill(pid, 0)
