@@ -29,7 +29,8 @@ END_TO_END = frozenset({
     "test_exercise_05_mistakes.py", "test_exercise_06_mistakes.py", "test_exercise_07_mistakes.py",
     "test_exercise_08_mistakes.py", "test_exercise_mistakes.py", "test_exercises_end_to_end.py",
     "test_fault_or_mistake.py", "test_grade_all.py", "test_grade_all_canary.py", "test_grade_all_hostile.py",
-    "test_grade_all_slurm.py", "test_notebooks.py", "test_points_follow_work.py", "test_release.py",
+    "test_grade_all_slurm.py", "test_notebooks.py", "test_points_follow_work.py", "test_private_results.py",
+    "test_release.py",
     "test_not_root_confined.py", "test_shipped_artefacts.py", "test_touches_only_what_it_made.py", "test_wheel.py",
 })
 
