@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+from python_source import parse as parse_python
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "toy-gpt2"
@@ -819,7 +820,7 @@ def test_the_table_is_consistent() -> None:
 
 def rename_function(source: str, name: str, new_name: str) -> str:
     """`source` with the top-level function `name` renamed (so a hostile version can call it)."""
-    for node in ast.parse(source).body:
+    for node in parse_python(source).body:
         if isinstance(node, ast.FunctionDef) and node.name == name:
             lines = source.splitlines(keepends=True)
             lines[node.lineno - 1] = lines[node.lineno - 1].replace(f"def {name}(", f"def {new_name}(", 1)
@@ -837,7 +838,7 @@ def hostile_module(exercise: str, rewrites: Mapping[str, str], placeholders: Map
     source += "\n\n# ---- hostile code ----\n\n" + "\n\n".join(rewrites.values())
     for placeholder, value in placeholders.items():
         source = source.replace(placeholder, value)
-    ast.parse(source)  # the rewrite itself must be valid Python
+    parse_python(source)  # the rewrite itself must be valid Python
     return source
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from python_source import parse as parse_python
 from test_exercise_mistakes import (
     Graded,
     Mistake,
@@ -187,7 +188,7 @@ def replace_in(source: str, name: str, new: str) -> str:
     if "." not in name:
         return replace_function(source, name, new)
     owner, method = name.split(".")
-    tree = ast.parse(source)
+    tree = parse_python(source)
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == owner:
             for item in node.body:
@@ -207,7 +208,7 @@ def _submission(folder: Path, rewrites: dict[str, str], whole: str | None = None
     for name, new in rewrites.items():
         source = replace_in(source, name, new)
     target.write_text(source + ("\n\n" + extra if extra else ""))
-    ast.parse(target.read_text())
+    parse_python(target.read_text())
     return folder
 
 

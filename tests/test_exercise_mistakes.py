@@ -24,13 +24,14 @@ import sys
 import textwrap
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from python_source import parse as parse_python
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "toy-gpt2"
@@ -414,7 +415,7 @@ def test_each_batch_rewrites_a_function_at_most_once() -> None:
 
 def replace_function(source: str, name: str, new: str) -> str:
     """`source` with the top-level function `name` (decorators included) replaced by `new`."""
-    tree = ast.parse(source)
+    tree = parse_python(source)
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name == name:
             start = min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1
@@ -431,7 +432,7 @@ def build_submission(folder: Path, rewrites: dict[tuple[str, str], str]) -> Path
     for (exercise, function), new in rewrites.items():
         target = folder / exercise / f"{TOPICS[exercise]}.py"
         target.write_text(replace_function(target.read_text(), function, new))
-        ast.parse(target.read_text())  # the rewrite itself must be valid Python
+        parse_python(target.read_text())  # the rewrite itself must be valid Python
     return folder
 
 

@@ -123,8 +123,9 @@ def build_bundle(out: Path, model: str = "gpt2-small", root: Path = REPO_ROOT, c
     """Write the autograder zip for grading on `model` from `root`'s git HEAD; return its path.
 
     Raises BundleError when HEAD lacks fixtures for an exercise, when its fixtures disagree on the
-    versions they were made with or (with `check_drift`) differ from the reference solutions, or
-    when an exercise asked for is not at HEAD (before anything is written).
+    versions they were made with or (with `check_drift`, which loads the model) differ from the
+    reference solutions or rest on fixed held-out inputs that do not suit the model, or when an
+    exercise asked for is not at HEAD (before anything is written).
     """
     commit = _head_commit(root)
     with tempfile.TemporaryDirectory(prefix="mechgrade-bundle-") as temporary:
@@ -134,15 +135,15 @@ def build_bundle(out: Path, model: str = "gpt2-small", root: Path = REPO_ROOT, c
         files = [f for f in files if _in_assignment(f.name, chosen)]
         _require_fixtures(tree, model, chosen)
         versions = _pinned_versions(tree, model, chosen)
-        if check_drift:
-            _check_drift(tree, model, chosen)
         course = {"commit": commit, "model": model, "exercises": chosen, "checks": _checks(tree, chosen)}
+        if check_drift:  # both load the model: the fixtures agree with the solutions, the held-out inputs suit it
+            _check_drift(tree, model, chosen)
+            if hidden_seed is None:
+                _require_fixed_inputs_suit(model, [e for e, c in course["checks"].items() if c["hidden_checks"]])
         extra: dict[str, str] = {}
         if hidden_seed is not None:
             extra = _seeded_hidden_values(tree, model, chosen, hidden_seed)
             course["hidden_seed_sha256"] = _seed_digest(hidden_seed)
-        else:
-            _require_fixed_inputs_suit(model, [e for e, c in course["checks"].items() if c["hidden_checks"]])
         extra[COURSE_FILE] = json.dumps(course, indent=1, sort_keys=True) + "\n"
         held_out = f" --held-out {HELD_OUT_FILE}" if hidden_seed is not None else ""
         scripts = {
