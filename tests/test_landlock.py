@@ -28,23 +28,26 @@ def confined(policy: landlock.Policy, attempts: dict[str, Callable[[], object]])
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
+        said: dict[str, str] = {}
         try:
             landlock.restrict(policy)
-            said = {}
             for what, attempt in attempts.items():
                 try:
                     attempt()
                     said[what] = "ok"
                 except OSError as exc:
                     said[what] = type(exc).__name__
-            os.write(write_end, json.dumps(said).encode())
+        except BaseException as exc:  # said, not lost: the parent's assertion shows it
+            said["the child failed"] = f"{type(exc).__name__}: {exc}"
         finally:
+            os.write(write_end, json.dumps(said).encode())
             os._exit(0)
     os.close(write_end)
     with os.fdopen(read_end) as reply:
-        said = json.loads(reply.read() or "{}")
-    os.waitpid(pid, 0)
-    return said
+        text = reply.read()
+    _, status = os.waitpid(pid, 0)
+    assert text, f"the confined child wrote nothing (wait status {status})"
+    return json.loads(text)
 
 
 def test_a_confined_process_reads_its_list_writes_its_scratch_and_reaches_nothing_else(tmp_path: Path) -> None:
