@@ -110,7 +110,14 @@ def start(project: GradedProject, method: str, wait: float, *extra: str, total_t
                "--report-html", str(project.root / "out/report.html"), "--check-timeout", "120",
                "--total-timeout", str(total_timeout), *extra]
     return subprocess.Popen(command, cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, preexec_fn=_ctrl_c_at_its_default)
+
+
+def _ctrl_c_at_its_default() -> None:
+    """As a terminal's foreground command has it: a suite run in the background without job control
+    hands its children SIGINT ignored, and the Ctrl-C way out would then test nothing (it did: the
+    run went on to its check's time limit, and passed)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_until_hidden(project: GradedProject, process: subprocess.Popen[str]) -> None:
@@ -157,6 +164,8 @@ def test_every_way_out_puts_every_mode_back(project: GradedProject, way_out: str
             process.send_signal(signal.SIGTERM)
     output = process.communicate(timeout=300)[0]
     assert modes(project.root) == before, f"modes changed after {way_out}:\n{output[-3000:]}"
+    if way_out in ("ctrl-c", "sigterm"):  # the way out was taken, not the check's time limit
+        assert "grading was interrupted" in json.dumps(results(project)), output[-3000:]
     assert not list(hiding.JOURNALS.glob("*.json")) or all(
         hiding.alive(json.loads(j.read_text())["pid"]) for j in hiding.JOURNALS.glob("*.json")), "a journal was left"
 
