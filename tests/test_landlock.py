@@ -3,6 +3,7 @@ lists and nothing else, whoever it runs as (root too: Landlock is not about file
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import re
@@ -17,6 +18,10 @@ import pytest
 from grader.sandbox import hiding, landlock
 from grader.sandbox.start import SYSTEM_FOLDERS, EnvironmentFault, _landlock_policy
 from grader.student.preflight import preflight
+
+# A socket address's host is encoded with the idna codec, imported on first use: a child confined
+# before that cannot read it ("LookupError: unknown encoding: idna", in a full suite run). Loaded here.
+codecs.lookup("idna")
 
 pytestmark = pytest.mark.skipif(landlock.unavailable(landlock.CLASS_ABI) is not None,
                                 reason=f"needs Landlock ABI {landlock.CLASS_ABI}: "
